@@ -1,0 +1,57 @@
+# ipfix-balancer — see README.md. `make help` lists the targets.
+SHELL   := /usr/bin/env bash
+GO      ?= go
+PKG     ?= ./...
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS := -s -w -X main.version=$(VERSION)
+BIN     := bin
+FUZZTIME ?= 8s
+# Every fuzz target as package:Target; `make fuzz` runs each for FUZZTIME.
+FUZZ_TARGETS := ./ipfix:FuzzFramer ./ipfix:FuzzParseMessage ./ipfix:FuzzReadFile ./config:FuzzLoadConfig
+
+.PHONY: help run build test test-go fuzz bench lint deps rpm deb clean
+
+help: ## list the targets
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
+
+build: ## build ipfix-balancer, ipfix-loader and ipfix-gen into bin/
+	@mkdir -p $(BIN)
+	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/ ./cmd/...
+
+run: build ## run the balancer on its embedded default config (Ctrl-C stops it)
+	@echo "metrics: http://127.0.0.1:9740/metrics  —  send traffic: bin/ipfix-gen -stream fullflow -records 100000 -to tcp://127.0.0.1:1500"
+	$(BIN)/ipfix-balancer
+
+deps: ## install what the tests need (Go modules, tshark, clickhouse-server)
+	$(GO) mod download
+	./scripts/install-test-deps.sh
+
+test: deps lint ## everything CI runs: lint, all tests with -race, a bounded fuzz smoke run
+	$(GO) test -race -count=1 -timeout 15m $(PKG)
+	@$(MAKE) --no-print-directory fuzz FUZZTIME=5s
+
+fuzz: ## run every fuzz target for FUZZTIME (default 8s)
+	@set -e; for t in $(FUZZ_TARGETS); do \
+		pkg=$${t%%:*}; name=$${t##*:}; \
+		echo "fuzz $$pkg $$name ($(FUZZTIME))"; \
+		$(GO) test $$pkg -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) >/tmp/fuzz.$$$$.log 2>&1 || { cat /tmp/fuzz.$$$$.log; exit 1; }; \
+		tail -1 /tmp/fuzz.$$$$.log; \
+	done
+
+bench: build ## micro-benchmarks and the end-to-end harness (figures go to bench/RESULTS.md by hand)
+	$(GO) test -run '^$$' -bench . -benchmem -count 1 ./ipfix/... ./balancer/...
+	$(GO) run ./bench -bin $(BIN)
+
+lint: ## gofmt and go vet
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null; git ls-files -o --exclude-standard '*.go' 2>/dev/null)); \
+		if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet $(PKG)
+
+rpm: build ## build the RPM package into dist/
+	./packaging/build.sh rpm
+
+deb: build ## build the .deb package into dist/
+	./packaging/build.sh deb
+
+clean: ## remove build outputs
+	rm -rf $(BIN) dist dump

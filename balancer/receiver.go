@@ -1,0 +1,303 @@
+package balancer
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/VictoriaMetrics/metrics"
+	"github.com/panjf2000/gnet/v2"
+
+	"github.com/ipfix-balancer/ipfix-balancer/config"
+	"github.com/ipfix-balancer/ipfix-balancer/ipfix"
+)
+
+// Options are a receiver's dependencies beyond its configuration.
+type Options struct {
+	Logger *slog.Logger
+	// StatsEvery is the period of the one-line stats log; 0 disables it.
+	StatsEvery time.Duration
+	// ShutdownTimeout bounds how long Run drains queues after ctx ends.
+	ShutdownTimeout time.Duration
+	// Now is the clock (templates lifetimes, dump rotation); time.Now when nil.
+	Now func() time.Time
+}
+
+// Receiver is one stream of one DPI: a listening socket, the exporter sessions it
+// accepts and the outputs it feeds (subreceivers, or the dump writer and its
+// re-export targets). New is inert; Run does the work until its context ends.
+type Receiver struct {
+	cfg    config.Receiver
+	name   string
+	opts   Options
+	log    *slog.Logger
+	set    *metrics.Set
+	m      *receiverMetrics
+	labels string
+
+	outputs    []output
+	outMetrics []*outputMetrics
+	rr      int // index of the output RoundRobin picked last
+
+	// Event-loop state.
+	ctx      context.Context
+	loop     gnet.EventLoop
+	eng      gnet.Engine
+	sessions map[*session]gnet.Conn
+	extract  []byte // template-only copies of this batch (RoundRobin)
+
+	addr      net.Addr
+	ready     chan struct{}
+	closeOnce sync.Once
+}
+
+// New checks cfg and builds the receiver's outputs; it opens no socket.
+func New(cfg config.Receiver, opts Options) (*Receiver, error) {
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.ShutdownTimeout <= 0 {
+		opts.ShutdownTimeout = 5 * time.Second
+	}
+	r := &Receiver{
+		cfg:      cfg,
+		name:     cfg.Name(),
+		opts:     opts,
+		set:      metrics.NewSet(),
+		labels:   labelsFor(cfg.Stream, cfg.DPI),
+		sessions: make(map[*session]gnet.Conn),
+		ready:    make(chan struct{}),
+	}
+	r.log = opts.Logger.With("receiver", r.name)
+	r.m = newReceiverMetrics(r.set, r.labels)
+
+	targets := cfg.Subreceivers
+	if cfg.Mode == config.Recording {
+		rec, err := newRecorder(r, cfg.Recording)
+		if err != nil {
+			return nil, fmt.Errorf("receiver %s: %w", r.name, err)
+		}
+		r.outputs = append(r.outputs, rec)
+		targets = cfg.Recording.Export
+	}
+	for _, t := range targets {
+		o, err := r.newSubreceiver(t)
+		if err != nil {
+			return nil, fmt.Errorf("receiver %s: subreceiver %s: %w", r.name, t.Addr, err)
+		}
+		r.outputs = append(r.outputs, o)
+	}
+	if len(r.outputs) == 0 {
+		return nil, fmt.Errorf("receiver %s: no subreceiver", r.name)
+	}
+	return r, nil
+}
+
+func (r *Receiver) newSubreceiver(t config.Subreceiver) (output, error) {
+	m := newOutputMetrics(r.set, r.labels+`,subreceiver="`+t.Addr+`"`)
+	r.outMetrics = append(r.outMetrics, m)
+	switch {
+	case t.Proto == config.UDP:
+		return newUDPSub(r, t.Addr, r.cfg.MTU, m)
+	case r.cfg.Proto == config.UDP:
+		// A UDP receiver has no gnet loop to host the connection.
+		return newStreamSub(r, t.Addr, r.cfg.QueueBytes, m), nil
+	default:
+		return newTCPSub(r, t.Addr, r.cfg.QueueBytes, m), nil
+	}
+}
+
+// Name is "stream/dpi", as in logs.
+func (r *Receiver) Name() string { return r.name }
+
+// Metrics is the receiver's own metric set (registered globally while it runs).
+func (r *Receiver) Metrics() *metrics.Set { return r.set }
+
+// Ready is closed once the receiver listens and its outputs are starting.
+func (r *Receiver) Ready() <-chan struct{} { return r.ready }
+
+// Addr is the address the receiver listens on; valid after Ready.
+func (r *Receiver) Addr() net.Addr { return r.addr }
+
+// Run listens and forwards until ctx ends, then drains the outputs for up to
+// ShutdownTimeout and returns. A failure to listen is returned at once.
+func (r *Receiver) Run(ctx context.Context) error {
+	metrics.RegisterSet(r.set)
+	defer metrics.UnregisterSet(r.set, true)
+	if r.cfg.Proto == config.UDP {
+		return r.runUDP(ctx)
+	}
+	return r.runTCP(ctx)
+}
+
+// Close releases what New took. Run must have returned.
+func (r *Receiver) Close() error { return nil }
+
+// countDrop counts one message an output could not take.
+func (r *Receiver) countDrop(m *outputMetrics, reason string) {
+	m.dropped[reason].Inc()
+}
+
+func (r *Receiver) countParseError(err error) {
+	r.m.parseErrors[parseErrorKind(err)].Inc()
+}
+
+// dispatch routes one complete message of session s to the outputs. Event loop only.
+func (r *Receiver) dispatch(s *session, msg []byte) {
+	m := r.m
+	m.batchMessages++
+	m.batchBytes += len(msg)
+	odid := binary.BigEndian.Uint32(msg[12:16])
+
+	records, dataSets, templates, unknown, err := scan(s.templates, odid, msg)
+	if err != nil {
+		r.countParseError(err)
+		m.dropped[reasonMalformed].Inc()
+		return
+	}
+	if templates {
+		m.templateSets.Inc()
+		if _, err := s.templates.Learn(msg, r.opts.Now()); err != nil {
+			r.countParseError(err)
+		}
+		r.updateTemplateGauge()
+		records, _, _, unknown, _ = scan(s.templates, odid, msg)
+	}
+	if unknown > 0 {
+		// Forwarded all the same: the data is not ours to drop, and a collector that
+		// kept the templates of an earlier session can still decode it.
+		m.parseErrors["unknown_template"].Add(unknown)
+	}
+	m.batchRecords += records
+	lost, disorder := s.seq.Observe(odid, binary.BigEndian.Uint32(msg[8:12]), records)
+	if lost > 0 {
+		m.exporterLost.Add(int(lost))
+	}
+	if disorder {
+		m.exporterDisorder.Inc()
+	}
+
+	if r.cfg.Mode != config.RoundRobin || dataSets == 0 {
+		for _, o := range r.outputs {
+			o.send(msg, odid, records)
+		}
+		return
+	}
+	pick := r.nextAvailable()
+	if pick < 0 {
+		m.dropped[reasonNoSubreceiver].Inc()
+	} else {
+		r.outputs[pick].send(msg, odid, records)
+	}
+	if templates {
+		// Every subreceiver needs every template to decode what it is sent later.
+		t := r.templateExtract(msg)
+		for i, o := range r.outputs {
+			if i != pick {
+				o.send(t, odid, 0)
+			}
+		}
+	}
+}
+
+// nextAvailable returns the next output after the last pick that can take a
+// message now, or -1.
+func (r *Receiver) nextAvailable() int {
+	n := len(r.outputs)
+	for i := 1; i <= n; i++ {
+		j := (r.rr + i) % n
+		if r.outputs[j].available() {
+			r.rr = j
+			return j
+		}
+	}
+	return -1
+}
+
+// scan walks the sets of msg: data records it carries (by the session's templates),
+// data sets, whether it has template sets, and data sets with unknown templates.
+func scan(c *ipfix.TemplateCache, odid uint32, msg []byte) (records, dataSets int, templates bool, unknown int, err error) {
+	it := ipfix.Sets(msg)
+	for set, ok := it.Next(); ok; set, ok = it.Next() {
+		switch {
+		case set.ID == ipfix.TemplateSetID || set.ID == ipfix.OptionsTemplateSetID:
+			templates = true
+		case set.ID >= ipfix.MinDataSetID:
+			dataSets++
+			t := c.Lookup(odid, set.ID)
+			if t == nil {
+				unknown++
+				continue
+			}
+			n, err := t.RecordCount(set.Body)
+			if err != nil {
+				return 0, 0, false, 0, err
+			}
+			records += n
+		}
+	}
+	return records, dataSets, templates, unknown, it.Err()
+}
+
+// templateExtract copies the header and template sets of msg into the batch arena.
+func (r *Receiver) templateExtract(msg []byte) []byte {
+	start := len(r.extract)
+	r.extract = append(r.extract, msg[:16]...)
+	it := ipfix.Sets(msg)
+	for set, ok := it.Next(); ok; set, ok = it.Next() {
+		if set.ID == ipfix.TemplateSetID || set.ID == ipfix.OptionsTemplateSetID {
+			r.extract = append(r.extract, msg[set.Offset:set.Offset+ipfix.SetHeaderLen+len(set.Body)]...)
+		}
+	}
+	t := r.extract[start:]
+	binary.BigEndian.PutUint16(t[2:4], uint16(len(t)))
+	return t
+}
+
+// appendTemplates appends messages carrying every current template of every live
+// session, numbered for the output whose sequencer is seq, each at most maxSize.
+func (r *Receiver) appendTemplates(dst []byte, seq *sequencer, maxSize int) []byte {
+	now := uint32(r.opts.Now().Unix())
+	for s := range r.sessions {
+		for _, odid := range s.templates.Domains() {
+			dst = s.templates.AppendTemplateMessages(dst, odid, now, seq.next[odid], maxSize)
+		}
+	}
+	return dst
+}
+
+func (r *Receiver) updateTemplateGauge() {
+	n := 0
+	for s := range r.sessions {
+		n += s.templates.Len()
+	}
+	r.m.templates.Store(int64(n))
+}
+
+// flush ends a batch: one write per output, metrics published once.
+func (r *Receiver) flush() {
+	for _, o := range r.outputs {
+		o.flush()
+	}
+	r.extract = r.extract[:0]
+	r.m.publish()
+}
+
+// pendingBytes sums what the outputs still hold. Event loop only.
+func (r *Receiver) pendingBytes() int {
+	n := 0
+	for _, o := range r.outputs {
+		n += o.pendingBytes()
+	}
+	return n
+}
+
+var errClosed = errors.New("receiver closed")

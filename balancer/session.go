@@ -1,0 +1,26 @@
+package balancer
+
+import (
+	"net/netip"
+	"time"
+
+	"github.com/ipfix-balancer/ipfix-balancer/ipfix"
+)
+
+// session is one exporter transport session: a TCP connection from the DPI, or the
+// datagrams from one UDP source address. It owns the exporter's templates (RFC 7011
+// §8: templates are scoped to the session) and its sequence tracking. Event loop only.
+type session struct {
+	remote    netip.AddrPort
+	templates *ipfix.TemplateCache
+	seq       ipfix.SequenceTracker
+	// carry holds the start of a message split across reads. gnet's own buffer
+	// would keep it too, but Peek then copies every following read whole; owning
+	// the tail keeps reads zero-copy and is what a restart hands over.
+	carry    []byte
+	lastSeen time.Time
+}
+
+func newSession(remote netip.AddrPort, templateLifetime time.Duration) *session {
+	return &session{remote: remote, templates: ipfix.NewTemplateCache(templateLifetime)}
+}

@@ -1,0 +1,342 @@
+package balancer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/panjf2000/gnet/v2"
+	"golang.org/x/sys/unix"
+
+	"github.com/ipfix-balancer/ipfix-balancer/affinity"
+	"github.com/ipfix-balancer/ipfix-balancer/ipfix"
+)
+
+// readBufferBytes is gnet's per-loop read buffer: one read, one dispatch batch and
+// one writev per subreceiver. At 256 KiB a batch holds ~180 messages of 1400 B.
+const readBufferBytes = 256 << 10
+
+// bootConn marks the socketpair end registered on the loop at start: its OnOpen is
+// the only deterministic moment to run code on the loop's thread before traffic
+// (gnet has no per-loop boot hook), so the loop pins itself there.
+type bootConn struct{ peer *os.File }
+
+// tcpHandler is the gnet event handler of a TCP receiver. One loop serves the
+// listener, the exporters' connections and the subreceivers' connections.
+type tcpHandler struct {
+	gnet.BuiltinEventEngine
+	r       *Receiver
+	booted  chan gnet.Engine
+	running chan struct{}
+	started chan error
+	tick    sync.Once
+}
+
+var _ gnet.EventHandler = (*tcpHandler)(nil)
+
+func (h *tcpHandler) OnBoot(eng gnet.Engine) gnet.Action {
+	h.booted <- eng
+	return gnet.None
+}
+
+// OnTick runs on gnet's ticker goroutine, which gnet starts after registering its
+// loops: the first tick is the earliest moment Engine.Register is race-free.
+func (h *tcpHandler) OnTick() (time.Duration, gnet.Action) {
+	h.tick.Do(func() { close(h.running) })
+	return time.Hour, gnet.None
+}
+
+func (h *tcpHandler) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
+	r := h.r
+	switch v := c.Context().(type) {
+	case *bootConn:
+		r.loop = c.EventLoop()
+		h.started <- r.pin()
+	case *tcpSub:
+		v.opened(c)
+	default:
+		remote, _ := netip.ParseAddrPort(c.RemoteAddr().String())
+		s := newSession(remote, 0)
+		c.SetContext(s)
+		r.sessions[s] = c
+		r.m.sessions.Store(int64(len(r.sessions)))
+		r.m.sessionsTotal.Inc()
+		r.log.Info("exporter connected", "exporter", remote)
+	}
+	return nil, gnet.None
+}
+
+// pin pins the loop's OS thread (gnet locks it with WithLockOSThread) to the
+// configured CPUs. A CPU this machine lacks is a warning: the loop runs unpinned.
+func (r *Receiver) pin() error {
+	cpus := r.cfg.CPU
+	if len(cpus) == 0 {
+		return nil
+	}
+	if missing := affinity.Missing(cpus); len(missing) > 0 {
+		r.log.Warn("cpu not on this machine, running unpinned", "cpu", cpus.String(), "missing", missing.String())
+		return nil
+	}
+	if err := affinity.Pin(cpus); err != nil {
+		r.log.Warn("cannot pin event loop, running unpinned", "cpu", cpus.String(), "err", err)
+		return nil
+	}
+	r.log.Info("event loop pinned", "cpu", cpus.String(), "tid", unix.Gettid())
+	return nil
+}
+
+func (h *tcpHandler) OnTraffic(c gnet.Conn) gnet.Action {
+	s, ok := c.Context().(*session)
+	if !ok {
+		// Subreceivers and the boot socket have nothing to say to us.
+		_, _ = c.Discard(c.InboundBuffered())
+		return gnet.None
+	}
+	return h.r.onTraffic(s, c)
+}
+
+// onTraffic frames what one read brought, dispatches every complete message and
+// writes each output's batch once. The read buffer is consumed whole; a partial
+// message at its end moves to the session's carry.
+func (r *Receiver) onTraffic(s *session, c gnet.Conn) gnet.Action {
+	buf, _ := c.Peek(-1)
+	n := len(buf)
+	if len(s.carry) > 0 {
+		used, err := r.completeCarry(s, buf)
+		if err != nil {
+			return r.lostFraming(s, c, err)
+		}
+		buf = buf[used:]
+	}
+	for len(buf) > 0 {
+		size, err := ipfix.FrameLength(buf)
+		if err != nil {
+			r.flush()
+			return r.lostFraming(s, c, err)
+		}
+		if size == 0 {
+			break
+		}
+		r.dispatch(s, buf[:size])
+		buf = buf[size:]
+	}
+	r.flush()
+	if len(buf) > 0 {
+		s.carry = append(s.carry[:0], buf...)
+	}
+	// Discard(n <= 0) would drop everything gnet holds; n > 0 here.
+	if n > 0 {
+		_, _ = c.Discard(n)
+	}
+	return gnet.None
+}
+
+// completeCarry moves bytes from buf into the carried message; when it completes
+// it is dispatched (it stays valid until flush: the carry is only rewritten after).
+func (r *Receiver) completeCarry(s *session, buf []byte) (used int, err error) {
+	if len(s.carry) < ipfix.HeaderLen {
+		used = min(ipfix.HeaderLen-len(s.carry), len(buf))
+		s.carry = append(s.carry, buf[:used]...)
+		if len(s.carry) < ipfix.HeaderLen {
+			return used, nil
+		}
+	}
+	if _, err := ipfix.FrameLength(s.carry); err != nil {
+		return used, err
+	}
+	size := int(uint16(s.carry[2])<<8 | uint16(s.carry[3]))
+	more := min(size-len(s.carry), len(buf)-used)
+	s.carry = append(s.carry, buf[used:used+more]...)
+	used += more
+	if len(s.carry) == size {
+		// Written before the carry is reused: outputs reference it until flush.
+		r.dispatch(s, s.carry)
+		r.flush()
+		s.carry = s.carry[:0]
+	}
+	return used, nil
+}
+
+// lostFraming closes an exporter connection whose byte stream is no longer a
+// sequence of IPFIX messages: nothing after the bad header can be trusted.
+func (r *Receiver) lostFraming(s *session, c gnet.Conn, err error) gnet.Action {
+	r.countParseError(err)
+	r.log.Warn("exporter stream lost framing, closing", "exporter", s.remote, "err", err)
+	return gnet.Close
+}
+
+func (h *tcpHandler) OnClose(c gnet.Conn, err error) gnet.Action {
+	r := h.r
+	switch v := c.Context().(type) {
+	case *session:
+		delete(r.sessions, v)
+		r.m.sessions.Store(int64(len(r.sessions)))
+		r.updateTemplateGauge()
+		if len(v.carry) > 0 {
+			r.countParseError(ipfix.ErrShortMessage)
+		}
+		if err != nil && !errors.Is(err, net.ErrClosed) {
+			r.log.Info("exporter disconnected", "exporter", v.remote, "err", err)
+		} else {
+			r.log.Info("exporter disconnected", "exporter", v.remote)
+		}
+	case *tcpSub:
+		v.closed(err)
+	}
+	return gnet.None
+}
+
+// runTCP runs the gnet engine of a TCP receiver until ctx ends.
+func (r *Receiver) runTCP(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	r.ctx = ctx
+	h := &tcpHandler{r: r, booted: make(chan gnet.Engine, 1), running: make(chan struct{}), started: make(chan error, 1)}
+	done := make(chan error, 1)
+	go func() {
+		done <- gnet.Run(h, "tcp://"+r.cfg.Listen.String(),
+			gnet.WithMulticore(false),
+			gnet.WithNumEventLoop(1),
+			gnet.WithLockOSThread(true),
+			// SO_REUSEPORT lets a new process bind while the old one still serves
+			// (restart hand-over); SO_REUSEADDR rebinding past TIME_WAIT.
+			gnet.WithReusePort(true),
+			gnet.WithReuseAddr(true),
+			gnet.WithReadBufferCap(readBufferBytes),
+			gnet.WithTCPNoDelay(gnet.TCPNoDelay),
+			gnet.WithTicker(true),
+			gnet.WithLogger(gnetLogger{r.log}),
+		)
+	}()
+	select {
+	case r.eng = <-h.booted:
+	case err := <-done:
+		return fmt.Errorf("receiver %s: listen tcp %s: %w", r.name, r.cfg.Listen, err)
+	}
+	select {
+	case <-h.running:
+	case err := <-done:
+		return fmt.Errorf("receiver %s: listen tcp %s: %w", r.name, r.cfg.Listen, err)
+	}
+	if err := r.registerBoot(); err != nil {
+		_ = r.eng.Stop(context.Background())
+		<-done
+		return fmt.Errorf("receiver %s: %w", r.name, err)
+	}
+	select {
+	case <-h.started:
+	case err := <-done:
+		return fmt.Errorf("receiver %s: listen tcp %s: %w", r.name, r.cfg.Listen, err)
+	}
+	if fd, err := r.eng.Dup(); err == nil {
+		if sa, err := unix.Getsockname(fd); err == nil {
+			r.addr = sockaddrToTCP(sa)
+		}
+		_ = unix.Close(fd)
+	}
+	r.onLoop(func() {
+		for _, o := range r.outputs {
+			o.start()
+		}
+	})
+	r.log.Info("receiver listening", "listen", r.addr, "proto", "tcp", "mode", r.cfg.Mode.String(), "outputs", len(r.outputs))
+	close(r.ready)
+	stopStats := r.startStats()
+	defer stopStats()
+
+	select {
+	case <-ctx.Done():
+	case err := <-done:
+		return fmt.Errorf("receiver %s: %w", r.name, err)
+	}
+	r.drain()
+	stopCtx, stopCancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer stopCancel()
+	_ = r.eng.Stop(stopCtx)
+	select {
+	case err := <-done:
+		if err != nil && !errors.Is(err, context.Canceled) {
+			return fmt.Errorf("receiver %s: %w", r.name, err)
+		}
+	case <-stopCtx.Done():
+	}
+	return nil
+}
+
+// registerBoot puts one end of a socketpair on the loop; see bootConn.
+func (r *Receiver) registerBoot() error {
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("socketpair: %w", err)
+	}
+	f := os.NewFile(uintptr(fds[0]), "boot")
+	conn, err := net.FileConn(f)
+	_ = f.Close()
+	if err != nil {
+		_ = unix.Close(fds[1])
+		return fmt.Errorf("boot conn: %w", err)
+	}
+	peer := os.NewFile(uintptr(fds[1]), "boot-peer")
+	ctx := gnet.NewContext(gnet.NewNetConnContext(context.Background(), conn), &bootConn{peer: peer})
+	if _, err = r.eng.Register(ctx); err != nil {
+		_ = conn.Close()
+		_ = peer.Close()
+		return fmt.Errorf("register boot conn: %w", err)
+	}
+	return nil
+}
+
+// drain closes the exporters' connections and waits, bounded by ShutdownTimeout,
+// until the outputs have written what they hold.
+func (r *Receiver) drain() {
+	deadline := time.Now().Add(r.opts.ShutdownTimeout)
+	r.onLoop(func() {
+		for _, c := range r.sessions {
+			_ = c.Close()
+		}
+	})
+	for time.Now().Before(deadline) {
+		left := make(chan int, 1)
+		r.onLoop(func() { left <- r.pendingBytes() })
+		select {
+		case n := <-left:
+			if n == 0 {
+				r.stopOutputs()
+				return
+			}
+		case <-time.After(time.Second):
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	r.log.Warn("shutdown deadline reached with data still queued")
+	r.stopOutputs()
+}
+
+func (r *Receiver) stopOutputs() {
+	done := make(chan struct{})
+	r.onLoop(func() {
+		for _, o := range r.outputs {
+			o.stop()
+		}
+		close(done)
+	})
+	select {
+	case <-done:
+	case <-time.After(time.Second):
+	}
+}
+
+func sockaddrToTCP(sa unix.Sockaddr) *net.TCPAddr {
+	switch a := sa.(type) {
+	case *unix.SockaddrInet4:
+		return &net.TCPAddr{IP: net.IP(a.Addr[:]).To16(), Port: a.Port}
+	case *unix.SockaddrInet6:
+		return &net.TCPAddr{IP: net.IP(a.Addr[:]), Port: a.Port}
+	}
+	return nil
+}

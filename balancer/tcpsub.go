@@ -1,0 +1,269 @@
+package balancer
+
+import (
+	"context"
+	"encoding/binary"
+	"net"
+	"time"
+
+	"github.com/panjf2000/gnet/v2"
+
+	"github.com/ipfix-balancer/ipfix-balancer/ipfix"
+)
+
+const (
+	dialTimeout    = 5 * time.Second
+	backoffInitial = 100 * time.Millisecond
+	backoffMax     = 5 * time.Second
+	// headerArena bounds the header copies of one batch; a batch that needs more is
+	// written in several parts.
+	headerArena = 16 * (maxIovecs / 2)
+)
+
+type subState uint8
+
+const (
+	// stateConnecting: the first connection after start is being made; what arrives
+	// meanwhile is queued, so a new exporter session loses nothing.
+	stateConnecting subState = iota
+	stateUp
+	// stateDown: the connection failed; RoundRobin routes around it, All queues for
+	// it up to its high-water mark while it reconnects with backoff.
+	stateDown
+)
+
+// tcpSub is a TCP subreceiver whose connection lives on the receiver's event loop,
+// so forwarding is a writev of slices of the exporter's read buffer: no copy and
+// no hand-off between threads. All fields are event-loop only unless noted.
+type tcpSub struct {
+	r     *Receiver
+	addr  string
+	label string
+	hwm   int
+	m     *outputMetrics
+
+	state   subState
+	conn    gnet.Conn
+	seq     sequencer
+	iov     [][]byte
+	hdrs    []byte
+	w       iovWriter
+	pending []byte  // messages held while not connected, sequence numbers unset
+	pendingRecords []int32 // data records of each pending message
+	prime   []byte
+	backoff time.Duration
+	stopped bool
+}
+
+var _ output = (*tcpSub)(nil)
+
+func newTCPSub(r *Receiver, addr string, hwm int, m *outputMetrics) *tcpSub {
+	return &tcpSub{
+		r: r, addr: addr, label: addr, hwm: hwm, m: m,
+		seq:     newSequencer(),
+		iov:     make([][]byte, 0, maxIovecs),
+		hdrs:    make([]byte, 0, headerArena),
+		backoff: backoffInitial,
+	}
+}
+
+func (s *tcpSub) name() string { return s.label }
+
+func (s *tcpSub) available() bool {
+	switch s.state {
+	case stateUp:
+		return s.conn.OutboundBuffered()+s.m.batchBytes < s.hwm
+	case stateConnecting:
+		return len(s.pending) < s.hwm
+	default:
+		return false
+	}
+}
+
+func (s *tcpSub) pendingBytes() int {
+	n := len(s.pending)
+	if s.conn != nil {
+		n += s.conn.OutboundBuffered()
+	}
+	return n
+}
+
+func (s *tcpSub) send(msg []byte, odid uint32, records int) {
+	if s.state != stateUp {
+		if len(s.pending)+len(msg) > s.hwm {
+			s.r.countDrop(s.m, reasonSubreceiverDown)
+			return
+		}
+		s.pending = append(s.pending, msg...)
+		s.pendingRecords = append(s.pendingRecords, int32(records))
+		return
+	}
+	if s.conn.OutboundBuffered()+s.m.batchBytes+len(msg) > s.hwm {
+		s.r.countDrop(s.m, reasonQueueFull)
+		return
+	}
+	if len(s.hdrs)+16 > cap(s.hdrs) || len(s.iov)+2 > cap(s.iov) {
+		s.flush()
+		if s.state != stateUp { // the write failed and closed the connection
+			s.send(msg, odid, records)
+			return
+		}
+	}
+	n := len(s.hdrs)
+	s.hdrs = append(s.hdrs, msg[:16]...)
+	hdr := s.hdrs[n : n+16]
+	s.seq.put(hdr, odid, records)
+	s.iov = append(s.iov, hdr, msg[16:])
+	s.m.batchMessages++
+	s.m.batchBytes += len(msg)
+	s.m.batchRecords += records
+}
+
+func (s *tcpSub) flush() {
+	if len(s.iov) > 0 {
+		s.write(s.iov)
+		clear(s.iov)
+		s.iov = s.iov[:0]
+		s.hdrs = s.hdrs[:0]
+		s.m.publish()
+	}
+	s.m.queued.Store(int64(s.pendingBytes()))
+}
+
+// write sends bufs on the connection: straight to the socket while gnet holds
+// nothing for it, the unsent rest into gnet's outbound buffer (which copies it and
+// arms the write event), preserving order.
+func (s *tcpSub) write(bufs [][]byte) {
+	c := s.conn
+	if c == nil {
+		return
+	}
+	if c.OutboundBuffered() == 0 {
+		n, err := s.w.write(c.Fd(), bufs)
+		if err != nil {
+			_ = c.Close() // OnClose marks it down and reconnects
+			return
+		}
+		bufs = skipBytes(bufs, n)
+	}
+	for len(bufs) > 0 {
+		chunk := bufs
+		if len(chunk) > maxIovecs {
+			chunk = chunk[:maxIovecs]
+		}
+		if _, err := c.Writev(chunk); err != nil {
+			return
+		}
+		bufs = bufs[len(chunk):]
+	}
+}
+
+func (s *tcpSub) start() { go s.dial() }
+
+// dial connects outside the loop (a connect may take seconds) and enrolls the
+// connection on the loop, where opened runs.
+func (s *tcpSub) dial() {
+	ctx := s.r.ctx
+	d := net.Dialer{Timeout: dialTimeout}
+	c, err := d.DialContext(ctx, "tcp", s.addr)
+	if err == nil {
+		if tc, ok := c.(*net.TCPConn); ok {
+			_ = tc.SetNoDelay(false)
+		}
+		_, err = s.r.loop.Enroll(gnet.NewContext(ctx, s), c)
+		if err != nil {
+			_ = c.Close()
+		}
+	}
+	if err != nil && ctx.Err() == nil {
+		s.r.onLoop(func() { s.dialFailed(err) })
+	}
+}
+
+func (s *tcpSub) dialFailed(err error) {
+	if s.stopped {
+		return
+	}
+	if s.state == stateConnecting {
+		s.state = stateDown
+		s.r.log.Warn("subreceiver down", "subreceiver", s.addr, "err", err)
+	}
+	s.retry()
+}
+
+func (s *tcpSub) retry() {
+	wait := s.backoff
+	s.backoff = min(2*s.backoff, backoffMax)
+	time.AfterFunc(wait, func() {
+		if s.r.ctx.Err() == nil {
+			s.dial()
+		}
+	})
+}
+
+// opened runs on the loop when the connection is established: templates first,
+// then what was queued, so the collector can decode everything it gets.
+func (s *tcpSub) opened(c gnet.Conn) {
+	if s.stopped {
+		_ = c.Close()
+		return
+	}
+	wasDown := s.state == stateDown
+	s.conn = c
+	s.state = stateUp
+	s.backoff = backoffInitial
+	s.m.up.Store(1)
+	if wasDown {
+		s.m.reconnects.Inc()
+	}
+	s.r.log.Info("subreceiver up", "subreceiver", s.addr)
+
+	s.prime = s.r.appendTemplates(s.prime[:0], &s.seq, ipfix.MaxMessageLen)
+	off := 0
+	for _, records := range s.pendingRecords {
+		msg := s.pending[off:]
+		n := int(binary.BigEndian.Uint16(msg[2:4]))
+		s.seq.put(msg[:16], binary.BigEndian.Uint32(msg[12:16]), int(records))
+		s.m.batchMessages++
+		s.m.batchBytes += n
+		s.m.batchRecords += int(records)
+		off += n
+	}
+	queued := len(s.pendingRecords)
+	s.write([][]byte{s.prime, s.pending})
+	s.pending = s.pending[:0]
+	s.pendingRecords = s.pendingRecords[:0]
+	s.m.publish()
+	if queued > 0 {
+		s.r.log.Info("subreceiver sent queued messages", "subreceiver", s.addr, "messages", queued)
+	}
+	s.m.queued.Store(int64(s.pendingBytes()))
+}
+
+// closed runs on the loop from OnClose.
+func (s *tcpSub) closed(err error) {
+	s.conn = nil
+	s.m.up.Store(0)
+	if s.stopped {
+		return
+	}
+	s.state = stateDown
+	s.r.log.Warn("subreceiver down", "subreceiver", s.addr, "err", err)
+	s.retry()
+}
+
+func (s *tcpSub) stop() {
+	s.stopped = true
+	if s.conn != nil {
+		_ = s.conn.Close()
+	}
+}
+
+// onLoop runs fn on the receiver's event loop.
+func (r *Receiver) onLoop(fn func()) {
+	_ = r.loop.Execute(r.ctx, gnet.RunnableFunc(func(context.Context) error {
+		fn()
+		return nil
+	}))
+}
+

@@ -1,0 +1,70 @@
+package balancer
+
+import (
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// maxIovecs is the kernel's IOV_MAX: writev fails with EINVAL past it (and gnet
+// closes the connection when its own Writev hits that), so batches are cut here.
+const maxIovecs = 1024
+
+// iovWriter writes batches of buffers to a non-blocking socket with one writev per
+// 1024 buffers, reusing one iovec array: unix.Writev allocates one per call.
+type iovWriter struct {
+	iov []unix.Iovec
+}
+
+// write writes bufs until the socket would block. It returns the number of bytes
+// written; a short count with a nil error means EAGAIN (the caller queues the rest).
+func (w *iovWriter) write(fd int, bufs [][]byte) (int, error) {
+	total := 0
+	for len(bufs) > 0 {
+		chunk := bufs
+		if len(chunk) > maxIovecs {
+			chunk = chunk[:maxIovecs]
+		}
+		w.iov = w.iov[:0]
+		want := 0
+		for _, b := range chunk {
+			if len(b) == 0 {
+				continue
+			}
+			v := unix.Iovec{Base: &b[0]}
+			v.SetLen(len(b))
+			w.iov = append(w.iov, v)
+			want += len(b)
+		}
+		if len(w.iov) == 0 {
+			bufs = bufs[len(chunk):]
+			continue
+		}
+		n, _, errno := unix.Syscall(unix.SYS_WRITEV, uintptr(fd), uintptr(unsafe.Pointer(&w.iov[0])), uintptr(len(w.iov)))
+		clear(w.iov) // drop references so the GC does not keep old buffers alive
+		if errno != 0 {
+			if errno == unix.EAGAIN || errno == unix.EINTR {
+				return total, nil
+			}
+			return total, errno
+		}
+		total += int(n)
+		if int(n) < want {
+			return total, nil
+		}
+		bufs = bufs[len(chunk):]
+	}
+	return total, nil
+}
+
+// skipBytes returns bufs without its first n bytes (slicing the buffer it ends in).
+func skipBytes(bufs [][]byte, n int) [][]byte {
+	for len(bufs) > 0 && n >= len(bufs[0]) {
+		n -= len(bufs[0])
+		bufs = bufs[1:]
+	}
+	if len(bufs) > 0 && n > 0 {
+		bufs[0] = bufs[0][n:]
+	}
+	return bufs
+}

@@ -1,0 +1,284 @@
+package main
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/ipfix-balancer/ipfix-balancer/ipfix"
+	ipfixgen "github.com/ipfix-balancer/ipfix-balancer/ipfix/gen"
+)
+
+// Batches: one write(2) per batchBytes for TCP and files, one sendmmsg(2)
+// per batchMessages datagrams for UDP.
+const (
+	batchBytes    = 256 << 10
+	batchMessages = 256
+)
+
+// msgWriter frames records into messages of one observation domain directly
+// in a batch (no copy between message and batch), closing a message when the
+// next record would make it exceed max. Sequence numbers count data records
+// (RFC 7011 §3.1).
+type msgWriter struct {
+	b          *batch
+	odid       uint32
+	max        int
+	seq        uint32
+	exportTime uint32
+	msgStart   int // -1 when no message is open
+	setStart   int // -1 when no set is open
+	setID      uint16
+	recs       uint32
+}
+
+func newMsgWriter(b *batch, odid uint32, maxSize int) *msgWriter {
+	return &msgWriter{b: b, odid: odid, max: maxSize, msgStart: -1, setStart: -1}
+}
+
+var errRecordTooLarge = errors.New("record does not fit in a message")
+
+// add appends one data record of template id.
+func (m *msgWriter) add(id uint16, rec []byte) error {
+	need := len(rec)
+	if m.setStart < 0 || m.setID != id {
+		need += ipfix.SetHeaderLen
+	}
+	if m.msgStart >= 0 && len(m.b.buf)-m.msgStart+need > m.max {
+		m.close()
+		need = len(rec) + ipfix.SetHeaderLen
+	}
+	if m.msgStart < 0 {
+		if ipfix.HeaderLen+need > m.max {
+			return fmt.Errorf("%w: %d bytes, -msg-size %d", errRecordTooLarge, len(rec), m.max)
+		}
+		m.msgStart = len(m.b.buf)
+		m.b.buf = append(m.b.buf, make([]byte, ipfix.HeaderLen)...)
+	}
+	if m.setStart < 0 || m.setID != id {
+		m.closeSet()
+		m.setStart, m.setID = len(m.b.buf), id
+		m.b.buf = append(m.b.buf, byte(id>>8), byte(id), 0, 0)
+	}
+	m.b.buf = append(m.b.buf, rec...)
+	m.recs++
+	return nil
+}
+
+func (m *msgWriter) closeSet() {
+	if m.setStart >= 0 {
+		binary.BigEndian.PutUint16(m.b.buf[m.setStart+2:], uint16(len(m.b.buf)-m.setStart))
+		m.setStart = -1
+	}
+}
+
+// moved tells that the open message moved n bytes towards the batch start.
+func (m *msgWriter) moved(n int) {
+	m.msgStart -= n
+	if m.setStart >= 0 {
+		m.setStart -= n
+	}
+}
+
+// close ends the open message, if any.
+func (m *msgWriter) close() {
+	if m.msgStart < 0 {
+		return
+	}
+	m.closeSet()
+	ipfix.PutHeader(m.b.buf[m.msgStart:], ipfix.Header{
+		Version: ipfix.Version, Length: uint16(len(m.b.buf) - m.msgStart),
+		ExportTime: m.exportTime, SequenceNumber: m.seq, ObservationDomainID: m.odid,
+	})
+	m.b.ends = append(m.b.ends, len(m.b.buf))
+	m.b.records += int64(m.recs)
+	m.seq += m.recs
+	m.recs = 0
+	m.msgStart = -1
+}
+
+// pacer spreads n units per second: wait returns how long to sleep after
+// done units so far.
+type pacer struct {
+	start time.Time
+	rate  float64
+}
+
+func (p pacer) wait(done int64, now time.Time) time.Duration {
+	if p.rate <= 0 {
+		return 0
+	}
+	due := p.start.Add(time.Duration(float64(done) / p.rate * float64(time.Second)))
+	return due.Sub(now)
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	}
+}
+
+// chunkFor is how many units to produce between clock checks: about 2 ms
+// worth when paced, else 256.
+func chunkFor(rate float64) int64 {
+	if rate <= 0 {
+		return 256
+	}
+	return int64(max(1, min(256, rate/500)))
+}
+
+// progress logs a line every so often.
+type progress struct {
+	every time.Duration
+	next  time.Time
+	last  time.Time
+	lastS stats
+}
+
+func newProgress(every time.Duration, now time.Time) *progress {
+	return &progress{every: every, next: now.Add(every), last: now}
+}
+
+func (p *progress) tick(now time.Time, st *stats) {
+	if p.every <= 0 || now.Before(p.next) {
+		return
+	}
+	sec := now.Sub(p.last).Seconds()
+	slog.Info("progress", "messages", st.messages, "records", st.records, "bytes", st.bytes,
+		"messages_per_second", int64(float64(st.messages-p.lastS.messages)/sec),
+		"records_per_second", int64(float64(st.records-p.lastS.records)/sec),
+		"reconnects", st.reconnects)
+	p.last, p.lastS, p.next = now, *st, now.Add(p.every)
+}
+
+// runContext bounds ctx by -duration; reaching it is a normal end.
+func runContext(ctx context.Context, o *options) (context.Context, context.CancelFunc) {
+	if o.duration > 0 {
+		return context.WithTimeout(ctx, o.duration)
+	}
+	return context.WithCancel(ctx)
+}
+
+// normalEnd turns the end of the run context into a clean stop.
+func normalEnd(err error) error {
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return nil
+	}
+	return err
+}
+
+func runLive(parent context.Context, o *options, st *stats) error {
+	g, err := ipfixgen.NewWithConfig(ipfixgen.Config{Stream: o.stream, Seed: o.seed, IPv6Share: o.ipv6Share,
+		Subscribers: o.subscribers, Hosts: o.hosts})
+	if err != nil {
+		return err
+	}
+	ctx, cancel := runContext(parent, o)
+	defer cancel()
+	start := time.Now()
+	cache := ipfix.NewTemplateCache(0)
+	for _, t := range g.Templates() {
+		cache.Add(o.odid, t, start)
+	}
+	var b batch
+	var mw *msgWriter
+	var tmplBuf []byte
+	// templates returns template messages carrying every template of the
+	// stream, with the sequence number of the next data message.
+	templates := func() ([]byte, int64) {
+		tmplBuf = cache.AppendTemplateMessages(tmplBuf[:0], o.odid, uint32(time.Now().Unix()), mw.seq, mw.max)
+		return tmplBuf, int64(cache.Len())
+	}
+	out, err := openOutput(ctx, o, templates)
+	if err != nil {
+		return normalEnd(err)
+	}
+	maxSize := min(o.msgSize, out.maxMessage())
+	mw = newMsgWriter(&b, o.odid, maxSize)
+	mw.exportTime = uint32(start.Unix())
+	_, udp := out.(*udpOutput)
+	slog.Info("generating", "stream", o.stream, "records", o.records, "duration", o.duration,
+		"rate", o.rate, "ipv6_share", o.ipv6Share, "msg_size", maxSize, "seed", o.seed)
+
+	// flush sends the complete messages of the batch; an open message
+	// stays, moved to the front.
+	flush := func() error {
+		if b.empty() {
+			return nil
+		}
+		full := b.buf
+		if mw.msgStart >= 0 {
+			b.buf = full[:mw.msgStart]
+		}
+		err := out.send(ctx, &b, st)
+		b.reset()
+		if mw.msgStart >= 0 {
+			b.buf = full[:copy(full, full[mw.msgStart:])]
+			mw.moved(mw.msgStart)
+		}
+		return err
+	}
+	err = func() error {
+		b.add(templates())
+		chunk := chunkFor(o.rate)
+		pace := pacer{start: start, rate: o.rate}
+		prog := newProgress(o.progressEvery, start)
+		nextTemplates := start.Add(o.templateEvery)
+		scratch := make([]byte, 0, ipfixgen.MaxRecordLength)
+		var produced int64
+		for ctx.Err() == nil {
+			n := chunk
+			if o.records > 0 {
+				n = min(n, o.records-produced)
+				if n == 0 {
+					break
+				}
+			}
+			for range n {
+				id, rec := g.Next(scratch[:0])
+				if err := mw.add(id, rec); err != nil {
+					return err
+				}
+			}
+			produced += n
+			now := time.Now()
+			g.SetNow(now)
+			mw.exportTime = uint32(now.Unix())
+			if udp && o.templateEvery > 0 && !now.Before(nextTemplates) {
+				// RFC 7011 §8.4: over UDP, templates are re-sent periodically.
+				mw.close()
+				b.add(templates())
+				nextTemplates = now.Add(o.templateEvery)
+			}
+			if d := pace.wait(produced, now); d > 0 {
+				// Ahead of the rate: send what we have, then wait.
+				mw.close()
+				if err := flush(); err != nil {
+					return err
+				}
+				sleepCtx(ctx, d)
+			} else if len(b.buf) >= batchBytes || (udp && len(b.ends) >= batchMessages) {
+				if err := flush(); err != nil {
+					return err
+				}
+			}
+			prog.tick(now, st)
+		}
+		return nil
+	}()
+	mw.close()
+	if ferr := flush(); err == nil {
+		err = ferr
+	}
+	if cerr := out.close(); err == nil {
+		err = cerr
+	}
+	slog.Info("done", "stream", o.stream, "records", st.records, "messages", st.messages, "bytes", st.bytes)
+	return normalEnd(err)
+}

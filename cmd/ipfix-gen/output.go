@@ -1,0 +1,213 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"time"
+)
+
+// stats counts what was sent. Only the sending goroutine touches it.
+type stats struct {
+	messages, records, bytes, templates, reconnects int64
+	seconds                                         float64
+}
+
+func (s *stats) summary() summary {
+	return summary{Messages: s.messages, Records: s.records, Bytes: s.bytes,
+		Templates: s.templates, Seconds: s.seconds, Reconnects: s.reconnects}
+}
+
+// batch is a run of whole messages, contiguous in buf; ends[i] is the end
+// offset of message i. records and templates are what the messages carry.
+type batch struct {
+	buf       []byte
+	ends      []int
+	records   int64
+	templates int64
+}
+
+func (b *batch) reset() {
+	b.buf = b.buf[:0]
+	b.ends = b.ends[:0]
+	b.records, b.templates = 0, 0
+}
+
+func (b *batch) empty() bool { return len(b.ends) == 0 }
+
+// add appends the complete messages in msgs (concatenated).
+func (b *batch) add(msgs []byte, templates int64) {
+	for len(msgs) >= 4 {
+		n := int(msgs[2])<<8 | int(msgs[3])
+		b.buf = append(b.buf, msgs[:n]...)
+		b.ends = append(b.ends, len(b.buf))
+		msgs = msgs[n:]
+	}
+	b.templates += templates
+}
+
+// output sends batches. send either delivers the whole batch (and counts it
+// in st) or returns an error that ends the run.
+type output interface {
+	send(ctx context.Context, b *batch, st *stats) error
+	// maxMessage is the largest message the output takes.
+	maxMessage() int
+	close() error
+}
+
+func count(st *stats, b *batch) {
+	st.messages += int64(len(b.ends))
+	st.bytes += int64(len(b.buf))
+	st.records += b.records
+	st.templates += b.templates
+}
+
+// openOutput opens -out or -to. templates returns the template messages to
+// send first on a new TCP connection after a reconnect (and their count).
+func openOutput(ctx context.Context, o *options, templates func() ([]byte, int64)) (output, error) {
+	if o.out != "" {
+		f, err := os.Create(o.out)
+		if err != nil {
+			return nil, err
+		}
+		return &fileOutput{f: f, max: o.msgSize}, nil
+	}
+	network, addr, err := parseTarget(o.to)
+	if err != nil {
+		return nil, err
+	}
+	if network == "udp" {
+		return newUDPOutput(addr, o.mtu)
+	}
+	t := &tcpOutput{addr: addr, max: o.msgSize, templates: templates}
+	// The first connection is made here, so that a stream starts only once
+	// someone listens; its templates are the first messages of the run.
+	if err := t.dial(ctx, false, nil); err != nil {
+		return nil, err
+	}
+	return t, nil
+}
+
+type fileOutput struct {
+	f   *os.File
+	max int
+}
+
+func (f *fileOutput) maxMessage() int { return f.max }
+
+func (f *fileOutput) send(_ context.Context, b *batch, st *stats) error {
+	if _, err := f.f.Write(b.buf); err != nil {
+		return err
+	}
+	count(st, b)
+	return nil
+}
+
+func (f *fileOutput) close() error {
+	err := f.f.Sync()
+	return errors.Join(err, f.f.Close())
+}
+
+// tcpOutput writes batches with one write each, reconnecting with backoff
+// when the connection fails. After a reconnect the templates go first
+// (RFC 7011 §8: a new session knows no templates), then the failed batch
+// again: across a reconnect delivery is at least once, like a DPI's.
+type tcpOutput struct {
+	addr      string
+	max       int
+	conn      *net.TCPConn
+	templates func() ([]byte, int64)
+	stop      func() bool // stops the watcher of the current connection
+}
+
+func (t *tcpOutput) maxMessage() int { return t.max }
+
+const (
+	minBackoff = 100 * time.Millisecond
+	maxBackoff = 5 * time.Second
+	// closeGrace is how long a blocked write may go on after the run ends.
+	closeGrace = 2 * time.Second
+)
+
+func (t *tcpOutput) dial(ctx context.Context, resend bool, st *stats) error {
+	backoff := minBackoff
+	var d net.Dialer
+	for {
+		c, err := d.DialContext(ctx, "tcp", t.addr)
+		if err == nil {
+			t.conn = c.(*net.TCPConn)
+			// When the run ends (signal, -duration), unblock a write to
+			// a collector that stopped reading, after a grace period.
+			conn := t.conn
+			t.stop = context.AfterFunc(ctx, func() { _ = conn.SetWriteDeadline(time.Now().Add(closeGrace)) })
+			slog.Info("connected", "to", t.addr)
+			if !resend {
+				return nil
+			}
+			tm, n := t.templates()
+			if _, err = t.conn.Write(tm); err == nil {
+				st.templates += n
+				st.bytes += int64(len(tm))
+				for b := tm; len(b) >= 4; b = b[int(b[2])<<8|int(b[3]):] {
+					st.messages++
+				}
+				return nil
+			}
+			t.drop()
+		}
+		if ctx.Err() != nil {
+			return fmt.Errorf("connect %s: %w", t.addr, context.Cause(ctx))
+		}
+		slog.Warn("connect failed", "to", t.addr, "err", err, "retry_in", backoff)
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("connect %s: %w", t.addr, context.Cause(ctx))
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, maxBackoff)
+	}
+}
+
+func (t *tcpOutput) drop() {
+	if t.stop != nil {
+		t.stop()
+	}
+	_ = t.conn.Close()
+	t.conn = nil
+}
+
+func (t *tcpOutput) send(ctx context.Context, b *batch, st *stats) error {
+	for {
+		if t.conn == nil {
+			st.reconnects++
+			if err := t.dial(ctx, true, st); err != nil {
+				return err
+			}
+		}
+		_, err := t.conn.Write(b.buf)
+		if err == nil {
+			count(st, b)
+			return nil
+		}
+		t.drop()
+		if ctx.Err() != nil {
+			return fmt.Errorf("write %s: %w", t.addr, err)
+		}
+		slog.Warn("connection lost", "to", t.addr, "err", err)
+	}
+}
+
+func (t *tcpOutput) close() error {
+	if t.conn == nil {
+		return nil
+	}
+	// Close sends a FIN after the bytes still in the socket buffer: the
+	// kernel delivers them after we exit.
+	if t.stop != nil {
+		t.stop()
+	}
+	return t.conn.Close()
+}

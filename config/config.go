@@ -1,0 +1,327 @@
+package config
+
+import (
+	"bytes"
+	_ "embed"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/ipfix-balancer/ipfix-balancer/affinity"
+)
+
+// DefaultTOML is the shipped configuration (default.toml): three receivers on
+// 127.0.0.1 (fullflow 1500, clickstream 1501, dnsflow 1101) recording to
+// "dump", metrics on 127.0.0.1:9740. It needs no other machine.
+//
+//go:embed default.toml
+var DefaultTOML []byte
+
+// Config is the whole configuration of ipfix-balancer and ipfix-loader.
+// Values come from [Load], [Parse], [ParseEnv] or [Default], which fill every
+// default; a Config built by hand should pass [Config.Validate] before use.
+type Config struct {
+	Metrics Metrics
+	Log     Log
+	// StatsEvery is the period of the stats log line; 0 turns it off
+	// ([balancer] stats_every, default 60s).
+	StatsEvery time.Duration
+	// ShutdownTimeout bounds the flush of queues on exit
+	// ([balancer] shutdown_timeout, default 5s).
+	ShutdownTimeout time.Duration
+	// ControlSocket is the unix socket used to hand listening sockets over
+	// on restart ([balancer] control_socket); "" turns it off.
+	ControlSocket string
+	// Receivers are the [[receiver]] tables, in file order.
+	Receivers []Receiver
+	Loader    Loader
+}
+
+// Metrics is the [metrics] section.
+type Metrics struct {
+	// Listen is the host:port of the /metrics HTTP endpoint; "" turns it off.
+	Listen string
+}
+
+// Log is the [log] section.
+type Log struct {
+	// Level is "debug", "info", "warn" or "error".
+	Level string
+}
+
+// SlogLevel returns Level as a slog.Level (slog.LevelInfo for an unknown
+// level, which Validate rejects).
+func (l Log) SlogLevel() slog.Level {
+	switch l.Level {
+	case "debug":
+		return slog.LevelDebug
+	case "warn":
+		return slog.LevelWarn
+	case "error":
+		return slog.LevelError
+	}
+	return slog.LevelInfo
+}
+
+// Receiver is one [[receiver]]: our listening socket for one stream of one DPI
+// and what to do with the messages it receives.
+type Receiver struct {
+	// Stream is the stream label: fullflow, clickstream, dnsflow, gtpflow,
+	// natflow or any other [a-z0-9_]+ word.
+	Stream string
+	// DPI is the index of the exporting DPI; by default the position of the
+	// receiver among the receivers of its stream (0, 1, 2...).
+	DPI int
+	// Listen is the address to listen on. By default 0.0.0.0 and the port of
+	// the stream (fullflow 1500, clickstream 1501, dnsflow 1101, gtpflow
+	// 1502, natflow 1503); other streams must set it. Port 0 (tests) picks a
+	// free port.
+	Listen netip.AddrPort
+	// Proto is the transport the DPI exports over (default TCP).
+	Proto Proto
+	// Mode says what to do with received messages. By default RoundRobin
+	// when Subreceivers are set, Recording otherwise.
+	Mode Mode
+	// Subreceivers are the collectors of RoundRobin and All modes; ignored
+	// in Recording mode.
+	Subreceivers []Subreceiver
+	// SubreceiverProto is the transport of subreceivers configured without
+	// one (default TCP).
+	SubreceiverProto Proto
+	// CPU is the CPUs to pin the receiver's thread to; empty = unpinned.
+	CPU affinity.CPUSet
+	// QueueBytes is the high-water mark of each subreceiver's queue
+	// (default 32 MiB, at least 64 KiB).
+	QueueBytes int
+	// MTU is the MTU towards UDP subreceivers: messages are re-packed to at
+	// most MTU-28 bytes (IPv4) or MTU-48 (IPv6). Default 1500.
+	MTU int
+	// UDPReadBuffer is SO_RCVBUF of a UDP receiver in bytes (default 32 MiB;
+	// 0 keeps the kernel default).
+	UDPReadBuffer int
+	// TemplateLifetime is how long templates of a UDP exporter stay valid
+	// without being refreshed (RFC 7011 §8.4; default 30m; 0 = forever).
+	TemplateLifetime time.Duration
+	// Recording configures Recording mode.
+	Recording Recorder
+}
+
+// Name returns the receiver's name as used in logs, metrics and errors:
+// "fullflow/0" (stream/dpi).
+func (r *Receiver) Name() string {
+	return r.Stream + "/" + strconv.Itoa(r.DPI)
+}
+
+// Subreceiver is one destination collector of a receiver, or one re-export
+// destination of a recording.
+type Subreceiver struct {
+	// Addr is "host:port" (net.JoinHostPort form); host is an IP address or
+	// a host name.
+	Addr  string
+	Proto Proto
+}
+
+// String returns "tcp 10.0.0.2:9920".
+func (s Subreceiver) String() string { return s.Proto.String() + " " + s.Addr }
+
+// Recorder is the [receiver.recording] table: the dumps of Recording mode.
+// (The type cannot be named Recording: that is the Mode.)
+type Recorder struct {
+	// Dir is the dump root; files go to <Dir>/<stream>/. Required in
+	// Recording mode.
+	Dir string
+	// RotateEvery closes the current dump after this long (default 10m;
+	// 12m for clickstream, so that its dumps cover the fullflow ones).
+	RotateEvery time.Duration
+	// RotateRecords also closes the dump after this many data records;
+	// 0 = by time only.
+	RotateRecords int64
+	// Export re-exports the recorded messages to these collectors.
+	Export []Subreceiver
+	// QueueBytes is the high-water mark of the writer queue (default 64 MiB).
+	QueueBytes int
+	// MaxBytes and MaxAge cap the closed dumps kept on disk; 0 = no cap.
+	MaxBytes int64
+	MaxAge   time.Duration
+}
+
+// Loader is the [loader] section of ipfix-loader.
+type Loader struct {
+	Dir         string        // dump root to load from (the receivers' recording dir)
+	ClickHouse  string        // HTTP URL of the ClickHouse server
+	Database    string        // database name
+	User        string        // ClickHouse user
+	Password    string        // ClickHouse password
+	Parallel    int           // files loaded at once (1..64)
+	AfterLoad   string        // "move" (to <Dir>/<stream>/loaded/) or "delete"
+	Retention   time.Duration // TTL of the raw tables; 0 = keep forever
+	BatchRows   int           // rows per INSERT
+	PollEvery   time.Duration // how often to look for closed dumps
+	Cluster     string        // when set, Distributed tables over this cluster
+	ShardingKey string        // sharding key of the Distributed tables
+}
+
+// Mode is what a receiver does with the messages it receives.
+type Mode uint8
+
+// Modes. The zero Mode is invalid.
+const (
+	// RoundRobin sends each message to the next live subreceiver in turn.
+	RoundRobin Mode = iota + 1
+	// All sends every message to every subreceiver.
+	All
+	// Recording writes messages to rotated dump files (IPFIX files,
+	// RFC 5655) and optionally re-exports them. The legacy word "Disabled"
+	// (balancing disabled) means Recording.
+	Recording
+)
+
+// String returns the config word: "RoundRobin", "All" or "Recording".
+func (m Mode) String() string {
+	switch m {
+	case RoundRobin:
+		return "RoundRobin"
+	case All:
+		return "All"
+	case Recording:
+		return "Recording"
+	}
+	return "Mode(" + strconv.Itoa(int(m)) + ")"
+}
+
+// MarshalText returns the config word; it fails for an invalid Mode.
+func (m Mode) MarshalText() ([]byte, error) {
+	if m < RoundRobin || m > Recording {
+		return nil, fmt.Errorf("%s: bad mode", m)
+	}
+	return []byte(m.String()), nil
+}
+
+// UnmarshalText parses a mode, ignoring case: "RoundRobin", "All",
+// "Recording", or the legacy "Disabled" (= Recording).
+func (m *Mode) UnmarshalText(b []byte) error {
+	switch strings.ToLower(string(b)) {
+	case "roundrobin":
+		*m = RoundRobin
+	case "all":
+		*m = All
+	case "recording", "disabled":
+		*m = Recording
+	default:
+		return fmt.Errorf("%q: bad mode (want RoundRobin, All or Recording)", b)
+	}
+	return nil
+}
+
+// Proto is a transport protocol. The zero Proto is TCP.
+type Proto uint8
+
+// Protocols.
+const (
+	TCP Proto = iota
+	UDP
+)
+
+// String returns "tcp" or "udp".
+func (p Proto) String() string {
+	switch p {
+	case TCP:
+		return "tcp"
+	case UDP:
+		return "udp"
+	}
+	return "Proto(" + strconv.Itoa(int(p)) + ")"
+}
+
+// MarshalText returns "tcp" or "udp"; it fails for an invalid Proto.
+func (p Proto) MarshalText() ([]byte, error) {
+	if p > UDP {
+		return nil, fmt.Errorf("%s: bad proto", p)
+	}
+	return []byte(p.String()), nil
+}
+
+// UnmarshalText parses "tcp" or "udp", ignoring case.
+func (p *Proto) UnmarshalText(b []byte) error {
+	switch strings.ToLower(string(b)) {
+	case "tcp":
+		*p = TCP
+	case "udp":
+		*p = UDP
+	default:
+		return fmt.Errorf("%q: bad proto (want tcp or udp)", b)
+	}
+	return nil
+}
+
+// Default returns the shipped configuration, [DefaultTOML] decoded: a complete,
+// valid value. Each call returns a new Config.
+func Default() *Config {
+	f, err := decodeDefault()
+	if err != nil {
+		panic("BUG: default.toml: " + err.Error())
+	}
+	cfg, errs := build(f)
+	if errs != nil {
+		panic("BUG: default.toml: " + errors.Join(errs...).Error())
+	}
+	return cfg
+}
+
+// Load reads and parses the configuration file at path (see [Parse]).
+func Load(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	return Parse(data, path)
+}
+
+// Parse parses a configuration named name (a file name, for messages).
+//
+// TOML is decoded onto [Default]: a section or key missing from data keeps its
+// default, except that the [[receiver]] tables of data, when there are any,
+// replace the default receivers. Per-receiver defaults are then filled (port
+// and rotation by stream, dpi by order), every key the decoder did not use is
+// an error ("unknown key receiver[0].recording.rotate_evry at line 12"), and
+// the result is validated. All problems are reported at once, joined; a TOML
+// syntax error is reported alone, with its line, column and a caret.
+//
+// When name ends in ".env" or data holds legacy IPFIX_<STREAM>_<PARAM>[N]=
+// lines, data is parsed with [ParseEnv] instead and its warnings are logged
+// with slog.
+func Parse(data []byte, name string) (*Config, error) {
+	if strings.HasSuffix(name, ".env") || looksLikeEnv(data) {
+		cfg, warnings, err := ParseEnv(data, name)
+		for _, w := range warnings {
+			slog.Warn("legacy config setting", "file", name, "warning", w)
+		}
+		return cfg, err
+	}
+	base, err := decodeDefault()
+	if err != nil {
+		panic("BUG: default.toml: " + err.Error())
+	}
+	return parseTOML(data, base)
+}
+
+// looksLikeEnv reports whether data is a legacy .env file: a line (after
+// blanks and an optional "export ") starts with IPFIX_ and holds an '='.
+// No line of a valid configuration TOML does: its keys are lower case.
+func looksLikeEnv(data []byte) bool {
+	for line := range bytes.Lines(data) {
+		line = bytes.TrimSpace(line)
+		if rest, ok := bytes.CutPrefix(line, []byte("export")); ok && len(rest) > 0 && (rest[0] == ' ' || rest[0] == '\t') {
+			line = bytes.TrimSpace(rest)
+		}
+		if bytes.HasPrefix(line, []byte("IPFIX_")) && bytes.IndexByte(line, '=') > 0 {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,496 @@
+package config
+
+import (
+	"bytes"
+	"log/slog"
+	"net/netip"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/BurntSushi/toml"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/ipfix-balancer/ipfix-balancer/affinity"
+)
+
+// captureLog sends slog's default logger to a buffer for the test.
+func captureLog(t testing.TB) *bytes.Buffer {
+	t.Helper()
+	var b bytes.Buffer
+	old := slog.Default()
+	slog.SetDefault(slog.New(slog.NewTextHandler(&b, nil)))
+	t.Cleanup(func() { slog.SetDefault(old) })
+	return &b
+}
+
+func mustParse(t testing.TB, in string) *Config {
+	t.Helper()
+	cfg, err := Parse([]byte(in), "test.toml")
+	require.NoError(t, err)
+	return cfg
+}
+
+func TestDefault(t *testing.T) {
+	cfg := Default()
+	require.NoError(t, cfg.Validate())
+
+	assert.Equal(t, "127.0.0.1:9740", cfg.Metrics.Listen)
+	assert.Equal(t, "info", cfg.Log.Level)
+	assert.Equal(t, slog.LevelInfo, cfg.Log.SlogLevel())
+	assert.Equal(t, 60*time.Second, cfg.StatsEvery)
+	assert.Equal(t, 5*time.Second, cfg.ShutdownTimeout)
+	assert.Equal(t, "/run/ipfix-balancer/control.sock", cfg.ControlSocket)
+	require.Len(t, cfg.Receivers, 3)
+	for i, want := range []struct{ name, listen string }{
+		{"fullflow/0", "127.0.0.1:1500"},
+		{"clickstream/0", "127.0.0.1:1501"},
+		{"dnsflow/0", "127.0.0.1:1101"},
+	} {
+		r := &cfg.Receivers[i]
+		assert.Equal(t, want.name, r.Name())
+		assert.Equal(t, want.listen, r.Listen.String())
+		assert.Equal(t, TCP, r.Proto)
+		assert.Equal(t, Recording, r.Mode)
+		assert.Equal(t, "dump", r.Recording.Dir)
+		assert.Empty(t, r.Subreceivers)
+		assert.Empty(t, r.CPU)
+	}
+	assert.Equal(t, Loader{
+		Dir:         "dump",
+		ClickHouse:  "http://127.0.0.1:8123",
+		Database:    "ipfix",
+		User:        "default",
+		Parallel:    2,
+		AfterLoad:   "move",
+		Retention:   24 * time.Hour,
+		BatchRows:   100000,
+		PollEvery:   5 * time.Second,
+		ShardingKey: "rand()",
+	}, cfg.Loader)
+
+	// The embedded file loads like any other, and each call is a new value.
+	assert.Equal(t, cfg, mustParse(t, string(DefaultTOML)))
+	cfg.Receivers[0].Stream = "changed"
+	assert.Equal(t, "fullflow", Default().Receivers[0].Stream)
+}
+
+// TestDefaultFileIsComplete checks that default.toml sets every key of the
+// top-level sections: they are the defaults of every other file.
+func TestDefaultFileIsComplete(t *testing.T) {
+	var f fileConfig
+	md, err := toml.Decode(string(DefaultTOML), &f)
+	require.NoError(t, err)
+	for _, section := range []struct {
+		name string
+		v    any
+	}{{"metrics", fileMetrics{}}, {"log", fileLog{}}, {"balancer", fileBalancer{}}, {"loader", fileLoader{}}} {
+		var b bytes.Buffer
+		require.NoError(t, toml.NewEncoder(&b).Encode(section.v))
+		var keys map[string]any
+		_, err := toml.Decode(b.String(), &keys)
+		require.NoError(t, err)
+		for k := range keys {
+			assert.True(t, md.IsDefined(section.name, k), "default.toml lacks %s.%s", section.name, k)
+		}
+	}
+}
+
+func TestParse(t *testing.T) {
+	def := Default()
+	tests := []struct {
+		name  string
+		in    string
+		check func(t *testing.T, c *Config)
+	}{{
+		name:  "empty file is the default",
+		in:    "",
+		check: func(t *testing.T, c *Config) { assert.Equal(t, def, c) },
+	}, {
+		name: "a section key overrides one default",
+		in:   "[metrics]\nlisten = \"\"\n[loader]\nparallel = 4\n",
+		check: func(t *testing.T, c *Config) {
+			assert.Equal(t, "", c.Metrics.Listen)
+			assert.Equal(t, 4, c.Loader.Parallel)
+			assert.Equal(t, def.Loader.ClickHouse, c.Loader.ClickHouse)
+			assert.Equal(t, def.Receivers, c.Receivers)
+		},
+	}, {
+		name: "receivers replace the default receivers",
+		in:   "[[receiver]]\nstream = \"natflow\"\n[receiver.recording]\ndir = \"/d\"\n",
+		check: func(t *testing.T, c *Config) {
+			require.Len(t, c.Receivers, 1)
+			assert.Equal(t, "natflow/0", c.Receivers[0].Name())
+		},
+	}, {
+		name: "defaults by stream",
+		in: `
+[[receiver]]
+stream = "fullflow"
+subreceivers = ["10.0.0.1:1"]
+[[receiver]]
+stream = "clickstream"
+subreceivers = ["10.0.0.1:1"]
+[[receiver]]
+stream = "dnsflow"
+subreceivers = ["10.0.0.1:1"]
+[[receiver]]
+stream = "gtpflow"
+subreceivers = ["10.0.0.1:1"]
+[[receiver]]
+stream = "natflow"
+subreceivers = ["10.0.0.1:1"]
+[[receiver]]
+stream = "sip"
+listen = "0.0.0.0:1600"
+recording.dir = "dump"
+`,
+		check: func(t *testing.T, c *Config) {
+			want := []struct {
+				listen string
+				rotate time.Duration
+				mode   Mode
+			}{
+				{"0.0.0.0:1500", 10 * time.Minute, RoundRobin},
+				{"0.0.0.0:1501", 12 * time.Minute, RoundRobin},
+				{"0.0.0.0:1101", 10 * time.Minute, RoundRobin},
+				{"0.0.0.0:1502", 10 * time.Minute, RoundRobin},
+				{"0.0.0.0:1503", 10 * time.Minute, RoundRobin},
+				{"0.0.0.0:1600", 10 * time.Minute, Recording},
+			}
+			require.Len(t, c.Receivers, len(want))
+			for i, w := range want {
+				r := c.Receivers[i]
+				assert.Equal(t, w.listen, r.Listen.String(), r.Name())
+				assert.Equal(t, w.rotate, r.Recording.RotateEvery, r.Name())
+				assert.Equal(t, w.mode, r.Mode, r.Name())
+				assert.Equal(t, 0, r.DPI, r.Name())
+				assert.Equal(t, TCP, r.Proto)
+				assert.Equal(t, TCP, r.SubreceiverProto)
+				assert.Equal(t, 32<<20, r.QueueBytes)
+				assert.Equal(t, 1500, r.MTU)
+				assert.Equal(t, 32<<20, r.UDPReadBuffer)
+				assert.Equal(t, 30*time.Minute, r.TemplateLifetime)
+				assert.Equal(t, 64<<20, r.Recording.QueueBytes)
+				assert.Zero(t, r.Recording.RotateRecords)
+				assert.Zero(t, r.Recording.MaxBytes)
+				assert.Zero(t, r.Recording.MaxAge)
+			}
+		},
+	}, {
+		name: "dpi by order within a stream",
+		in: `
+[[receiver]]
+stream = "fullflow"
+listen = ":1500"
+recording.dir = "d"
+[[receiver]]
+stream = "clickstream"
+recording.dir = "d"
+[[receiver]]
+stream = "fullflow"
+listen = ":1510"
+recording.dir = "d"
+[[receiver]]
+stream = "fullflow"
+dpi = 7
+listen = ":1520"
+recording.dir = "d"
+`,
+		check: func(t *testing.T, c *Config) {
+			var names []string
+			for i := range c.Receivers {
+				names = append(names, c.Receivers[i].Name())
+			}
+			assert.Equal(t, []string{"fullflow/0", "clickstream/0", "fullflow/1", "fullflow/7"}, names)
+		},
+	}, {
+		name: "cpu as a number or a list",
+		in: `
+[[receiver]]
+stream = "fullflow"
+cpu = 61
+recording.dir = "d"
+[[receiver]]
+stream = "clickstream"
+cpu = "0-3,8"
+recording.dir = "d"
+[[receiver]]
+stream = "dnsflow"
+cpu = ""
+recording.dir = "d"
+`,
+		check: func(t *testing.T, c *Config) {
+			assert.Equal(t, affinity.CPUSet{61}, c.Receivers[0].CPU)
+			assert.Equal(t, affinity.CPUSet{0, 1, 2, 3, 8}, c.Receivers[1].CPU)
+			assert.Empty(t, c.Receivers[2].CPU)
+		},
+	}, {
+		name: "subreceiver and export forms",
+		in: `
+[[receiver]]
+stream = "fullflow"
+mode = "all"
+subreceiver_proto = "UDP"
+subreceivers = ["10.19.3.21:1500", "10.19.3.23/1600", "collector-2.example.net/1600/tcp", "[2001:db8::1]:9", "2001:db8::2/010/", " 10.0.0.1 / 5 / tcp "]
+recording.export = ["10.0.0.2/9920/tcp", "10.0.0.3/3440/", "10.0.0.4/3441/udp", "localhost:9"]
+`,
+		check: func(t *testing.T, c *Config) {
+			r := c.Receivers[0]
+			assert.Equal(t, All, r.Mode)
+			assert.Equal(t, UDP, r.SubreceiverProto)
+			assert.Equal(t, []Subreceiver{
+				{Addr: "10.19.3.21:1500", Proto: UDP},
+				{Addr: "10.19.3.23:1600", Proto: UDP},
+				{Addr: "collector-2.example.net:1600", Proto: TCP},
+				{Addr: "[2001:db8::1]:9", Proto: UDP},
+				{Addr: "[2001:db8::2]:10", Proto: UDP},
+				{Addr: "10.0.0.1:5", Proto: TCP},
+			}, r.Subreceivers)
+			assert.Equal(t, []Subreceiver{
+				{Addr: "10.0.0.2:9920", Proto: TCP},
+				{Addr: "10.0.0.3:3440", Proto: TCP},
+				{Addr: "10.0.0.4:3441", Proto: UDP},
+				{Addr: "localhost:9", Proto: TCP},
+			}, r.Recording.Export)
+		},
+	}, {
+		name: "listen forms",
+		in: `
+[[receiver]]
+stream = "fullflow"
+listen = "10.1.2.3"
+recording.dir = "d"
+[[receiver]]
+stream = "clickstream"
+listen = "::1"
+recording.dir = "d"
+[[receiver]]
+stream = "dnsflow"
+listen = ":1600"
+recording.dir = "d"
+[[receiver]]
+stream = "dnsflow"
+listen = "[::]:1601"
+proto = "udp"
+recording.dir = "d"
+[[receiver]]
+stream = "gtpflow"
+listen = "127.0.0.1:0"
+recording.dir = "d"
+`,
+		check: func(t *testing.T, c *Config) {
+			var got []string
+			for _, r := range c.Receivers {
+				got = append(got, r.Proto.String()+" "+r.Listen.String())
+			}
+			assert.Equal(t, []string{"tcp 10.1.2.3:1500", "tcp [::1]:1501", "tcp 0.0.0.0:1600", "udp [::]:1601", "tcp 127.0.0.1:0"}, got)
+		},
+	}, {
+		name: "mode words ignore case and Disabled means Recording",
+		in: `
+[[receiver]]
+stream = "fullflow"
+mode = "DISABLED"
+subreceivers = ["10.0.0.1:1"]
+recording.dir = "d"
+[[receiver]]
+stream = "clickstream"
+mode = "roundrobin"
+subreceivers = ["10.0.0.1:1"]
+`,
+		check: func(t *testing.T, c *Config) {
+			assert.Equal(t, Recording, c.Receivers[0].Mode)
+			assert.Equal(t, RoundRobin, c.Receivers[1].Mode)
+		},
+	}, {
+		name: "every receiver key",
+		in: `
+[log]
+level = "DEBUG"
+[balancer]
+stats_every = "0s"
+[[receiver]]
+stream = "clickstream"
+dpi = 3
+listen = "10.0.0.1:4739"
+proto = "udp"
+mode = "Recording"
+cpu = "2,5-6"
+queue_bytes = 65536
+mtu = 9000
+udp_read_buffer_bytes = 0
+template_lifetime = "1h30m"
+[receiver.recording]
+dir = "/var/dump"
+rotate_every = "1s"
+rotate_records = 1000000
+export = ["10.0.0.2:9920"]
+queue_bytes = 1048576
+max_bytes = 1099511627776
+max_age = "72h"
+`,
+		check: func(t *testing.T, c *Config) {
+			assert.Equal(t, "debug", c.Log.Level)
+			assert.Equal(t, slog.LevelDebug, c.Log.SlogLevel())
+			assert.Zero(t, c.StatsEvery)
+			assert.Equal(t, []Receiver{{
+				Stream:           "clickstream",
+				DPI:              3,
+				Listen:           netip.MustParseAddrPort("10.0.0.1:4739"),
+				Proto:            UDP,
+				Mode:             Recording,
+				CPU:              affinity.CPUSet{2, 5, 6},
+				QueueBytes:       65536,
+				MTU:              9000,
+				TemplateLifetime: 90 * time.Minute,
+				Recording: Recorder{
+					Dir:           "/var/dump",
+					RotateEvery:   time.Second,
+					RotateRecords: 1000000,
+					Export:        []Subreceiver{{Addr: "10.0.0.2:9920"}},
+					QueueBytes:    1 << 20,
+					MaxBytes:      1 << 40,
+					MaxAge:        72 * time.Hour,
+				},
+			}}, c.Receivers)
+		},
+	}}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			c := mustParse(t, tc.in)
+			require.NoError(t, c.Validate())
+			tc.check(t, c)
+			assertRoundTrip(t, c)
+		})
+	}
+}
+
+// assertRoundTrip checks that c prints as TOML that parses back to c, and
+// prints the same again.
+func assertRoundTrip(t testing.TB, c *Config) {
+	t.Helper()
+	out, err := c.TOML()
+	require.NoError(t, err)
+	back, err := Parse(out, "printed.toml")
+	require.NoError(t, err, "printed config:\n%s", out)
+	assert.Equal(t, c, back, "(-got, +want) printed config:\n%s", out)
+	again, err := back.TOML()
+	require.NoError(t, err)
+	assert.Equal(t, string(out), string(again))
+}
+
+func TestParseErrors(t *testing.T) {
+	f := func(in string, want ...string) {
+		t.Helper()
+		cfg, err := Parse([]byte(in), "test.toml")
+		assert.Nil(t, cfg)
+		require.Error(t, err)
+		assert.Equal(t, strings.Join(want, "\n"), err.Error())
+	}
+
+	// Unknown keys name their path with the receiver's index, and the line.
+	f(`
+[metrics]
+listen = "127.0.0.1:9740"
+lisen = "x"
+
+[[receiver]]
+stream = "fullflow"
+recording.dir = "d"
+
+[[receiver]]
+stream = "clickstream"
+dpo = 1
+[receiver.recording]
+dir = "d"
+rotate_evry = "10m"
+[receiver.recordin]
+dir = "x"
+[receiver.recordin.deeper]
+a = 1
+
+[[receiver]]
+stream = "dnsflow"
+recording = { dir = "d", rotate_evry = "1m" }
+"quoted key" = 1
+Mode = "All"
+
+[Loader]
+dir = "x"
+`,
+		"unknown key metrics.lisen at line 4",
+		"unknown key receiver[1].dpo at line 12",
+		"unknown key receiver[1].recording.rotate_evry at line 15",
+		"unknown key receiver[1].recordin at line 16",
+		"unknown key receiver[2].recording.rotate_evry at line 22",
+		`unknown key receiver[2]."quoted key" at line 23`,
+		"unknown key receiver[2].Mode at line 24",
+		"unknown key Loader at line 26",
+	)
+
+	// Bad values are all reported at once, with their key paths.
+	f(`
+[metrics]
+listen = "127.0.0.1"
+[log]
+level = "verbose"
+[balancer]
+stats_every = "1 minute"
+shutdown_timeout = "0s"
+[[receiver]]
+stream = "fullflow"
+mode = "RoundRobin"
+[[receiver]]
+stream = "clickstream"
+dpi = 1
+mode = "Balanced"
+proto = "sctp"
+subreceivers = ["10.0.0.1:3440", "10.0.0.2/3440", "10.0.0.3/34x0", "10.0.0.1:3440", "10.0.0.300:1", "0.0.0.0:1"]
+subreceiver_proto = "tcp6"
+cpu = "0-3,x"
+queue_bytes = 1000
+mtu = 100
+template_lifetime = "-1s"
+[receiver.recording]
+rotate_every = "500ms"
+export = ["10.0.0.2/9920/http"]
+max_age = "forever"
+[[receiver]]
+stream = "Fullflow"
+listen = "localhost:1500"
+[[receiver]]
+stream = "sip"
+mode = "Recording"
+[[receiver]]
+stream = "dnsflow"
+cpu = 4096
+listen = "0.0.0.0:1500"
+[receiver.recording]
+dir = "d"
+[[receiver]]
+stream = "dnsflow"
+dpi = 0
+listen = "127.0.0.1:1101"
+recording.dir = "d"
+[loader]
+clickhouse = "127.0.0.1:8123"
+after_load = "keep"
+parallel = 0
+cluster = "main"
+sharding_key = ""
+`,
+		`balancer.stats_every: "1 minute": bad duration (want e.g. "90s", "10m", "1h30m")`,
+		`receiver[clickstream/1].proto: "sctp": bad proto (want tcp or udp)`,
+		`receiver[clickstream/1].subreceiver_proto: "tcp6": bad proto (want tcp or udp)`,
+		`receiver[clickstream/1].mode: "Balanced": bad mode (want RoundRobin, All or Recording)`,
+		`receiver[clickstream/1].subreceivers[2]: "10.0.0.3/34x0": bad port`,
+		`receiver[clickstream/1].subreceivers[4]: "10.0.0.300:1": bad host`,
+		`receiver[clickstream/1].subreceivers[5]: "0.0.0.0:1": unspecified address`,
+		`receiver[clickstream/1].cpu: cpu list "0-3,x": "x": not a cpu number`,
+		`receiver[clickstream/1].template_lifetime: "-1s": negative duration`,
+		`receiver[clickstream/1].recording.rotate_every: "500ms"`+"",
+		"",
+	)
+}

@@ -1,0 +1,425 @@
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"net/netip"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/BurntSushi/toml"
+
+	"github.com/ipfix-balancer/ipfix-balancer/affinity"
+)
+
+// The file* types mirror the TOML file. Values stay as the operator wrote
+// them (strings, pointers for "not set") so that build can fill defaults that
+// depend on other keys and report every bad value at once with its key path.
+type fileConfig struct {
+	Metrics  fileMetrics    `toml:"metrics"`
+	Log      fileLog        `toml:"log"`
+	Balancer fileBalancer   `toml:"balancer"`
+	Receiver []fileReceiver `toml:"receiver"`
+	Loader   fileLoader     `toml:"loader"`
+}
+
+type fileMetrics struct {
+	Listen string `toml:"listen"`
+}
+
+type fileLog struct {
+	Level string `toml:"level"`
+}
+
+type fileBalancer struct {
+	StatsEvery      string `toml:"stats_every"`
+	ShutdownTimeout string `toml:"shutdown_timeout"`
+	ControlSocket   string `toml:"control_socket"`
+}
+
+type fileReceiver struct {
+	Stream           string        `toml:"stream"`
+	DPI              *int64        `toml:"dpi"`
+	Listen           string        `toml:"listen"`
+	Proto            string        `toml:"proto"`
+	Mode             string        `toml:"mode"`
+	Subreceivers     []string      `toml:"subreceivers"`
+	SubreceiverProto string        `toml:"subreceiver_proto"`
+	CPU              any           `toml:"cpu,omitempty"` // int64 or string
+	QueueBytes       *int64        `toml:"queue_bytes"`
+	MTU              *int64        `toml:"mtu"`
+	UDPReadBuffer    *int64        `toml:"udp_read_buffer_bytes"`
+	TemplateLifetime string        `toml:"template_lifetime"`
+	Recording        fileRecording `toml:"recording"`
+}
+
+type fileRecording struct {
+	Dir           string   `toml:"dir"`
+	RotateEvery   string   `toml:"rotate_every"`
+	RotateRecords *int64   `toml:"rotate_records"`
+	Export        []string `toml:"export"`
+	QueueBytes    *int64   `toml:"queue_bytes"`
+	MaxBytes      *int64   `toml:"max_bytes"`
+	MaxAge        string   `toml:"max_age"`
+}
+
+type fileLoader struct {
+	Dir         string `toml:"dir"`
+	ClickHouse  string `toml:"clickhouse"`
+	Database    string `toml:"database"`
+	User        string `toml:"user"`
+	Password    string `toml:"password"`
+	Parallel    int64  `toml:"parallel"`
+	AfterLoad   string `toml:"after_load"`
+	Retention   string `toml:"retention"`
+	BatchRows   int64  `toml:"batch_rows"`
+	PollEvery   string `toml:"poll_every"`
+	Cluster     string `toml:"cluster"`
+	ShardingKey string `toml:"sharding_key"`
+}
+
+// Per-receiver defaults (the top-level ones live in default.toml).
+const (
+	defaultQueueBytes          = 32 << 20
+	defaultMTU                 = 1500
+	defaultUDPReadBuffer       = 32 << 20
+	defaultTemplateLifetime    = 30 * time.Minute
+	defaultRecordingQueueBytes = 64 << 20
+	defaultRotateEvery         = 10 * time.Minute
+)
+
+// defaultPorts are the legacy collector's ports per stream.
+var defaultPorts = map[string]uint16{
+	"fullflow":    1500,
+	"clickstream": 1501,
+	"dnsflow":     1101,
+	"gtpflow":     1502,
+	"natflow":     1503,
+}
+
+// defaultRotateEvery returns the rotation period of a stream: the legacy
+// defaults, 12m for clickstream (its dumps must cover fullflow's 10m).
+func defaultRotation(stream string) time.Duration {
+	if stream == "clickstream" {
+		return 12 * time.Minute
+	}
+	return defaultRotateEvery
+}
+
+var streamRE = regexp.MustCompile(`^[a-z0-9_]+$`)
+
+// syntaxError is a TOML syntax or type error; it prints the decoder's
+// position and caret.
+type syntaxError struct{ err toml.ParseError }
+
+func (e *syntaxError) Error() string {
+	return strings.TrimRight(e.err.ErrorWithPosition(), "\n")
+}
+
+func (e *syntaxError) Unwrap() error { return e.err }
+
+// decodeDefault decodes default.toml onto an empty fileConfig.
+func decodeDefault() (*fileConfig, error) {
+	var f fileConfig
+	md, err := toml.NewDecoder(bytes.NewReader(DefaultTOML)).Decode(&f)
+	if err != nil {
+		return nil, err
+	}
+	if errs := unknownKeys(DefaultTOML, md); len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	return &f, nil
+}
+
+// parseTOML decodes data onto base, then builds and validates the result.
+func parseTOML(data []byte, base *fileConfig) (*Config, error) {
+	f := *base
+	f.Receiver = nil // [[receiver]] in data replaces the defaults, never merges into them
+	md, err := toml.NewDecoder(bytes.NewReader(data)).Decode(&f)
+	if err != nil {
+		var pe toml.ParseError
+		if errors.As(err, &pe) {
+			return nil, &syntaxError{err: pe}
+		}
+		return nil, err
+	}
+	if !md.IsDefined("receiver") {
+		f.Receiver = base.Receiver
+	}
+	errs := unknownKeys(data, md)
+	cfg, berrs := build(&f)
+	errs = append(errs, berrs...)
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	return cfg, nil
+}
+
+// build converts f into a Config, filling per-receiver defaults, and
+// validates it. Every problem is reported; a bad value leaves its default in
+// place so that Validate does not report it a second time.
+func build(f *fileConfig) (*Config, []error) {
+	var e errs
+	c := &Config{
+		Metrics:         Metrics{Listen: f.Metrics.Listen},
+		Log:             Log{Level: strings.ToLower(f.Log.Level)},
+		StatsEvery:      e.duration("balancer.stats_every", f.Balancer.StatsEvery, time.Minute),
+		ShutdownTimeout: e.duration("balancer.shutdown_timeout", f.Balancer.ShutdownTimeout, time.Second),
+		ControlSocket:   f.Balancer.ControlSocket,
+		Loader: Loader{
+			Dir:         f.Loader.Dir,
+			ClickHouse:  f.Loader.ClickHouse,
+			Database:    f.Loader.Database,
+			User:        f.Loader.User,
+			Password:    f.Loader.Password,
+			Parallel:    e.int("loader.parallel", f.Loader.Parallel),
+			AfterLoad:   f.Loader.AfterLoad,
+			Retention:   e.duration("loader.retention", f.Loader.Retention, 0),
+			BatchRows:   e.int("loader.batch_rows", f.Loader.BatchRows),
+			PollEvery:   e.duration("loader.poll_every", f.Loader.PollEvery, time.Second),
+			Cluster:     f.Loader.Cluster,
+			ShardingKey: f.Loader.ShardingKey,
+		},
+	}
+	order := map[string]int{}
+	for i := range f.Receiver {
+		fr := &f.Receiver[i]
+		c.Receivers = append(c.Receivers, buildReceiver(&e, i, fr, order[fr.Stream]))
+		order[fr.Stream]++
+	}
+	e = append(e, c.validate()...)
+	if len(e) > 0 {
+		return nil, e
+	}
+	return c, nil
+}
+
+func buildReceiver(e *errs, i int, fr *fileReceiver, order int) Receiver {
+	r := Receiver{
+		Stream:           fr.Stream,
+		DPI:              order,
+		Mode:             Recording,
+		QueueBytes:       defaultQueueBytes,
+		MTU:              defaultMTU,
+		UDPReadBuffer:    defaultUDPReadBuffer,
+		TemplateLifetime: defaultTemplateLifetime,
+		Recording: Recorder{
+			Dir:         fr.Recording.Dir,
+			RotateEvery: defaultRotation(fr.Stream),
+			QueueBytes:  defaultRecordingQueueBytes,
+		},
+	}
+	if fr.DPI != nil {
+		r.DPI = e.int(fmt.Sprintf("receiver[%d].dpi", i), *fr.DPI)
+	}
+	p := receiverPath(i, &r)
+
+	port := defaultPorts[r.Stream]
+	if fr.Listen == "" {
+		if port == 0 && streamRE.MatchString(r.Stream) {
+			e.addf("%s.listen: required: stream %s has no default port", p, r.Stream)
+		}
+		r.Listen = netip.AddrPortFrom(netip.IPv4Unspecified(), port)
+	} else if ap, err := parseListen(fr.Listen, port); err != nil {
+		e.addf("%s.listen: %w", p, err)
+	} else {
+		r.Listen = ap
+	}
+	if fr.Proto != "" {
+		e.text(p+".proto", fr.Proto, &r.Proto)
+	}
+	if fr.SubreceiverProto != "" {
+		e.text(p+".subreceiver_proto", fr.SubreceiverProto, &r.SubreceiverProto)
+	}
+	if len(fr.Subreceivers) > 0 {
+		r.Mode = RoundRobin
+	}
+	if fr.Mode != "" {
+		e.text(p+".mode", fr.Mode, &r.Mode)
+	}
+	r.Subreceivers = e.subreceivers(p+".subreceivers", fr.Subreceivers, r.SubreceiverProto)
+
+	switch v := fr.CPU.(type) {
+	case nil:
+	case int64:
+		if v < 0 || v > affinity.MaxCPU {
+			e.addf("%s.cpu: %d: cpu number outside 0..%d", p, v, affinity.MaxCPU)
+		} else {
+			r.CPU = affinity.CPUSet{int(v)}
+		}
+	case string:
+		set, err := affinity.Parse(v)
+		if err != nil {
+			e.addf("%s.cpu: %w", p, err)
+		}
+		r.CPU = set
+	default:
+		e.addf("%s.cpu: want a cpu number (61) or a cpu list string (\"0-3,8\")", p)
+	}
+
+	if fr.QueueBytes != nil {
+		r.QueueBytes = e.int(p+".queue_bytes", *fr.QueueBytes)
+	}
+	if fr.MTU != nil {
+		r.MTU = e.int(p+".mtu", *fr.MTU)
+	}
+	if fr.UDPReadBuffer != nil {
+		r.UDPReadBuffer = e.int(p+".udp_read_buffer_bytes", *fr.UDPReadBuffer)
+	}
+	if fr.TemplateLifetime != "" {
+		r.TemplateLifetime = e.duration(p+".template_lifetime", fr.TemplateLifetime, r.TemplateLifetime)
+	}
+
+	rec := &fr.Recording
+	if rec.RotateEvery != "" {
+		r.Recording.RotateEvery = e.duration(p+".recording.rotate_every", rec.RotateEvery, r.Recording.RotateEvery)
+	}
+	if rec.RotateRecords != nil {
+		r.Recording.RotateRecords = *rec.RotateRecords
+	}
+	r.Recording.Export = e.subreceivers(p+".recording.export", rec.Export, TCP)
+	if rec.QueueBytes != nil {
+		r.Recording.QueueBytes = e.int(p+".recording.queue_bytes", *rec.QueueBytes)
+	}
+	if rec.MaxBytes != nil {
+		r.Recording.MaxBytes = *rec.MaxBytes
+	}
+	if rec.MaxAge != "" {
+		r.Recording.MaxAge = e.duration(p+".recording.max_age", rec.MaxAge, 0)
+	}
+	return r
+}
+
+// receiverPath names receiver i in messages: "receiver[fullflow/0]", or
+// "receiver[3]" while its stream is not a valid label.
+func receiverPath(i int, r *Receiver) string {
+	if streamRE.MatchString(r.Stream) {
+		return "receiver[" + r.Name() + "]"
+	}
+	return fmt.Sprintf("receiver[%d]", i)
+}
+
+// errs collects the problems of a configuration.
+type errs []error
+
+func (e *errs) addf(format string, args ...any) {
+	*e = append(*e, fmt.Errorf(format, args...))
+}
+
+// duration parses s, or reports it and returns fallback.
+func (e *errs) duration(path, s string, fallback time.Duration) time.Duration {
+	d, err := parseDuration(s)
+	if err != nil {
+		e.addf("%s: %w", path, err)
+		return fallback
+	}
+	return d
+}
+
+func (e *errs) int(path string, v int64) int {
+	if int64(int(v)) != v {
+		e.addf("%s: %d: out of range", path, v)
+		return 0
+	}
+	return int(v)
+}
+
+func (e *errs) text(path, s string, v interface{ UnmarshalText([]byte) error }) {
+	if err := v.UnmarshalText([]byte(s)); err != nil {
+		e.addf("%s: %w", path, err)
+	}
+}
+
+func (e *errs) subreceivers(path string, list []string, proto Proto) []Subreceiver {
+	var subs []Subreceiver
+	for j, s := range list {
+		sub, err := parseSubreceiver(s, proto)
+		if err != nil {
+			e.addf("%s[%d]: %w", path, j, err)
+			continue
+		}
+		subs = append(subs, sub)
+	}
+	return subs
+}
+
+// toFile is the inverse of build, for c.TOML.
+func toFile(c *Config) *fileConfig {
+	f := &fileConfig{
+		Metrics: fileMetrics{Listen: c.Metrics.Listen},
+		Log:     fileLog{Level: c.Log.Level},
+		Balancer: fileBalancer{
+			StatsEvery:      formatDuration(c.StatsEvery),
+			ShutdownTimeout: formatDuration(c.ShutdownTimeout),
+			ControlSocket:   c.ControlSocket,
+		},
+		Loader: fileLoader{
+			Dir:         c.Loader.Dir,
+			ClickHouse:  c.Loader.ClickHouse,
+			Database:    c.Loader.Database,
+			User:        c.Loader.User,
+			Password:    c.Loader.Password,
+			Parallel:    int64(c.Loader.Parallel),
+			AfterLoad:   c.Loader.AfterLoad,
+			Retention:   formatDuration(c.Loader.Retention),
+			BatchRows:   int64(c.Loader.BatchRows),
+			PollEvery:   formatDuration(c.Loader.PollEvery),
+			Cluster:     c.Loader.Cluster,
+			ShardingKey: c.Loader.ShardingKey,
+		},
+	}
+	for i := range c.Receivers {
+		r := &c.Receivers[i]
+		fr := fileReceiver{
+			Stream:           r.Stream,
+			DPI:              ptr(int64(r.DPI)),
+			Listen:           r.Listen.String(),
+			Proto:            r.Proto.String(),
+			Mode:             r.Mode.String(),
+			Subreceivers:     formatSubreceivers(r.Subreceivers, r.SubreceiverProto),
+			SubreceiverProto: r.SubreceiverProto.String(),
+			QueueBytes:       ptr(int64(r.QueueBytes)),
+			MTU:              ptr(int64(r.MTU)),
+			UDPReadBuffer:    ptr(int64(r.UDPReadBuffer)),
+			TemplateLifetime: formatDuration(r.TemplateLifetime),
+			Recording: fileRecording{
+				Dir:           r.Recording.Dir,
+				RotateEvery:   formatDuration(r.Recording.RotateEvery),
+				RotateRecords: ptr(r.Recording.RotateRecords),
+				Export:        formatSubreceivers(r.Recording.Export, TCP),
+				QueueBytes:    ptr(int64(r.Recording.QueueBytes)),
+				MaxBytes:      ptr(r.Recording.MaxBytes),
+				MaxAge:        formatDuration(r.Recording.MaxAge),
+			},
+		}
+		switch len(r.CPU) {
+		case 0:
+		case 1:
+			fr.CPU = int64(r.CPU[0])
+		default:
+			fr.CPU = r.CPU.String()
+		}
+		f.Receiver = append(f.Receiver, fr)
+	}
+	return f
+}
+
+func ptr[T any](v T) *T { return &v }
+
+// TOML returns c as a complete TOML configuration, every default spelled out
+// (for -print-config and convert-config). Parse of the result gives a Config
+// equal to c. It fails when c does not validate.
+func (c *Config) TOML() ([]byte, error) {
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	var b bytes.Buffer
+	enc := toml.NewEncoder(&b)
+	enc.Indent = ""
+	if err := enc.Encode(toFile(c)); err != nil {
+		return nil, fmt.Errorf("encode config: %w", err)
+	}
+	return b.Bytes(), nil
+}

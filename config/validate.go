@@ -1,0 +1,232 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"net/url"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/ipfix-balancer/ipfix-balancer/affinity"
+)
+
+// Limits checked by Validate.
+const (
+	minQueueBytes = 64 << 10
+	maxQueueBytes = 1 << 40
+	minMTU        = 576
+	maxMTU        = 65535
+	maxDPI        = 65535
+	// maxSocketPath is sizeof(sockaddr_un.sun_path)-1 on Linux.
+	maxSocketPath = 107
+)
+
+var (
+	identRE   = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+	clusterRE = regexp.MustCompile(`^[A-Za-z0-9_.-]+$`)
+)
+
+// Validate checks c and reports every problem at once (errors.Join), each as
+// key path, value and problem:
+//
+//	receiver[clickstream/1].subreceivers[2]: "10.0.0.3/34x0": bad port
+//
+// Besides the value of each key it checks that no two receivers listen on
+// the same address and protocol or share stream and dpi, that RoundRobin and
+// All have subreceivers and Recording a dump directory.
+func (c *Config) Validate() error {
+	return errors.Join(c.validate()...)
+}
+
+func (c *Config) validate() []error {
+	var e errs
+	if c.Metrics.Listen != "" {
+		if err := checkHostPort(c.Metrics.Listen); err != nil {
+			e.addf("metrics.listen: %w", err)
+		}
+	}
+	switch c.Log.Level {
+	case "debug", "info", "warn", "error":
+	default:
+		e.addf("log.level: %q: want debug, info, warn or error", c.Log.Level)
+	}
+	if c.StatsEvery < 0 {
+		e.addf("balancer.stats_every: %s: negative", c.StatsEvery)
+	}
+	if c.ShutdownTimeout <= 0 {
+		e.addf("balancer.shutdown_timeout: %s: must be positive", c.ShutdownTimeout)
+	}
+	if len(c.ControlSocket) > maxSocketPath {
+		e.addf("balancer.control_socket: %q: longer than %d bytes, too long for a unix socket", c.ControlSocket, maxSocketPath)
+	} else if strings.IndexByte(c.ControlSocket, 0) >= 0 {
+		e.addf("balancer.control_socket: %q: NUL byte in path", c.ControlSocket)
+	}
+
+	if len(c.Receivers) == 0 {
+		e.addf("receiver: no receivers")
+	}
+	for i := range c.Receivers {
+		c.validateReceiver(&e, i)
+	}
+	c.Loader.validate(&e)
+	return e
+}
+
+func (c *Config) validateReceiver(e *errs, i int) {
+	r := &c.Receivers[i]
+	p := receiverPath(i, r)
+	if !streamRE.MatchString(r.Stream) {
+		e.addf("%s.stream: %q: want a label of a-z, 0-9 and _ (fullflow, clickstream, dnsflow...)", p, r.Stream)
+	}
+	if r.DPI < 0 || r.DPI > maxDPI {
+		e.addf("%s.dpi: %d: outside 0..%d", p, r.DPI, maxDPI)
+	}
+	if !r.Listen.IsValid() {
+		e.addf("%s.listen: missing", p)
+	}
+	if r.Proto > UDP {
+		e.addf("%s.proto: %s: want tcp or udp", p, r.Proto)
+	}
+	if r.SubreceiverProto > UDP {
+		e.addf("%s.subreceiver_proto: %s: want tcp or udp", p, r.SubreceiverProto)
+	}
+	for j := range i {
+		o := &c.Receivers[j]
+		if o.Stream == r.Stream && o.DPI == r.DPI {
+			e.addf("%s: stream %s with dpi %d is already receiver[%d]", p, r.Stream, r.DPI, j)
+		}
+		if o.Proto == r.Proto && r.Listen.Port() != 0 && o.Listen.Port() == r.Listen.Port() &&
+			overlaps(o.Listen.Addr(), r.Listen.Addr()) {
+			e.addf("%s.listen: %s %s: already used by %s (%s %s)", p, r.Proto, r.Listen, receiverPath(j, o), o.Proto, o.Listen)
+		}
+	}
+
+	switch r.Mode {
+	case RoundRobin, All:
+		if len(r.Subreceivers) == 0 {
+			e.addf("%s.subreceivers: mode %s needs at least one subreceiver", p, r.Mode)
+		}
+	case Recording:
+		if r.Recording.Dir == "" {
+			e.addf("%s.recording.dir: mode Recording needs a dump directory", p)
+		}
+	default:
+		e.addf("%s.mode: %s: want RoundRobin, All or Recording", p, r.Mode)
+	}
+	validateSubreceivers(e, p+".subreceivers", r.Subreceivers)
+	validateSubreceivers(e, p+".recording.export", r.Recording.Export)
+	for _, cpu := range r.CPU {
+		if cpu < 0 || cpu > affinity.MaxCPU {
+			e.addf("%s.cpu: %d: cpu number outside 0..%d", p, cpu, affinity.MaxCPU)
+			break
+		}
+	}
+	if r.QueueBytes < minQueueBytes || r.QueueBytes > maxQueueBytes {
+		e.addf("%s.queue_bytes: %d: outside %d..%d", p, r.QueueBytes, minQueueBytes, maxQueueBytes)
+	}
+	if r.MTU < minMTU || r.MTU > maxMTU {
+		e.addf("%s.mtu: %d: outside %d..%d", p, r.MTU, minMTU, maxMTU)
+	}
+	if r.UDPReadBuffer < 0 || r.UDPReadBuffer > 1<<31-1 {
+		e.addf("%s.udp_read_buffer_bytes: %d: outside 0..%d", p, r.UDPReadBuffer, 1<<31-1)
+	}
+	if r.TemplateLifetime < 0 {
+		e.addf("%s.template_lifetime: %s: negative", p, r.TemplateLifetime)
+	}
+
+	rec := &r.Recording
+	if strings.IndexByte(rec.Dir, 0) >= 0 {
+		e.addf("%s.recording.dir: %q: NUL byte in path", p, rec.Dir)
+	}
+	if rec.RotateEvery < time.Second {
+		e.addf("%s.recording.rotate_every: %s: below the minimum 1s", p, formatDuration(rec.RotateEvery))
+	}
+	if rec.RotateRecords < 0 {
+		e.addf("%s.recording.rotate_records: %d: negative", p, rec.RotateRecords)
+	}
+	if rec.QueueBytes < minQueueBytes || rec.QueueBytes > maxQueueBytes {
+		e.addf("%s.recording.queue_bytes: %d: outside %d..%d", p, rec.QueueBytes, minQueueBytes, maxQueueBytes)
+	}
+	if rec.MaxBytes < 0 {
+		e.addf("%s.recording.max_bytes: %d: negative", p, rec.MaxBytes)
+	}
+	if rec.MaxAge < 0 {
+		e.addf("%s.recording.max_age: %s: negative", p, rec.MaxAge)
+	}
+}
+
+// validateSubreceivers checks subreceivers built by hand (parsed ones are
+// valid) and rejects duplicates, which would skew RoundRobin.
+func validateSubreceivers(e *errs, path string, subs []Subreceiver) {
+	for j, s := range subs {
+		if sub, err := parseSubreceiver(s.Addr, s.Proto); err != nil || sub.Addr != s.Addr || s.Proto > UDP {
+			e.addf("%s[%d]: %q: want host:port", path, j, s.Addr)
+			continue
+		}
+		for k := range j {
+			if subs[k] == s {
+				e.addf("%s[%d]: %q: same as %s[%d]", path, j, s.Addr, path, k)
+				break
+			}
+		}
+	}
+}
+
+// overlaps reports whether sockets bound to a and b on one port collide:
+// equal addresses, or a wildcard covering the other ("::" is dual-stack).
+func overlaps(a, b netip.Addr) bool {
+	covers := func(w, x netip.Addr) bool {
+		return w.IsUnspecified() && (w.Is6() || x.Is4() || x.Is4In6())
+	}
+	return a == b || covers(a, b) || covers(b, a)
+}
+
+// checkHostPort checks a listen address of the form host:port.
+func checkHostPort(s string) error {
+	_, port, err := net.SplitHostPort(s)
+	if err != nil {
+		return fmt.Errorf("%q: want host:port", s)
+	}
+	if _, ok := parsePort(port); !ok {
+		return fmt.Errorf("%q: bad port", s)
+	}
+	return nil
+}
+
+func (l *Loader) validate(e *errs) {
+	if l.Dir == "" {
+		e.addf("loader.dir: missing")
+	}
+	if u, err := url.Parse(l.ClickHouse); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		e.addf("loader.clickhouse: %q: want an http:// or https:// URL", l.ClickHouse)
+	}
+	if !identRE.MatchString(l.Database) {
+		e.addf("loader.database: %q: bad database name", l.Database)
+	}
+	if l.Parallel < 1 || l.Parallel > 64 {
+		e.addf("loader.parallel: %d: outside 1..64", l.Parallel)
+	}
+	if l.AfterLoad != "move" && l.AfterLoad != "delete" {
+		e.addf("loader.after_load: %q: want move or delete", l.AfterLoad)
+	}
+	if l.Retention < 0 {
+		e.addf("loader.retention: %s: negative", l.Retention)
+	}
+	if l.BatchRows < 1 || l.BatchRows > 10_000_000 {
+		e.addf("loader.batch_rows: %d: outside 1..10000000", l.BatchRows)
+	}
+	if l.PollEvery < 100*time.Millisecond {
+		e.addf("loader.poll_every: %s: below the minimum 100ms", l.PollEvery)
+	}
+	if l.Cluster != "" {
+		if !clusterRE.MatchString(l.Cluster) {
+			e.addf("loader.cluster: %q: bad cluster name", l.Cluster)
+		}
+		if strings.TrimSpace(l.ShardingKey) == "" {
+			e.addf("loader.sharding_key: missing: a cluster needs a sharding key")
+		}
+	}
+}

@@ -1,0 +1,295 @@
+// Package testenv holds what tests of several packages share: a loopback IPFIX
+// collector built on package ipfix, and a private ClickHouse server. Test code only.
+package testenv
+
+import (
+	"encoding/binary"
+	"errors"
+	"io"
+	"net"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/ipfix-balancer/ipfix-balancer/ipfix"
+)
+
+// CollectorStats is what a Collector has seen since it started.
+type CollectorStats struct {
+	Sessions int // transport sessions accepted (TCP) or sources seen (UDP)
+	Messages int
+	Records  int // data records decoded
+	// Undecoded counts data sets the collector could not decode (template unknown
+	// in that session, or malformed): each is data a real collector would lose.
+	Undecoded int
+	// SequenceGaps counts data records missing per the sequence numbers received
+	// (per session and observation domain), OutOfOrder messages numbered backwards.
+	SequenceGaps uint64
+	OutOfOrder   uint64
+	// MaxDatagram is the largest UDP datagram received.
+	MaxDatagram int
+}
+
+// Collector is an IPFIX collector on a loopback port. It decodes every message
+// with a template cache per session, like a real collector, and keeps a multiset
+// of the records it decoded, so tests can compare what arrived with what was sent.
+type Collector struct {
+	t     testing.TB
+	proto string
+	addr  string
+	stall bool
+
+	mu      sync.Mutex
+	ln      net.Listener
+	pc      net.PacketConn
+	conns   map[net.Conn]struct{}
+	stats   CollectorStats
+	records map[string]int
+	udp     map[string]*collectorSession
+	wg      sync.WaitGroup
+}
+
+// CollectorOption changes a Collector.
+type CollectorOption func(*Collector)
+
+// Stalled makes a TCP collector accept connections and never read from them, as a
+// collector stuck on its disk would.
+func Stalled() CollectorOption { return func(c *Collector) { c.stall = true } }
+
+// StartCollector starts a collector on 127.0.0.1 for proto "tcp" or "udp". It stops
+// at the end of the test.
+func StartCollector(t testing.TB, proto string, opts ...CollectorOption) *Collector {
+	t.Helper()
+	c := &Collector{t: t, proto: proto, records: make(map[string]int), conns: make(map[net.Conn]struct{}), udp: make(map[string]*collectorSession)}
+	for _, o := range opts {
+		o(c)
+	}
+	c.listen("127.0.0.1:0")
+	t.Cleanup(c.Stop)
+	return c
+}
+
+// Addr is the collector's "host:port".
+func (c *Collector) Addr() string { return c.addr }
+
+// Network is "tcp" or "udp".
+func (c *Collector) Network() string { return c.proto }
+
+func (c *Collector) listen(addr string) {
+	c.t.Helper()
+	var err error
+	for try := 0; try < 50; try++ { // the old port may linger briefly after Stop
+		if c.proto == "udp" {
+			var pc net.PacketConn
+			if pc, err = net.ListenPacket("udp", addr); err == nil {
+				_ = pc.(*net.UDPConn).SetReadBuffer(8 << 20)
+				c.mu.Lock()
+				c.pc = pc
+				c.addr = pc.LocalAddr().String()
+				c.mu.Unlock()
+				c.wg.Add(1)
+				go c.readUDP(pc)
+				return
+			}
+		} else {
+			var ln net.Listener
+			if ln, err = net.Listen("tcp", addr); err == nil {
+				c.mu.Lock()
+				c.ln = ln
+				c.addr = ln.Addr().String()
+				c.mu.Unlock()
+				c.wg.Add(1)
+				go c.accept(ln)
+				return
+			}
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	c.t.Fatalf("collector: listen %s %s: %v", c.proto, addr, err)
+}
+
+// Stop closes the listener and every connection, as a collector that dies would.
+func (c *Collector) Stop() {
+	c.mu.Lock()
+	if c.ln != nil {
+		_ = c.ln.Close()
+		c.ln = nil
+	}
+	if c.pc != nil {
+		_ = c.pc.Close()
+		c.pc = nil
+	}
+	for conn := range c.conns {
+		_ = conn.Close()
+	}
+	c.mu.Unlock()
+	c.wg.Wait()
+}
+
+// Restart listens again on the same address after Stop.
+func (c *Collector) Restart() { c.listen(c.addr) }
+
+// Stats returns a snapshot of the counters.
+func (c *Collector) Stats() CollectorStats {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.stats
+}
+
+// Records returns a copy of the multiset of decoded records (see Fingerprint).
+func (c *Collector) Records() map[string]int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := make(map[string]int, len(c.records))
+	for k, v := range c.records {
+		out[k] = v
+	}
+	return out
+}
+
+// WaitRecords waits until the collector decoded at least n records, for at most
+// timeout; it reports whether it got there.
+func (c *Collector) WaitRecords(n int, timeout time.Duration) bool {
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		if c.Stats().Records >= n {
+			return true
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	return c.Stats().Records >= n
+}
+
+func (c *Collector) accept(ln net.Listener) {
+	defer c.wg.Done()
+	for {
+		conn, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		c.mu.Lock()
+		c.conns[conn] = struct{}{}
+		c.stats.Sessions++
+		c.mu.Unlock()
+		c.wg.Add(1)
+		go c.serve(conn)
+	}
+}
+
+func (c *Collector) serve(conn net.Conn) {
+	defer c.wg.Done()
+	defer func() {
+		c.mu.Lock()
+		delete(c.conns, conn)
+		c.mu.Unlock()
+		_ = conn.Close()
+	}()
+	if c.stall {
+		_, _ = io.Copy(io.Discard, io.LimitReader(stallReader{conn}, 0))
+		<-closed(conn)
+		return
+	}
+	s := newCollectorSession()
+	fr := ipfix.NewFileReader(conn)
+	for {
+		msg, err := fr.Next()
+		if err != nil {
+			return
+		}
+		c.consume(s, msg)
+	}
+}
+
+func (c *Collector) readUDP(pc net.PacketConn) {
+	defer c.wg.Done()
+	buf := make([]byte, 65535)
+	for {
+		n, from, err := pc.ReadFrom(buf)
+		if err != nil {
+			return
+		}
+		c.mu.Lock()
+		s := c.udp[from.String()]
+		if s == nil {
+			s = newCollectorSession()
+			c.udp[from.String()] = s
+			c.stats.Sessions++
+		}
+		c.stats.MaxDatagram = max(c.stats.MaxDatagram, n)
+		c.mu.Unlock()
+		_, _ = ipfix.SplitDatagram(buf[:n], func(msg []byte) { c.consume(s, msg) })
+	}
+}
+
+type collectorSession struct {
+	dec *ipfix.Decoder
+	seq ipfix.SequenceTracker
+}
+
+func newCollectorSession() *collectorSession {
+	return &collectorSession{dec: ipfix.NewDecoder(ipfix.NewTemplateCache(0))}
+}
+
+func (c *Collector) consume(s *collectorSession, msg []byte) {
+	var keys []string
+	records := 0
+	err := s.dec.Decode(msg, time.Now(), func(r *ipfix.Record) error {
+		keys = append(keys, Fingerprint(r))
+		records++
+		return nil
+	})
+	lost, disorder := s.seq.Observe(binary.BigEndian.Uint32(msg[12:16]), binary.BigEndian.Uint32(msg[8:12]), records)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.stats.Messages++
+	c.stats.Records += records
+	c.stats.SequenceGaps += lost
+	if disorder {
+		c.stats.OutOfOrder++
+	}
+	if err != nil && !errors.Is(err, io.EOF) {
+		c.stats.Undecoded += max(1, s.dec.SkippedSets())
+	}
+	for _, k := range keys {
+		c.records[k]++
+	}
+}
+
+// Fingerprint identifies a decoded record by its template id and field bytes.
+func Fingerprint(r *ipfix.Record) string {
+	b := make([]byte, 0, 64)
+	b = binary.BigEndian.AppendUint16(b, r.Template.ID)
+	for _, v := range r.Values {
+		b = binary.BigEndian.AppendUint16(b, uint16(len(v.Raw)))
+		b = append(b, v.Raw...)
+	}
+	return string(b)
+}
+
+// stallReader reads nothing: a stalled collector leaves bytes in the kernel.
+type stallReader struct{ net.Conn }
+
+func (stallReader) Read([]byte) (int, error) { return 0, io.EOF }
+
+// closed returns a channel closed when the peer closes conn or it is closed here.
+func closed(conn net.Conn) <-chan struct{} {
+	ch := make(chan struct{})
+	go func() {
+		// A zero-byte read does not consume: poll with a 1-byte peek via a tiny
+		// deadline loop until the connection errors.
+		one := make([]byte, 0)
+		for {
+			_ = conn.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
+			if _, err := conn.Read(one); err != nil {
+				var ne net.Error
+				if errors.As(err, &ne) && ne.Timeout() {
+					continue
+				}
+				close(ch)
+				return
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}()
+	return ch
+}

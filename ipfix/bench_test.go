@@ -1,0 +1,154 @@
+package ipfix_test
+
+import (
+	"testing"
+	"time"
+
+	"github.com/ipfix-balancer/ipfix-balancer/ipfix"
+)
+
+// benchMessages encodes n records of one template into messages of maxSize.
+func benchMessages(b *testing.B, t *ipfix.Template, maxSize, n int, rec func(dst []byte, i int) []byte) [][]byte {
+	var recs []taggedRecord
+	for i := range n {
+		recs = append(recs, taggedRecord{t.ID, rec(nil, i)})
+	}
+	return encodeAll(b, 1, maxSize, []*ipfix.Template{t}, recs)
+}
+
+func BenchmarkFrameLength(b *testing.B) {
+	msgs := benchMessages(b, fullflowTemplate(256), 1400, 20000, fullflowRecord)
+	var stream []byte
+	for _, m := range msgs[1 : len(msgs)-1] {
+		stream = append(stream, m...)
+	}
+	b.SetBytes(int64(len(stream)))
+	b.ReportAllocs()
+	for b.Loop() {
+		n := 0
+		for buf := stream; len(buf) > 0; {
+			l, err := ipfix.FrameLength(buf)
+			if err != nil || l == 0 {
+				b.Fatal(l, err)
+			}
+			buf = buf[l:]
+			n++
+		}
+		if n != len(msgs)-2 {
+			b.Fatal(n)
+		}
+	}
+}
+
+func BenchmarkCheckMessage(b *testing.B) {
+	msg := benchMessages(b, fullflowTemplate(256), 1400, 100, fullflowRecord)[1]
+	b.SetBytes(int64(len(msg)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := ipfix.CheckMessage(msg); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func benchDecode(b *testing.B, t *ipfix.Template, msg []byte) {
+	c := ipfix.NewTemplateCache(0)
+	c.Add(1, t, fixedNow)
+	d := ipfix.NewDecoder(c)
+	var n int
+	var sum uint64
+	fn := func(r *ipfix.Record) error {
+		n++
+		sum += r.Values[0].Uint()
+		return nil
+	}
+	if err := d.Decode(msg, fixedNow, fn); err != nil {
+		b.Fatal(err)
+	}
+	perMsg := n
+	n = 0
+	b.SetBytes(int64(len(msg)))
+	b.ReportAllocs()
+	start := time.Now()
+	for b.Loop() {
+		before := n
+		if err := d.Decode(msg, fixedNow, fn); err != nil {
+			b.Fatal(err)
+		}
+		if n-before != perMsg {
+			b.Fatal(n - before)
+		}
+	}
+	b.ReportMetric(float64(n)/time.Since(start).Seconds(), "records/s")
+	b.ReportMetric(float64(perMsg), "records/msg")
+}
+
+// BenchmarkDecodeFullflow decodes messages of 40 fullflow-like records (28
+// fixed-length fields: 25 IANA, 3 DPI).
+func BenchmarkDecodeFullflow(b *testing.B) {
+	t := fullflowTemplate(256)
+	var body []byte
+	for i := range 40 {
+		body = fullflowRecord(body, i)
+	}
+	benchDecode(b, t, mkMessage(1, 0, mkSet(256, body)))
+}
+
+// BenchmarkDecodeClickstream decodes a 1400-byte message of clickstream-like
+// records (variable-length fields).
+func BenchmarkDecodeClickstream(b *testing.B) {
+	t := clickTemplate(257)
+	msg := benchMessages(b, t, 1400, 200, func(dst []byte, i int) []byte { return clickRecord(dst, i, 20+i%60) })[1]
+	benchDecode(b, t, msg)
+}
+
+func BenchmarkTemplateLearn(b *testing.B) {
+	ts := []*ipfix.Template{fullflowTemplate(256), clickTemplate(257), optionsTemplate(258)}
+	msg := mkMessage(1, 0, mkTemplateSet(ts[:2]...), mkTemplateSet(ts[2]))
+	b.Run("refresh", func(b *testing.B) {
+		// UDP exporters re-send the same templates: no allocation.
+		c := ipfix.NewTemplateCache(30 * time.Minute)
+		b.SetBytes(int64(len(msg)))
+		b.ReportAllocs()
+		for b.Loop() {
+			if had, err := c.Learn(msg, fixedNow); err != nil || !had {
+				b.Fatal(had, err)
+			}
+		}
+	})
+	b.Run("new", func(b *testing.B) {
+		// Alternate two definitions of each id: every record is parsed.
+		alt := mkMessage(1, 0, mkTemplateSet(clickTemplate(256), fullflowTemplate(257)), mkTemplateSet(ipfix.NewOptionsTemplate(258, 1, []ipfix.FieldSpecifier{fieldIANA(149, 4)})))
+		c := ipfix.NewTemplateCache(0)
+		b.SetBytes(int64(len(msg)))
+		b.ReportAllocs()
+		i := 0
+		for b.Loop() {
+			m := msg
+			if i&1 == 1 {
+				m = alt
+			}
+			i++
+			if _, err := c.Learn(m, fixedNow); err != nil || c.Len() != 3 {
+				b.Fatal(err)
+			}
+		}
+	})
+}
+
+func BenchmarkRepack(b *testing.B) {
+	t := fullflowTemplate(256)
+	msg := benchMessages(b, t, 65535, 2000, fullflowRecord)[0]
+	c := ipfix.NewTemplateCache(0)
+	if _, err := c.Learn(msg, fixedNow); err != nil {
+		b.Fatal(err)
+	}
+	b.SetBytes(int64(len(msg)))
+	b.ReportAllocs()
+	for b.Loop() {
+		n := 0
+		if err := ipfix.Repack(msg, c, 1400, func([]byte) { n++ }); err != nil || n < 40 {
+			b.Fatal(n, err)
+		}
+	}
+}

@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Installs what `make test` needs beyond Go: tshark (decodes our IPFIX files as an
+# independent oracle) and clickhouse-server (the loader tests start a private one).
+# Debian/Ubuntu use apt-get, RHEL-likes dnf/yum. Does nothing when all are present.
+set -euo pipefail
+
+need=()
+command -v tshark >/dev/null 2>&1 || need+=(tshark)
+command -v clickhouse-server >/dev/null 2>&1 || need+=(clickhouse-server)
+command -v clickhouse-client >/dev/null 2>&1 || need+=(clickhouse-client)
+[ ${#need[@]} -eq 0 ] && exit 0
+
+sudo=""
+[ "$(id -u)" -ne 0 ] && sudo="sudo"
+echo "installing test dependencies: ${need[*]}" >&2
+if command -v apt-get >/dev/null 2>&1; then
+	export DEBIAN_FRONTEND=noninteractive
+	$sudo apt-get update -qq
+	$sudo apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+elif command -v dnf >/dev/null 2>&1; then
+	# On RHEL tshark comes in the wireshark-cli package; ClickHouse from its own repo.
+	pkgs=("${need[@]/tshark/wireshark-cli}")
+	$sudo dnf install -y -q "${pkgs[@]}"
+elif command -v yum >/dev/null 2>&1; then
+	pkgs=("${need[@]/tshark/wireshark}")
+	$sudo yum install -y -q "${pkgs[@]}"
+else
+	echo "no apt-get, dnf or yum: install ${need[*]} by hand" >&2
+	exit 1
+fi
