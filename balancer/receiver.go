@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"os"
 	"sync"
 	"time"
 
@@ -41,7 +42,8 @@ type Receiver struct {
 	labels string
 
 	outputs    []output
-	outMetrics []*outputMetrics
+	outputKeys map[output]string // outputKey, or recorderKey
+	outMetrics map[string]*outputMetrics
 	rr      int // index of the output RoundRobin picked last
 
 	// Event-loop state.
@@ -49,6 +51,15 @@ type Receiver struct {
 	loop     gnet.EventLoop
 	eng      gnet.Engine
 	sessions map[*session]gnet.Conn
+	// passOn, once a successor process asks for our sessions, passes each new
+	// exporter connection on at once.
+	passOn func(handoverFrame, int) error
+	// inheritedUDP is the predecessor's socket for a UDP receiver (set before Run).
+	inheritedUDP     *os.File
+	inheritedSources map[string][]byte // UDP sessions have a nil Conn
+	// cur is the session whose message dispatch is routing: outputs that re-pack
+	// (UDP subreceivers) read its templates in send.
+	cur *session
 	extract  []byte // template-only copies of this batch (RoundRobin)
 
 	addr      net.Addr
@@ -73,7 +84,9 @@ func New(cfg config.Receiver, opts Options) (*Receiver, error) {
 		opts:     opts,
 		set:      metrics.NewSet(),
 		labels:   labelsFor(cfg.Stream, cfg.DPI),
-		sessions: make(map[*session]gnet.Conn),
+		sessions:   make(map[*session]gnet.Conn),
+		outputKeys: make(map[output]string),
+		outMetrics: make(map[string]*outputMetrics),
 		ready:    make(chan struct{}),
 	}
 	r.log = opts.Logger.With("receiver", r.name)
@@ -86,6 +99,7 @@ func New(cfg config.Receiver, opts Options) (*Receiver, error) {
 			return nil, fmt.Errorf("receiver %s: %w", r.name, err)
 		}
 		r.outputs = append(r.outputs, rec)
+		r.outputKeys[rec] = recorderKey
 		targets = cfg.Recording.Export
 	}
 	for _, t := range targets {
@@ -102,8 +116,21 @@ func New(cfg config.Receiver, opts Options) (*Receiver, error) {
 }
 
 func (r *Receiver) newSubreceiver(t config.Subreceiver) (output, error) {
-	m := newOutputMetrics(r.set, r.labels+`,subreceiver="`+t.Addr+`"`)
-	r.outMetrics = append(r.outMetrics, m)
+	o, err := r.buildSubreceiver(t)
+	if err == nil {
+		r.outputKeys[o] = outputKey(t)
+	}
+	return o, err
+}
+
+func (r *Receiver) buildSubreceiver(t config.Subreceiver) (output, error) {
+	// Series outlive a subreceiver removed by a reload, so one re-added later
+	// continues them (a Set refuses a name twice).
+	m := r.outMetrics[outputKey(t)]
+	if m == nil {
+		m = newOutputMetrics(r.set, r.labels+`,subreceiver="`+t.Addr+`"`)
+		r.outMetrics[outputKey(t)] = m
+	}
 	switch {
 	case t.Proto == config.UDP:
 		return newUDPSub(r, t.Addr, r.cfg.MTU, m)
@@ -152,6 +179,7 @@ func (r *Receiver) countParseError(err error) {
 
 // dispatch routes one complete message of session s to the outputs. Event loop only.
 func (r *Receiver) dispatch(s *session, msg []byte) {
+	r.cur = s
 	m := r.m
 	m.batchMessages++
 	m.batchBytes += len(msg)

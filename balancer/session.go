@@ -19,6 +19,10 @@ type session struct {
 	// the tail keeps reads zero-copy and is what a restart hands over.
 	carry    []byte
 	lastSeen time.Time
+	// adopted holds the templates of a session handed over by the predecessor
+	// until the loop registers it; passed marks one handed on to a successor.
+	adopted []byte
+	passed  bool
 }
 
 func newSession(remote netip.AddrPort, templateLifetime time.Duration) *session {

@@ -59,6 +59,8 @@ func (h *tcpHandler) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
 		h.started <- r.pin()
 	case *tcpSub:
 		v.opened(c)
+	case *session:
+		r.adopted(v, c)
 	default:
 		remote, _ := netip.ParseAddrPort(c.RemoteAddr().String())
 		s := newSession(remote, 0)
@@ -67,6 +69,11 @@ func (h *tcpHandler) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
 		r.m.sessions.Store(int64(len(r.sessions)))
 		r.m.sessionsTotal.Inc()
 		r.log.Info("exporter connected", "exporter", remote)
+		if r.passOn != nil {
+			if err := r.passSession(s, c); err != nil {
+				r.log.Warn("cannot hand over new exporter session", "exporter", remote, "err", err)
+			}
+		}
 	}
 	return nil, gnet.None
 }
@@ -177,6 +184,9 @@ func (h *tcpHandler) OnClose(c gnet.Conn, err error) gnet.Action {
 		delete(r.sessions, v)
 		r.m.sessions.Store(int64(len(r.sessions)))
 		r.updateTemplateGauge()
+		if v.passed {
+			return gnet.None
+		}
 		if len(v.carry) > 0 {
 			r.countParseError(ipfix.ErrShortMessage)
 		}

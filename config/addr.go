@@ -127,17 +127,17 @@ func parseListen(s string, defaultPort uint16) (netip.AddrPort, error) {
 	if ap, err := netip.ParseAddrPort(s); err == nil {
 		return ap, nil
 	}
-	if p, ok := strings.CutPrefix(s, ":"); ok {
-		if n, ok := parsePort(p); ok {
-			return netip.AddrPortFrom(netip.IPv4Unspecified(), n), nil
-		}
-		return netip.AddrPort{}, fmt.Errorf("%q: bad port", s)
-	}
 	if a, err := netip.ParseAddr(strings.TrimSuffix(strings.TrimPrefix(s, "["), "]")); err == nil {
 		if defaultPort == 0 {
 			return netip.AddrPort{}, fmt.Errorf("%q: missing port", s)
 		}
 		return netip.AddrPortFrom(a, defaultPort), nil
+	}
+	if p, ok := strings.CutPrefix(s, ":"); ok {
+		if n, ok := parsePort(p); ok {
+			return netip.AddrPortFrom(netip.IPv4Unspecified(), n), nil
+		}
+		return netip.AddrPort{}, fmt.Errorf("%q: bad port", s)
 	}
 	if host, port, err := net.SplitHostPort(s); err == nil {
 		if _, err := netip.ParseAddr(host); err != nil {

@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"regexp"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/BurntSushi/toml"
@@ -120,8 +121,19 @@ func (e *syntaxError) Error() string {
 
 func (e *syntaxError) Unwrap() error { return e.err }
 
-// decodeDefault decodes default.toml onto an empty fileConfig.
+// decodeDefault returns default.toml decoded onto an empty fileConfig. The
+// result is a shallow copy of one shared value: callers may replace its
+// fields but must not modify what its slices and pointers refer to.
 func decodeDefault() (*fileConfig, error) {
+	f, err := defaultFile()
+	if err != nil {
+		return nil, err
+	}
+	c := *f
+	return &c, nil
+}
+
+var defaultFile = sync.OnceValues(func() (*fileConfig, error) {
 	var f fileConfig
 	md, err := toml.NewDecoder(bytes.NewReader(DefaultTOML)).Decode(&f)
 	if err != nil {
@@ -131,7 +143,7 @@ func decodeDefault() (*fileConfig, error) {
 		return nil, errors.Join(errs...)
 	}
 	return &f, nil
-}
+})
 
 // parseTOML decodes data onto base, then builds and validates the result.
 func parseTOML(data []byte, base *fileConfig) (*Config, error) {
@@ -149,6 +161,9 @@ func parseTOML(data []byte, base *fileConfig) (*Config, error) {
 		f.Receiver = base.Receiver
 	}
 	errs := unknownKeys(data, md)
+	if hasWrongCase(md) {
+		return nil, errors.Join(errs...)
+	}
 	cfg, berrs := build(&f)
 	errs = append(errs, berrs...)
 	if len(errs) > 0 {
@@ -168,28 +183,33 @@ func build(f *fileConfig) (*Config, []error) {
 		StatsEvery:      e.duration("balancer.stats_every", f.Balancer.StatsEvery, time.Minute),
 		ShutdownTimeout: e.duration("balancer.shutdown_timeout", f.Balancer.ShutdownTimeout, time.Second),
 		ControlSocket:   f.Balancer.ControlSocket,
-		Loader: Loader{
-			Dir:         f.Loader.Dir,
-			ClickHouse:  f.Loader.ClickHouse,
-			Database:    f.Loader.Database,
-			User:        f.Loader.User,
-			Password:    f.Loader.Password,
-			Parallel:    e.int("loader.parallel", f.Loader.Parallel),
-			AfterLoad:   f.Loader.AfterLoad,
-			Retention:   e.duration("loader.retention", f.Loader.Retention, 0),
-			BatchRows:   e.int("loader.batch_rows", f.Loader.BatchRows),
-			PollEvery:   e.duration("loader.poll_every", f.Loader.PollEvery, time.Second),
-			Cluster:     f.Loader.Cluster,
-			ShardingKey: f.Loader.ShardingKey,
-		},
 	}
+	c.validateTop(&e)
+	// Problems come out in file order: each receiver is checked (against the
+	// ones before it) as soon as it is built.
 	order := map[string]int{}
 	for i := range f.Receiver {
 		fr := &f.Receiver[i]
 		c.Receivers = append(c.Receivers, buildReceiver(&e, i, fr, order[fr.Stream]))
 		order[fr.Stream]++
+		c.validateReceiver(&e, i, true)
 	}
-	e = append(e, c.validate()...)
+	c.validateHasReceivers(&e)
+	c.Loader = Loader{
+		Dir:         f.Loader.Dir,
+		ClickHouse:  f.Loader.ClickHouse,
+		Database:    f.Loader.Database,
+		User:        f.Loader.User,
+		Password:    f.Loader.Password,
+		Parallel:    e.int("loader.parallel", f.Loader.Parallel),
+		AfterLoad:   f.Loader.AfterLoad,
+		Retention:   e.duration("loader.retention", f.Loader.Retention, 0),
+		BatchRows:   e.int("loader.batch_rows", f.Loader.BatchRows),
+		PollEvery:   e.duration("loader.poll_every", f.Loader.PollEvery, time.Second),
+		Cluster:     f.Loader.Cluster,
+		ShardingKey: f.Loader.ShardingKey,
+	}
+	c.Loader.validate(&e)
 	if len(e) > 0 {
 		return nil, e
 	}
@@ -224,6 +244,7 @@ func buildReceiver(e *errs, i int, fr *fileReceiver, order int) Receiver {
 		r.Listen = netip.AddrPortFrom(netip.IPv4Unspecified(), port)
 	} else if ap, err := parseListen(fr.Listen, port); err != nil {
 		e.addf("%s.listen: %w", p, err)
+		r.Listen = netip.AddrPortFrom(netip.IPv4Unspecified(), 0) // reported; no more
 	} else {
 		r.Listen = ap
 	}
@@ -332,14 +353,22 @@ func (e *errs) text(path, s string, v interface{ UnmarshalText([]byte) error }) 
 	}
 }
 
+// subreceivers parses a list of subreceivers and reports bad entries and
+// duplicates (which would skew RoundRobin) by their index in the file.
 func (e *errs) subreceivers(path string, list []string, proto Proto) []Subreceiver {
 	var subs []Subreceiver
+	seen := map[Subreceiver]int{}
 	for j, s := range list {
 		sub, err := parseSubreceiver(s, proto)
 		if err != nil {
 			e.addf("%s[%d]: %w", path, j, err)
 			continue
 		}
+		if k, ok := seen[sub]; ok {
+			e.addf("%s[%d]: %q: same as %s[%d]", path, j, s, path, k)
+			continue
+		}
+		seen[sub] = j
 		subs = append(subs, sub)
 	}
 	return subs

@@ -3,6 +3,7 @@ package config
 import (
 	"bytes"
 	"fmt"
+	"sort"
 	"strconv"
 	"strings"
 
@@ -56,7 +57,11 @@ func unknownKeys(data []byte, md toml.MetaData) []error {
 	var doc map[string]any
 	_, _ = toml.NewDecoder(bytes.NewReader(data)).Decode(&doc)
 	lines := keyLines(data)
-	var errs []error
+	type found struct {
+		path string
+		line int
+	}
+	var all []found
 	reported := map[string]bool{}
 	for _, k := range unknown {
 		paths := indexedPaths(doc, k)
@@ -64,18 +69,37 @@ func unknownKeys(data []byte, md toml.MetaData) []error {
 			paths = []string{k.String()}
 		}
 		for _, p := range paths {
-			if reported[p] {
-				continue
-			}
-			reported[p] = true
-			if line := lookupLine(lines, p); line > 0 {
-				errs = append(errs, fmt.Errorf("unknown key %s at line %d", p, line))
-			} else {
-				errs = append(errs, fmt.Errorf("unknown key %s", p))
+			if !reported[p] {
+				reported[p] = true
+				all = append(all, found{p, lookupLine(lines, p)})
 			}
 		}
 	}
+	// In line order; keys without a line last.
+	sort.SliceStable(all, func(i, j int) bool {
+		return all[j].line == 0 && all[i].line != 0 || all[i].line != 0 && all[i].line < all[j].line
+	})
+	errs := make([]error, len(all))
+	for i, f := range all {
+		if f.line > 0 {
+			errs[i] = fmt.Errorf("unknown key %s at line %d", f.path, f.line)
+		} else {
+			errs[i] = fmt.Errorf("unknown key %s", f.path)
+		}
+	}
 	return errs
+}
+
+// hasWrongCase reports whether a key is not in lower case. The decoder
+// matches such keys to fields regardless of case, so the values decoded are
+// not worth checking further.
+func hasWrongCase(md toml.MetaData) bool {
+	for _, k := range md.Keys() {
+		if s := k.String(); s != strings.ToLower(s) {
+			return true
+		}
+	}
+	return false
 }
 
 // indexedPaths returns the paths of key k in doc with the index of every

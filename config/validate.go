@@ -38,11 +38,17 @@ var (
 // the same address and protocol or share stream and dpi, that RoundRobin and
 // All have subreceivers and Recording a dump directory.
 func (c *Config) Validate() error {
-	return errors.Join(c.validate()...)
+	var e errs
+	c.validateTop(&e)
+	for i := range c.Receivers {
+		c.validateReceiver(&e, i, false)
+	}
+	c.validateHasReceivers(&e)
+	c.Loader.validate(&e)
+	return errors.Join(e...)
 }
 
-func (c *Config) validate() []error {
-	var e errs
+func (c *Config) validateTop(e *errs) {
 	if c.Metrics.Listen != "" {
 		if err := checkHostPort(c.Metrics.Listen); err != nil {
 			e.addf("metrics.listen: %w", err)
@@ -64,18 +70,18 @@ func (c *Config) validate() []error {
 	} else if strings.IndexByte(c.ControlSocket, 0) >= 0 {
 		e.addf("balancer.control_socket: %q: NUL byte in path", c.ControlSocket)
 	}
+}
 
+func (c *Config) validateHasReceivers(e *errs) {
 	if len(c.Receivers) == 0 {
 		e.addf("receiver: no receivers")
 	}
-	for i := range c.Receivers {
-		c.validateReceiver(&e, i)
-	}
-	c.Loader.validate(&e)
-	return e
 }
 
-func (c *Config) validateReceiver(e *errs, i int) {
+// validateReceiver checks receiver i, and against the receivers before it.
+// Subreceivers that build parsed were checked then, by their index in the
+// file; parsed skips them.
+func (c *Config) validateReceiver(e *errs, i int, parsed bool) {
 	r := &c.Receivers[i]
 	p := receiverPath(i, r)
 	if !streamRE.MatchString(r.Stream) {
@@ -96,7 +102,7 @@ func (c *Config) validateReceiver(e *errs, i int) {
 	for j := range i {
 		o := &c.Receivers[j]
 		if o.Stream == r.Stream && o.DPI == r.DPI {
-			e.addf("%s: stream %s with dpi %d is already receiver[%d]", p, r.Stream, r.DPI, j)
+			e.addf("%s: duplicate stream and dpi (receivers %d and %d)", p, j, i)
 		}
 		if o.Proto == r.Proto && r.Listen.Port() != 0 && o.Listen.Port() == r.Listen.Port() &&
 			overlaps(o.Listen.Addr(), r.Listen.Addr()) {
@@ -116,8 +122,10 @@ func (c *Config) validateReceiver(e *errs, i int) {
 	default:
 		e.addf("%s.mode: %s: want RoundRobin, All or Recording", p, r.Mode)
 	}
-	validateSubreceivers(e, p+".subreceivers", r.Subreceivers)
-	validateSubreceivers(e, p+".recording.export", r.Recording.Export)
+	if !parsed {
+		validateSubreceivers(e, p+".subreceivers", r.Subreceivers)
+		validateSubreceivers(e, p+".recording.export", r.Recording.Export)
+	}
 	for _, cpu := range r.CPU {
 		if cpu < 0 || cpu > affinity.MaxCPU {
 			e.addf("%s.cpu: %d: cpu number outside 0..%d", p, cpu, affinity.MaxCPU)

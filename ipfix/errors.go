@@ -63,8 +63,11 @@ func (e *wrappedError) Error() string { return e.msg }
 func (e *wrappedError) Unwrap() error { return e.err }
 
 // ParseError reports malformed IPFIX input: where it is and which sentinel it is.
-// Offset is the byte offset within the message (for FileReader, within the
-// file); SetID and TemplateID are zero when they do not apply.
+// Offset is the byte offset within the message (for FileReader and
+// SplitDatagram, within the file or datagram) of what is wrong: the header (0),
+// a set header (set errors, unknown template), a template record, or the data
+// record that overruns its set. SetID and TemplateID are zero when they do not
+// apply; for data sets both hold the set id.
 type ParseError struct {
 	Offset     int
 	SetID      uint16

@@ -84,3 +84,47 @@ func ExampleParseError() {
 	// ipfix: offset 16 set 300: unknown template
 	// true
 }
+
+func ExampleSequenceTracker() {
+	var s ipfix.SequenceTracker
+	// Sequence numbers count data records: 10 records at 100 mean 110 next.
+	fmt.Println(s.Observe(1, 100, 10))
+	fmt.Println(s.Observe(1, 115, 5)) // 5 records missing
+	fmt.Println(s.Observe(1, 110, 5)) // the late message
+	fmt.Println(s.Lost(), s.OutOfOrder())
+	// Output:
+	// 0 false
+	// 5 false
+	// 0 true
+	// 5 1
+}
+
+func ExampleRepack() {
+	tmpl := ipfix.NewTemplate(256, []ipfix.FieldSpecifier{{ID: 8, Length: 4}, {ID: 1, Length: 8}})
+	enc := ipfix.NewEncoder(1, ipfix.MaxMessageLen)
+	var big []byte
+	enc.SetOutput(func(m []byte) { big = append([]byte(nil), m...) })
+	enc.AddTemplate(tmpl)
+	for i := range 1000 {
+		_ = enc.AppendRecord(256, ipfix.AppendUint([]byte{10, 0, 0, 1}, uint64(i), 8))
+	}
+	enc.Flush()
+
+	cache := ipfix.NewTemplateCache(0)
+	if _, err := cache.Learn(big, time.Now()); err != nil {
+		panic(err)
+	}
+	n := 0
+	err := ipfix.Repack(big, cache, 1400, func(m []byte) {
+		h, _ := ipfix.ParseHeader(m)
+		if n < 2 {
+			fmt.Println("length", h.Length, "sequence", h.SequenceNumber)
+		}
+		n++
+	})
+	fmt.Println(len(big), "bytes into", n, "messages", err)
+	// Output:
+	// length 1392 sequence 0
+	// length 1400 sequence 113
+	// 12036 bytes into 9 messages <nil>
+}

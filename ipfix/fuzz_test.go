@@ -185,7 +185,11 @@ func FuzzParseMessage(f *testing.F) {
 	for _, m := range append(seedMessages(), testdataMessages(f)...) {
 		f.Add(m)
 	}
-	f.Fuzz(func(t *testing.T, msg []byte) {
+	f.Fuzz(fuzzParseMessage)
+}
+
+func fuzzParseMessage(t *testing.T, msg []byte) {
+	{
 		var odid uint32
 		if len(msg) >= 16 {
 			odid = binary.BigEndian.Uint32(msg[12:16])
@@ -282,7 +286,7 @@ func FuzzParseMessage(f *testing.F) {
 		if i != len(recs) {
 			t.Fatalf("%d records re-decoded, want %d", i, len(recs))
 		}
-	})
+	}
 }
 
 // FuzzReadFile: FileReader over arbitrary bytes returns messages at increasing

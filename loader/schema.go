@@ -660,20 +660,36 @@ func (s *schema) migrate(ctx context.Context, targets []*Client) error {
 		if err := c.Exec(ctx, "CREATE DATABASE IF NOT EXISTS "+quote(s.db)); err != nil {
 			return fmt.Errorf("migrate %s: %w", c.URL(), err)
 		}
-		stmts := []string{s.ledgerDDL()}
+		// One query for what exists, so a restart costs no DDL.
+		rows, err := c.Query(ctx, "SELECT name FROM system.tables WHERE database = "+literal(s.db))
+		if err != nil {
+			return fmt.Errorf("migrate %s: %w", c.URL(), err)
+		}
+		exists := map[string]bool{}
+		for _, r := range rows {
+			exists[r[0]] = true
+		}
+		var stmts []string
+		add := func(name, ddl string) {
+			if !exists[name] {
+				stmts = append(stmts, ddl)
+			}
+		}
+		add(ledgerTable, s.ledgerDDL())
 		for _, t := range s.tables {
-			stmts = append(stmts, s.rawDDL(t))
+			add(s.localName(t.spec.name), s.rawDDL(t))
 		}
 		for _, a := range aggSpecs {
 			tbl, view := s.aggDDL(a)
-			stmts = append(stmts, tbl, view)
+			add(s.localName(a.name), tbl)
+			add(s.localName(a.name)+"_mv", view)
 		}
 		if s.cluster != "" {
 			for _, t := range s.tables {
-				stmts = append(stmts, s.distributedDDL(t.spec.name, s.localName(t.spec.name), s.shardColumn(t)))
+				add(t.spec.name, s.distributedDDL(t.spec.name, s.localName(t.spec.name), s.shardColumn(t)))
 			}
 			for _, a := range aggSpecs {
-				stmts = append(stmts, s.distributedDDL(a.name, s.localName(a.name), ""))
+				add(a.name, s.distributedDDL(a.name, s.localName(a.name), ""))
 			}
 		}
 		for _, st := range stmts {

@@ -5,7 +5,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -13,10 +12,10 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"os/signal"
 	"runtime"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
 
@@ -83,7 +82,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	log := newLogger(cfg.Log.Level, stderr)
 	slog.SetDefault(log)
-	if err := serve(cfg, log); err != nil {
+	if err := serve(cfg, *path, log); err != nil {
 		log.Error("stopped", "err", err)
 		return 1
 	}
@@ -127,8 +126,11 @@ func newLogger(level string, w io.Writer) *slog.Logger {
 	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: l}))
 }
 
-// serve runs every receiver until SIGINT or SIGTERM, then drains them.
-func serve(cfg *config.Config, log *slog.Logger) error {
+// serve runs the balancer until SIGINT or SIGTERM (drain, exit 0), reloads the
+// configuration on SIGHUP, and on SIGUSR2 starts its successor (the binary at the
+// same path, possibly upgraded), which takes the sockets over; this process then
+// drains and exits.
+func serve(cfg *config.Config, path string, log *slog.Logger) error {
 	// Each receiver's loop holds an OS thread; leave room for the rest.
 	if n := len(cfg.Receivers) + 2; runtime.GOMAXPROCS(0) < n {
 		runtime.GOMAXPROCS(n)
@@ -138,7 +140,7 @@ func serve(cfg *config.Config, log *slog.Logger) error {
 
 	metrics.NewGauge(`ipfix_balancer_build_info{version="`+version+`",goversion="`+runtime.Version()+`"}`, func() float64 { return 1 })
 	if cfg.Metrics.Listen != "" {
-		ln, err := net.Listen("tcp", cfg.Metrics.Listen)
+		ln, err := listenMetrics(cfg.Metrics.Listen)
 		if err != nil {
 			return fmt.Errorf("metrics: %w", err)
 		}
@@ -149,41 +151,104 @@ func serve(cfg *config.Config, log *slog.Logger) error {
 	}
 
 	opts := balancer.Options{Logger: log, StatsEvery: cfg.StatsEvery, ShutdownTimeout: cfg.ShutdownTimeout}
-	var receivers []*balancer.Receiver
-	for _, rc := range cfg.Receivers {
-		r, err := balancer.New(rc, opts)
-		if err != nil {
+	b, err := balancer.NewBalancer(cfg, opts)
+	if err != nil {
+		return err
+	}
+	done := make(chan error, 1)
+	go func() { done <- b.Run(ctx) }()
+
+	signals := make(chan os.Signal, 4)
+	signal.Notify(signals, syscall.SIGHUP, syscall.SIGUSR2)
+	defer signal.Stop(signals)
+	notified := false
+	ready := time.NewTicker(50 * time.Millisecond)
+	defer ready.Stop()
+	log.Info("ipfix-balancer starting", "version", version, "receivers", len(cfg.Receivers), "pid", os.Getpid())
+	for {
+		select {
+		case err := <-done:
 			return err
-		}
-		receivers = append(receivers, r)
-	}
-	errs := make(chan error, len(receivers))
-	var wg sync.WaitGroup
-	runCtx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	for _, r := range receivers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if err := r.Run(runCtx); err != nil {
-				errs <- err
-				cancel()
+		case <-ready.C:
+			if !notified && b.Running() {
+				notified = true
+				// Type=notify units: this process is the service now (after a
+				// hand-over too, when our parent was the main PID).
+				sdNotify(fmt.Sprintf("READY=1\nMAINPID=%d", os.Getpid()))
+				ready.Stop()
 			}
-		}()
+		case sig := <-signals:
+			switch sig {
+			case syscall.SIGHUP:
+				if path == "" {
+					log.Warn("reload requested but running the embedded default configuration: nothing to reload")
+					continue
+				}
+				sdNotify("RELOADING=1")
+				next, err := config.Load(path)
+				if err != nil {
+					b.ReloadFailed(err)
+				} else {
+					_ = b.Reload(next)
+				}
+				sdNotify("READY=1")
+			case syscall.SIGUSR2:
+				if err := startSuccessor(log); err != nil {
+					log.Error("restart: cannot start the new process", "err", err)
+				}
+			}
+		}
 	}
-	log.Info("ipfix-balancer started", "version", version, "receivers", len(receivers))
-	<-runCtx.Done()
-	log.Info("stopping: draining queues", "timeout", cfg.ShutdownTimeout)
-	wg.Wait()
-	close(errs)
-	var all []error
-	for err := range errs {
-		all = append(all, err)
+}
+
+// startSuccessor runs this binary again with the same arguments; the child takes
+// our sockets over through the control socket.
+func startSuccessor(log *slog.Logger) error {
+	exe, err := os.Executable() // the path, even if the file was replaced by an upgrade
+	if err != nil {
+		return err
 	}
-	for _, r := range receivers {
-		_ = r.Close()
+	cmd := exec.Command(exe, os.Args[1:]...)
+	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
+	cmd.Env = os.Environ()
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: false}
+	if err := cmd.Start(); err != nil {
+		return err
 	}
-	return errors.Join(all...)
+	log.Info("restart: new process started, handing over", "pid", cmd.Process.Pid, "exe", exe)
+	go func() { _ = cmd.Process.Release() }()
+	return nil
+}
+
+// sdNotify tells systemd about our state when it runs us (Type=notify).
+func sdNotify(state string) {
+	path := os.Getenv("NOTIFY_SOCKET")
+	if path == "" {
+		return
+	}
+	if path[0] == '@' {
+		path = "\x00" + path[1:]
+	}
+	c, err := net.DialUnix("unixgram", nil, &net.UnixAddr{Name: path, Net: "unixgram"})
+	if err != nil {
+		return
+	}
+	defer c.Close()
+	_, _ = c.Write([]byte(state))
+}
+
+// listenMetrics binds the metrics address. During a hand-over the predecessor
+// still holds it, so retry for a while before giving up.
+func listenMetrics(addr string) (net.Listener, error) {
+	var err error
+	for range 100 {
+		var ln net.Listener
+		if ln, err = net.Listen("tcp", addr); err == nil {
+			return ln, nil
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return nil, err
 }
 
 func metricsHandler() http.Handler {

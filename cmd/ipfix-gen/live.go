@@ -224,12 +224,13 @@ func runLive(parent context.Context, o *options, st *stats) error {
 		}
 		return err
 	}
+	st.start = time.Now()
 	err = func() error {
 		b.add(templates())
 		chunk := chunkFor(o.rate)
-		pace := pacer{start: start, rate: o.rate}
-		prog := newProgress(o.progressEvery, start)
-		nextTemplates := start.Add(o.templateEvery)
+		pace := pacer{start: st.start, rate: o.rate}
+		prog := newProgress(o.progressEvery, st.start)
+		nextTemplates := st.start.Add(o.templateEvery)
 		scratch := make([]byte, 0, ipfixgen.MaxRecordLength)
 		var produced int64
 		for ctx.Err() == nil {

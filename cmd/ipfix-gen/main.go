@@ -218,6 +218,9 @@ func run(ctx context.Context, o *options) (summary, error) {
 	} else {
 		err = runLive(ctx, o, &st)
 	}
+	if !st.start.IsZero() {
+		start = st.start // setup (pools, loading a file) is not part of the run
+	}
 	st.seconds = time.Since(start).Seconds()
 	return st.summary(), err
 }

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -14,6 +13,7 @@ import (
 type stats struct {
 	messages, records, bytes, templates, reconnects int64
 	seconds                                         float64
+	start                                           time.Time // of sending
 }
 
 func (s *stats) summary() summary {
@@ -106,10 +106,7 @@ func (f *fileOutput) send(_ context.Context, b *batch, st *stats) error {
 	return nil
 }
 
-func (f *fileOutput) close() error {
-	err := f.f.Sync()
-	return errors.Join(err, f.f.Close())
-}
+func (f *fileOutput) close() error { return f.f.Close() }
 
 // tcpOutput writes batches with one write each, reconnecting with backoff
 // when the connection fails. After a reconnect the templates go first

@@ -183,8 +183,9 @@ func runReplay(parent context.Context, o *options, st *stats) error {
 		"templates", f.totalTemplates, "bytes", len(f.buf), "domains", len(f.domains))
 
 	var b batch
+	st.start = time.Now()
 	err = func() error {
-		start := time.Now()
+		start := st.start
 		pace := pacer{start: start, rate: o.rate}
 		chunk := int(chunkFor(o.rate))
 		if udp {

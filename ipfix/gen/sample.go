@@ -88,6 +88,9 @@ type powerLaw struct {
 	inv  float64 // 1/(1-s)
 	log  bool
 	ones bool // s == 0: uniform
+	// When 2*inv is a small integer k, x^inv is x^(k/2): multiplications
+	// and at most one square root, 10 times cheaper than math.Pow.
+	half int
 }
 
 func newPowerLaw(n int, s float64) powerLaw {
@@ -101,8 +104,26 @@ func newPowerLaw(n int, s float64) powerLaw {
 	default:
 		p.a = math.Pow(p.n+1, 1-s) - 1
 		p.inv = 1 / (1 - s)
+		if k := math.Round(2 * p.inv); math.Abs(k-2*p.inv) < 1e-9 && k >= 1 && k <= 40 {
+			p.half = int(k)
+		}
 	}
 	return p
+}
+
+// powHalf returns v^(k/2).
+func powHalf(v float64, k int) float64 {
+	x := 1.0
+	if k&1 == 1 {
+		x = math.Sqrt(v)
+	}
+	for k >>= 1; k > 0; k >>= 1 {
+		if k&1 == 1 {
+			x *= v
+		}
+		v *= v
+	}
+	return x
 }
 
 func (p *powerLaw) pick(r *rand.PCG) int {
@@ -113,8 +134,10 @@ func (p *powerLaw) pick(r *rand.PCG) int {
 		x = u * p.n
 	case p.log:
 		x = math.Exp(u*p.a) - 1
+	case p.half > 0:
+		x = powHalf(1+u*p.a, p.half) - 1
 	default:
-		x = math.Pow(1+u*p.a, p.inv) - 1
+		x = math.Exp(p.inv*math.Log(1+u*p.a)) - 1
 	}
 	k := int(x)
 	if k >= int(p.n) { // rounding at u close to 1

@@ -368,7 +368,7 @@ func (w *world) buildHTTP(r *rand.Rand) {
 		case 1:
 			c = fmt.Sprintf("sessionid=%016x%016x; csrftoken=%016x", r.Uint64(), r.Uint64(), r.Uint64())
 		case 2:
-			c = fmt.Sprintf("PHPSESSID=%026x", r.Uint64())
+			c = "PHPSESSID=" + strings.ToLower(strings.NewReplacer("-", "a", "_", "b").Replace(b64(r, 26)))
 		default:
 			c = fmt.Sprintf("yandexuid=%d%d; i=%s; is_gdpr=0", r.Uint32(), 1_700_000_000+r.IntN(40_000_000), b64(r, 40))
 		}
@@ -381,14 +381,14 @@ func (w *world) buildHTTP(r *rand.Rand) {
 	}
 	w.cookies = newPool(cookies, cw) // half the requests carry no Cookie
 
-	w.userAgents = newZipfPool(userAgents, 1.1)
+	w.userAgents = newZipfPool(userAgents, 0.9)
 	w.contentTypes = newZipfPool(contentTypes, 1.0)
 
 	locs := make([]string, 1000)
 	for i := range locs {
 		locs[i] = "https://" + w.hostName[r.IntN(min(len(w.hostName), 5000))] + paths[r.IntN(len(paths))]
 	}
-	w.locations = newZipfPool(locs, 0.7)
+	w.locations = newZipfPool(locs, 0.75)
 
 	// Client Hello cipher suites of common clients (first 16 kept, as the DPI does).
 	clients := [][]uint16{
@@ -489,10 +489,10 @@ func (w *world) buildMeta(r *rand.Rand) {
 		to[i] = fmt.Sprintf("<sip:+79%09d@%s>", r.IntN(1_000_000_000), d)
 		callID[i] = fmt.Sprintf("%08x-%04x-%04x@10.%d.%d.%d", r.Uint32(), r.IntN(0x10000), r.IntN(0x10000), r.IntN(256), r.IntN(256), r.IntN(256))
 	}
-	w.sipURI = newZipfPool(uri, 0.7)
-	w.sipFrom = newZipfPool(from, 0.7)
-	w.sipTo = newZipfPool(to, 0.7)
-	w.sipCallID = newZipfPool(callID, 0.3)
+	w.sipURI = newZipfPool(uri, 0.75)
+	w.sipFrom = newZipfPool(from, 0.75)
+	w.sipTo = newZipfPool(to, 0.75)
+	w.sipCallID = newZipfPool(callID, 0.5)
 	w.sipUAgent = newZipfPool([]string{"Linphone/5.2.0 (belle-sip/5.2.0)", "MicroSIP/3.21.3", "Zoiper rv2.10.19.4", "Yealink SIP-T46S 66.86.0.15", "Grandstream GXP1625 1.0.11.2", "Asterisk PBX 18.20.0", "FreeSWITCH-mod_sofia/1.10.10", "Cisco-SIPGateway/IOS-15.x", "Bria 6 release 6.8.0", "Huawei IMS"}, 1)
 	gws := make([]string, 50)
 	for i := range gws {
@@ -533,11 +533,11 @@ func (w *world) buildMeta(r *rand.Rand) {
 			recv[i] += "," + jids[r.IntN(i+1)]
 		}
 	}
-	w.imLogin = newZipfPool(jids, 0.7)
+	w.imLogin = newZipfPool(jids, 0.75)
 	w.imPassw = newZipfPool(pass, 1)
-	w.imScreen = newZipfPool(screens, 0.7)
-	w.imUIN = newZipfPool(uins, 0.7)
-	w.imReceivers = newZipfPool(recv, 0.7)
+	w.imScreen = newZipfPool(screens, 0.75)
+	w.imUIN = newZipfPool(uins, 0.75)
+	w.imReceivers = newZipfPool(recv, 0.75)
 
 	addrs := make([]string, 5000)
 	for i := range addrs {

@@ -1,0 +1,74 @@
+package balancer
+
+import (
+	"io"
+	"log/slog"
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/VictoriaMetrics/metrics"
+	"github.com/panjf2000/gnet/v2"
+	"github.com/stretchr/testify/require"
+
+	"github.com/ipfix-balancer/ipfix-balancer/config"
+	"github.com/ipfix-balancer/ipfix-balancer/ipfix"
+)
+
+// countingOutput takes every message; it stands in for a subreceiver so the test
+// measures dispatch alone.
+type countingOutput struct {
+	seq      sequencer
+	hdr      [16]byte
+	messages int
+}
+
+func (o *countingOutput) available() bool   { return true }
+func (o *countingOutput) flush()            {}
+func (o *countingOutput) start()            {}
+func (o *countingOutput) stop()             {}
+func (o *countingOutput) pendingBytes() int { return 0 }
+func (o *countingOutput) name() string      { return "counting" }
+func (o *countingOutput) send(msg []byte, odid uint32, records int) {
+	copy(o.hdr[:], msg[:16])
+	o.seq.put(o.hdr[:], odid, records)
+	o.messages++
+}
+
+// Forwarding a message in steady state allocates nothing (Go's net.TestAllocs).
+func TestDispatchAllocs(t *testing.T) {
+	for _, mode := range []config.Mode{config.RoundRobin, config.All} {
+		t.Run(mode.String(), func(t *testing.T) {
+			r := &Receiver{cfg: config.Receiver{Mode: mode}, opts: Options{Now: time.Now}, log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+			r.m = newReceiverMetrics(metrics.NewSet(), labelsFor("fullflow", 0))
+			a, b := &countingOutput{seq: newSequencer()}, &countingOutput{seq: newSequencer()}
+			r.outputs = []output{a, b}
+			s := newSession(netip.MustParseAddrPort("127.0.0.1:1"), 0)
+			r.sessions = map[*session]gnet.Conn{s: nil}
+
+			tmpl := ipfix.NewTemplate(256, []ipfix.FieldSpecifier{{ID: 1, Length: 8}, {ID: 8, Length: 4}, {ID: 1002, Length: ipfix.VariableLength, EnterpriseNumber: ipfix.EnterpriseDPI}})
+			var msgs [][]byte
+			enc := ipfix.NewEncoder(1, 1400)
+			enc.SetOutput(func(m []byte) { msgs = append(msgs, append([]byte(nil), m...)) })
+			enc.AddTemplate(tmpl)
+			rec := make([]byte, 0, 64)
+			for i := range 200 {
+				rec = ipfix.AppendUint(rec[:0], uint64(i), 8)
+				rec = ipfix.AppendUint(rec, 0x0a000001, 4)
+				rec = ipfix.AppendVarLen(rec, []byte("subscriber"))
+				require.NoError(t, enc.AppendRecord(256, rec))
+			}
+			enc.Flush()
+			require.Greater(t, len(msgs), 2)
+			r.dispatch(s, msgs[0]) // learns the template
+			r.flush()
+			data := msgs[1]
+			allocs := testing.AllocsPerRun(1000, func() {
+				r.dispatch(s, data)
+				r.flush()
+			})
+			require.Zero(t, allocs, "dispatching one message must not allocate")
+			require.Greater(t, a.messages+b.messages, 1000)
+		})
+	}
+}

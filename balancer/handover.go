@@ -1,0 +1,274 @@
+package balancer
+
+import (
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/ipfix-balancer/ipfix-balancer/config"
+)
+
+// Restart without loss (hand-over). A new process asks the running one, over the
+// unix control socket, for its exporters' sockets. The old process passes each live
+// DPI connection as a duplicated fd (SCM_RIGHTS) with what only it knows: the
+// partial message at the end of its last read and the session's templates. It then
+// closes its own fd — the duplicate keeps the socket open, so the DPI sees no FIN and
+// bytes not yet read simply wait in the kernel for the new owner. UDP sockets are
+// passed whole, so datagrams queued in the kernel are not lost either.
+//
+// Wire format on the control connection: each frame is a 4-byte big-endian length,
+// a JSON handoverFrame, and for frames that carry a socket the fd as ancillary data
+// of the same sendmsg.
+
+// handoverFrame describes one socket passed to the new process.
+type handoverFrame struct {
+	// Op is "session" (a TCP exporter connection), "udp" (a UDP receiver's socket),
+	// "done" (no more sockets) or "error".
+	Op       string `json:"op"`
+	Receiver string `json:"receiver"` // "stream/dpi"
+	Remote   string `json:"remote,omitempty"`
+	// Carry is the start of a message split across reads; Templates are messages
+	// holding every current template of the session (one UDP source each for "udp").
+	Carry     []byte            `json:"carry,omitempty"`
+	Templates []byte            `json:"templates,omitempty"`
+	Sources   map[string][]byte `json:"sources,omitempty"` // UDP: templates per exporter address
+	Error     string            `json:"error,omitempty"`
+}
+
+// writeFrame sends one frame, with fd (if >= 0) attached.
+func writeFrame(c *net.UnixConn, f handoverFrame, fd int) error {
+	body, err := json.Marshal(f)
+	if err != nil {
+		return err
+	}
+	msg := binary.BigEndian.AppendUint32(make([]byte, 0, 4+len(body)), uint32(len(body)))
+	msg = append(msg, body...)
+	var oob []byte
+	if fd >= 0 {
+		oob = unix.UnixRights(fd)
+	}
+	n, oobn, err := c.WriteMsgUnix(msg, oob, nil)
+	if err != nil {
+		return err
+	}
+	if n != len(msg) || oobn != len(oob) {
+		return fmt.Errorf("short write on control socket: %d of %d", n, len(msg))
+	}
+	return nil
+}
+
+// readFrame reads one frame and the fd attached to it (nil when none).
+func readFrame(c *net.UnixConn) (handoverFrame, *os.File, error) {
+	var f handoverFrame
+	hdr := make([]byte, 4)
+	oob := make([]byte, unix.CmsgSpace(4))
+	n, oobn, _, _, err := c.ReadMsgUnix(hdr, oob)
+	if err != nil {
+		return f, nil, err
+	}
+	if n < 4 {
+		if _, err := io.ReadFull(c, hdr[n:]); err != nil {
+			return f, nil, err
+		}
+	}
+	var file *os.File
+	if oobn > 0 {
+		msgs, err := unix.ParseSocketControlMessage(oob[:oobn])
+		if err != nil {
+			return f, nil, fmt.Errorf("control message: %w", err)
+		}
+		for _, m := range msgs {
+			fds, err := unix.ParseUnixRights(&m)
+			if err != nil {
+				return f, nil, fmt.Errorf("control message: %w", err)
+			}
+			for i, fd := range fds {
+				if i == 0 && file == nil {
+					file = os.NewFile(uintptr(fd), "handover")
+				} else {
+					_ = unix.Close(fd)
+				}
+			}
+		}
+	}
+	size := binary.BigEndian.Uint32(hdr)
+	if size > 64<<20 {
+		if file != nil {
+			_ = file.Close()
+		}
+		return f, nil, fmt.Errorf("control frame of %d bytes", size)
+	}
+	body := make([]byte, size)
+	if _, err := io.ReadFull(c, body); err != nil {
+		if file != nil {
+			_ = file.Close()
+		}
+		return f, nil, err
+	}
+	if err := json.Unmarshal(body, &f); err != nil {
+		if file != nil {
+			_ = file.Close()
+		}
+		return f, nil, fmt.Errorf("control frame: %w", err)
+	}
+	return f, file, nil
+}
+
+var errNoPeer = errors.New("no running ipfix-balancer to take over from")
+
+// dialPeer connects to a running predecessor's control socket; errNoPeer when
+// there is none (no path, no socket, or a stale socket file).
+func dialPeer(path string) (*net.UnixConn, error) {
+	if path == "" {
+		return nil, errNoPeer
+	}
+	c, err := net.DialUnix("unix", nil, &net.UnixAddr{Name: path, Net: "unix"})
+	if err != nil {
+		if errors.Is(err, unix.ENOENT) || errors.Is(err, unix.ECONNREFUSED) {
+			return nil, errNoPeer
+		}
+		return nil, err
+	}
+	_ = c.SetDeadline(time.Now().Add(30 * time.Second))
+	return c, nil
+}
+
+// takeUDPSockets asks the predecessor for its UDP receivers' sockets, before our
+// receivers start: a UDP receiver that inherits one does not bind its own.
+func (b *Balancer) takeUDPSockets(peer *net.UnixConn) error {
+	if err := writeFrame(peer, handoverFrame{Op: "udp-request"}, -1); err != nil {
+		return err
+	}
+	for {
+		f, file, err := readFrame(peer)
+		if err != nil {
+			return err
+		}
+		switch f.Op {
+		case "done":
+			return nil
+		case "error":
+			return errors.New(f.Error)
+		case "udp":
+			b.mu.Lock()
+			rr := b.receivers[f.Receiver]
+			b.mu.Unlock()
+			if rr == nil || rr.r.cfg.Proto != config.UDP || file == nil {
+				if file != nil {
+					_ = file.Close()
+				}
+				b.log.Warn("udp socket handed over for an unknown receiver, closed", "receiver", f.Receiver)
+				continue
+			}
+			rr.r.inherit(file, f.Sources)
+			b.log.Info("udp socket taken over", "receiver", f.Receiver)
+		default:
+			if file != nil {
+				_ = file.Close()
+			}
+		}
+	}
+}
+
+// takeSessions asks the predecessor for its TCP exporter sessions and adopts them
+// on our running receivers.
+func (b *Balancer) takeSessions(peer *net.UnixConn) (int, error) {
+	if err := writeFrame(peer, handoverFrame{Op: "sessions-request"}, -1); err != nil {
+		return 0, err
+	}
+	n := 0
+	for {
+		f, file, err := readFrame(peer)
+		if err != nil {
+			return n, err
+		}
+		switch f.Op {
+		case "done":
+			return n, nil
+		case "error":
+			return n, errors.New(f.Error)
+		case "session":
+			if file == nil {
+				continue
+			}
+			b.mu.Lock()
+			rr := b.receivers[f.Receiver]
+			b.mu.Unlock()
+			if rr == nil || rr.r.cfg.Proto != config.TCP {
+				// The new configuration has no such receiver: the DPI will reconnect
+				// to whatever listens now.
+				_ = file.Close()
+				b.log.Warn("exporter session for a receiver no longer configured, closed", "receiver", f.Receiver, "exporter", f.Remote)
+				continue
+			}
+			if err := rr.r.adopt(f, file); err != nil {
+				b.log.Warn("cannot adopt exporter session", "receiver", f.Receiver, "exporter", f.Remote, "err", err)
+				continue
+			}
+			n++
+		default:
+			if file != nil {
+				_ = file.Close()
+			}
+		}
+	}
+}
+
+// serveHandover is the predecessor's side: it answers requests until the new
+// process has the sessions, then makes Run return (drain and exit).
+func (b *Balancer) serveHandover(c *net.UnixConn) {
+	defer c.Close()
+	send := func(f handoverFrame, fd int) error { return writeFrame(c, f, fd) }
+	for {
+		_ = c.SetDeadline(time.Now().Add(60 * time.Second))
+		f, file, err := readFrame(c)
+		if file != nil {
+			_ = file.Close()
+		}
+		if err != nil {
+			return
+		}
+		b.mu.Lock()
+		list := make([]*Receiver, 0, len(b.receivers))
+		for _, rr := range b.receivers {
+			list = append(list, rr.r)
+		}
+		b.mu.Unlock()
+		var errs []error
+		switch f.Op {
+		case "udp-request":
+			b.log.Info("a new process is taking over: passing udp sockets")
+			for _, r := range list {
+				if r.cfg.Proto == config.UDP {
+					errs = append(errs, r.handOverUDP(send))
+				}
+			}
+		case "sessions-request":
+			b.log.Info("a new process is taking over: passing exporter sessions")
+			for _, r := range list {
+				if r.cfg.Proto == config.TCP {
+					errs = append(errs, r.handOverSessions(send))
+				}
+			}
+		default:
+			errs = append(errs, fmt.Errorf("unknown request %q", f.Op))
+		}
+		if err := errors.Join(errs...); err != nil {
+			b.log.Error("hand-over", "err", err)
+			_ = send(handoverFrame{Op: "error", Error: err.Error()}, -1)
+		} else {
+			_ = send(handoverFrame{Op: "done"}, -1)
+		}
+		if f.Op == "sessions-request" {
+			b.handOnce.Do(func() { close(b.handover) })
+			return
+		}
+	}
+}

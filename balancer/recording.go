@@ -1,0 +1,916 @@
+package balancer
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/VictoriaMetrics/metrics"
+
+	"github.com/ipfix-balancer/ipfix-balancer/config"
+	"github.com/ipfix-balancer/ipfix-balancer/ipfix"
+)
+
+// Dump files. A receiver in Recording mode writes
+//
+//	<dir>/<stream>/<stream>_<dpi>_<YYYYMMDDTHHMMSSZ>[_<n>].ipfix
+//
+// where the time is the UTC start of the rotation window and _<n> tells apart
+// several files of one window (record-count rotation, restarts, write errors).
+// A file being written is named *.ipfix.part; only closed files (flushed,
+// fsynced, renamed, directory fsynced) carry the final name, so ipfix-loader
+// never reads a half-written file.
+const (
+	dumpExt        = ".ipfix"
+	partExt        = ".part"
+	dumpTimeLayout = "20060102T150405Z"
+	// loadedDir is where ipfix-loader moves the dumps it loaded (after_load =
+	// "move"); retention counts them and removes them first.
+	loadedDir = "loaded"
+
+	// writeBufferBytes is the writer's buffer: one write(2) per MiB.
+	writeBufferBytes = 1 << 20
+	// writebackBytes: past this many bytes written since the last hint, the
+	// kernel is asked to start writing them back, so the fsync at rotation
+	// finds little left to do and stays short.
+	writebackBytes = 8 << 20
+	// minRingBytes is the smallest writer queue: room for a few largest messages.
+	minRingBytes = 256 << 10
+	// retryEvery is how often the writer tries to open a new dump after a
+	// write error (disk full): meanwhile what arrives is dropped and counted.
+	retryEvery = time.Second
+	// retentionEvery is how often retention runs when no dump closes.
+	retentionEvery = time.Minute
+	// maxPendingCloses bounds the dumps waiting for their fsync and rename.
+	maxPendingCloses = 16
+)
+
+// Drop reasons of the recorder (receiver-level series, STYLE.md §7).
+const (
+	reasonWriterQueueFull = "writer_queue_full" // the disk writer is behind by more than queue_bytes
+	reasonWriteError      = "write_error"       // a dump write failed (disk full, I/O error)
+)
+
+// Error kinds of ipfix_balancer_dump_errors_total.
+var dumpErrorKinds = []string{"open", "write", "sync", "rename", "recover", "remove"}
+
+// Entries of the writer queue (a ring of bytes). Each entry starts with two
+// little-endian uint32 and is padded to 8 bytes, so that the space left before
+// the end of the ring is always 0 or room for a header.
+const (
+	entryHeader = 8
+	entryWrap   = 0              // the rest of the ring is unused: go on at offset 0
+	entryWindow = math.MaxUint32 // followed by 8 bytes: the window start (unix ns)
+	// A message entry has its length (1..65535) and its data record count.
+)
+
+// dumpFile is what the writer needs of an open dump: *os.File, or a wrapper of
+// one that tests use to inject write errors.
+type dumpFile interface {
+	io.Writer
+	Truncate(size int64) error
+	Sync() error
+	Close() error
+	Fd() uintptr
+}
+
+// dumpFileHook, when set (tests only), wraps every dump file the writer opens.
+var dumpFileHook atomic.Pointer[func(*os.File) dumpFile]
+
+// recorder is the output of Recording mode: it copies each message into a ring
+// of queue_bytes on the event loop and a writer goroutine writes the ring to
+// rotated dump files, so a slow or full disk costs counted drops, never a stalled
+// loop. A second goroutine (the closer) fsyncs and renames closed dumps and
+// applies retention, so a long fsync at rotation does not hold up the writer.
+//
+// Each dump starts with every current template of each observation domain it
+// holds (ipfix.FileWriter, fed by a template cache the writer keeps from every
+// message it sees), so each file decodes alone (RFC 5655 §8.1).
+type recorder struct {
+	r      *Receiver
+	cfg    config.Recorder
+	dir    string // <Dir>/<stream>
+	prefix string // "<stream>_<dpi>_"
+	period int64  // rotation window, ns
+	tick   time.Duration
+	now    func() time.Time
+	log    *slog.Logger
+	m      *recorderMetrics
+
+	ring    []byte
+	size    uint64
+	reserve uint64        // kept for messages carrying templates: data is dropped first
+	headPub atomic.Uint64 // end of what the loop handed over
+	tail    atomic.Uint64 // start of what the writer has not yet written or dropped
+	idle    atomic.Bool   // the writer waits for notify
+	notify  chan struct{}
+	quit    chan struct{}
+	done    chan struct{}
+
+	// Event loop only.
+	head      uint64
+	tailSeen  uint64 // last tail loaded: free space without an atomic per message
+	stamped   bool   // the current batch has its window entry
+	lastWin   int64
+	started   bool
+	stopped   bool
+	dropFull  *metrics.Counter
+	dropWrite *metrics.Counter
+
+	// Writer goroutine only.
+	rpos      uint64
+	win       int64 // window of the entries being read
+	cache     *ipfix.TemplateCache
+	cur       *dump
+	buf       dumpBuffer
+	bufMsgs   int // input messages in buf (template priming not counted)
+	bufData   int // ... of which carry data sets
+	bufRecs   int
+	failing   bool
+	retryAt   time.Time
+	failDrops int
+	nameWin   int64 // window of the last name picked, and its suffix
+	nameN     int
+	closeCh   chan *dump
+
+	// Closer goroutine only.
+	closeFailing bool
+}
+
+// dump is one open dump file. Writer goroutine, then the closer's.
+type dump struct {
+	f        dumpFile
+	part     string
+	window   int64
+	fw       *ipfix.FileWriter
+	size     int64 // bytes in the file
+	kicked   int64 // bytes handed to writeback
+	records  int64 // data records written, buffer included
+	messages int64 // messages in the file, template priming not counted
+	dataMsgs int64 // ... of which carry data sets
+	broken   bool  // a write failed and the torn tail could not be cut: recover it
+}
+
+type recorderMetrics struct {
+	messages, records, bytes *metrics.Counter
+	closed, recovered        *metrics.Counter
+	removed                  map[string]*metrics.Counter
+	errors                   map[string]*metrics.Counter
+	up                       atomic.Int64
+}
+
+func newRecorderMetrics(set *metrics.Set, labels string, rc *recorder) *recorderMetrics {
+	m := &recorderMetrics{
+		messages:  set.NewCounter(`ipfix_balancer_dump_written_messages_total{` + labels + `}`),
+		records:   set.NewCounter(`ipfix_balancer_dump_written_records_total{` + labels + `}`),
+		bytes:     set.NewCounter(`ipfix_balancer_dump_written_bytes_total{` + labels + `}`),
+		closed:    set.NewCounter(`ipfix_balancer_dump_closed_files_total{` + labels + `}`),
+		recovered: set.NewCounter(`ipfix_balancer_dump_recovered_files_total{` + labels + `}`),
+		removed:   make(map[string]*metrics.Counter),
+		errors:    make(map[string]*metrics.Counter),
+	}
+	for _, reason := range []string{"max_bytes", "max_age"} {
+		m.removed[reason] = set.NewCounter(`ipfix_balancer_dump_removed_files_total{` + labels + `,reason="` + reason + `"}`)
+	}
+	for _, kind := range dumpErrorKinds {
+		m.errors[kind] = set.NewCounter(`ipfix_balancer_dump_errors_total{` + labels + `,kind="` + kind + `"}`)
+	}
+	m.up.Store(1)
+	set.NewGauge(`ipfix_balancer_dump_up{`+labels+`}`, func() float64 { return float64(m.up.Load()) })
+	set.NewGauge(`ipfix_balancer_dump_queue_bytes{`+labels+`}`, func() float64 {
+		return float64(rc.headPub.Load() - rc.tail.Load())
+	})
+	return m
+}
+
+var _ output = (*recorder)(nil)
+
+// newRecorder checks cfg and creates the stream's dump directory; the writer
+// starts (and recovers leftover .part files) in start.
+func newRecorder(r *Receiver, cfg config.Recorder) (output, error) {
+	if cfg.Dir == "" {
+		return nil, errors.New("recording: no dump directory")
+	}
+	if cfg.RotateEvery == 0 {
+		cfg.RotateEvery = 10 * time.Minute
+	}
+	if cfg.RotateEvery < time.Second {
+		return nil, fmt.Errorf("recording: rotate_every %v: below 1s", cfg.RotateEvery)
+	}
+	if cfg.QueueBytes <= 0 {
+		cfg.QueueBytes = 64 << 20
+	}
+	dir := filepath.Join(cfg.Dir, r.cfg.Stream)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("recording: %w", err)
+	}
+	size := uint64(max(cfg.QueueBytes, minRingBytes)+7) &^ 7
+	rc := &recorder{
+		r:       r,
+		cfg:     cfg,
+		dir:     dir,
+		prefix:  r.cfg.Stream + "_" + strconv.Itoa(r.cfg.DPI) + "_",
+		period:  int64(cfg.RotateEvery),
+		tick:    min(max(cfg.RotateEvery/10, 10*time.Millisecond), time.Second),
+		now:     r.opts.Now,
+		log:     r.log,
+		ring:    make([]byte, size),
+		size:    size,
+		reserve: size / 8,
+		notify:  make(chan struct{}, 1),
+		quit:    make(chan struct{}),
+		done:    make(chan struct{}),
+		lastWin: math.MinInt64,
+		win:     math.MinInt64,
+		cache:   ipfix.NewTemplateCache(0),
+		nameWin: math.MinInt64,
+		closeCh: make(chan *dump, maxPendingCloses),
+	}
+	rc.buf.b = make([]byte, 0, writeBufferBytes+ipfix.MaxMessageLen)
+	rc.m = newRecorderMetrics(r.set, r.labels, rc)
+	for _, reason := range []string{reasonWriterQueueFull, reasonWriteError} {
+		r.m.dropped[reason] = r.set.NewCounter(`ipfix_balancer_dropped_messages_total{` + r.labels + `,reason="` + reason + `"}`)
+	}
+	rc.dropFull = r.m.dropped[reasonWriterQueueFull]
+	rc.dropWrite = r.m.dropped[reasonWriteError]
+	return rc, nil
+}
+
+func (rc *recorder) name() string { return "dump" }
+
+func (rc *recorder) available() bool { return rc.head-rc.tail.Load() < rc.size-rc.reserve }
+
+func (rc *recorder) pendingBytes() int { return int(rc.head - rc.tail.Load()) }
+
+// send copies msg into the writer queue. Event loop only.
+func (rc *recorder) send(msg []byte, _ uint32, records int) {
+	if !rc.stamped {
+		rc.stampWindow()
+	}
+	need := entryHeader + pad8(len(msg))
+	limit := rc.size - rc.reserve
+	if !rc.fits(need, limit) {
+		// Templates go in the reserve: without them every later dump of the
+		// domain would be undecodable, which costs more than the message.
+		if !hasTemplateSet(msg) || !rc.fits(need, rc.size) {
+			rc.dropFull.Inc()
+			return
+		}
+	}
+	i := rc.alloc(need)
+	binary.LittleEndian.PutUint32(rc.ring[i:], uint32(len(msg)))
+	binary.LittleEndian.PutUint32(rc.ring[i+4:], uint32(records))
+	copy(rc.ring[i+entryHeader:], msg)
+}
+
+// stampWindow starts a batch: when the wall clock entered a new rotation
+// window since the last batch, an entry tells the writer. Messages belong to
+// the window in which the loop received them, whatever the writer's lag.
+func (rc *recorder) stampWindow() {
+	w := windowStart(rc.now(), rc.period)
+	if w == rc.lastWin {
+		rc.stamped = true
+		return
+	}
+	if !rc.fits(entryHeader+8, rc.size) {
+		return // the queue is full: the next message tries again
+	}
+	rc.stamped = true
+	i := rc.alloc(entryHeader + 8)
+	binary.LittleEndian.PutUint32(rc.ring[i:], entryWindow)
+	binary.LittleEndian.PutUint64(rc.ring[i+entryHeader:], uint64(w))
+	rc.lastWin = w
+}
+
+// fits reports whether an entry of n bytes (and the wrap before it, if any)
+// keeps the queue within limit.
+func (rc *recorder) fits(n int, limit uint64) bool {
+	need := uint64(n)
+	if rest := rc.size - rc.head%rc.size; rest < need {
+		need += rest
+	}
+	if rc.head-rc.tailSeen+need <= limit {
+		return true
+	}
+	rc.tailSeen = rc.tail.Load()
+	return rc.head-rc.tailSeen+need <= limit
+}
+
+// alloc reserves n bytes (checked with fits) and returns their ring offset.
+func (rc *recorder) alloc(n int) int {
+	i := rc.head % rc.size
+	if rest := rc.size - i; rest < uint64(n) {
+		binary.LittleEndian.PutUint64(rc.ring[i:], entryWrap)
+		rc.head += rest
+		i = 0
+	}
+	rc.head += uint64(n)
+	return int(i)
+}
+
+// flush hands the batch to the writer. Event loop only.
+func (rc *recorder) flush() {
+	rc.stamped = false
+	if rc.head == rc.headPub.Load() {
+		return
+	}
+	rc.headPub.Store(rc.head)
+	if rc.idle.Load() && rc.idle.CompareAndSwap(true, false) {
+		select {
+		case rc.notify <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// start starts the writer; it first recovers what a crash left.
+func (rc *recorder) start() {
+	if rc.started || rc.stopped {
+		return
+	}
+	rc.started = true
+	go rc.run()
+}
+
+// stop hands over the last batch and waits, at most ShutdownTimeout, until the
+// writer has written it and closed the current dump.
+func (rc *recorder) stop() {
+	if rc.stopped {
+		return
+	}
+	rc.stopped = true
+	rc.flush()
+	if !rc.started {
+		return
+	}
+	close(rc.quit)
+	select {
+	case <-rc.done:
+	case <-time.After(rc.r.opts.ShutdownTimeout):
+		rc.log.Warn("dump writer still busy at shutdown, its file is recovered at the next start", "dir", rc.dir)
+	}
+}
+
+// run is the writer goroutine.
+func (rc *recorder) run() {
+	defer close(rc.done)
+	rc.recoverLeftovers()
+	rc.log.Info("dump writer started", "dir", rc.dir, "rotate_every", rc.cfg.RotateEvery.String(),
+		"rotate_records", rc.cfg.RotateRecords, "queue_bytes", rc.size)
+	closerDone := make(chan struct{})
+	go rc.closeLoop(closerDone)
+	t := time.NewTicker(rc.tick)
+	defer t.Stop()
+	for quit := false; ; {
+		rc.process()
+		if quit {
+			break
+		}
+		rc.checkClock()
+		rc.idle.Store(true)
+		if rc.headPub.Load() != rc.rpos {
+			rc.idle.Store(false)
+			continue
+		}
+		select {
+		case <-rc.notify:
+		case <-t.C:
+		case <-rc.quit:
+			quit = true
+		}
+		rc.idle.Store(false)
+	}
+	if rc.cur != nil {
+		rc.rotate()
+	}
+	close(rc.closeCh)
+	<-closerDone
+}
+
+// process writes every entry the loop handed over, then flushes the buffer.
+func (rc *recorder) process() {
+	head := rc.headPub.Load()
+	for rc.rpos < head {
+		i := rc.rpos % rc.size
+		kind := binary.LittleEndian.Uint32(rc.ring[i:])
+		switch kind {
+		case entryWrap:
+			rc.rpos += rc.size - i
+		case entryWindow:
+			rc.win = int64(binary.LittleEndian.Uint64(rc.ring[i+entryHeader:]))
+			rc.rpos += entryHeader + 8
+		default:
+			records := binary.LittleEndian.Uint32(rc.ring[i+4:])
+			rc.message(rc.ring[i+entryHeader:i+entryHeader+uint64(kind)], int64(records))
+			// Advanced only now: flushBuf releases ring space up to rpos, and
+			// message may still read msg after a rotation flushed.
+			rc.rpos += entryHeader + uint64(pad8(int(kind)))
+		}
+	}
+	rc.flushBuf()
+}
+
+// message writes one message to the current dump, opening, rotating or
+// dropping as needed. Writer goroutine.
+func (rc *recorder) message(msg []byte, records int64) {
+	// Templates are learned even from what is dropped: later dumps need them.
+	_, _ = rc.cache.Learn(msg, time.Time{})
+	data := hasDataSet(msg)
+	d := rc.cur
+	if d != nil && (d.window != rc.win ||
+		rc.cfg.RotateRecords > 0 && d.records > 0 && d.records+records > rc.cfg.RotateRecords) {
+		rc.rotate()
+		d = nil
+	}
+	if d == nil {
+		if !data {
+			// Template-only: the next dump starts with these templates anyway,
+			// and a window with no data must make no file.
+			return
+		}
+		if rc.failing && rc.now().Before(rc.retryAt) {
+			rc.dropWrite.Inc()
+			rc.failDrops++
+			return
+		}
+		if d = rc.open(); d == nil {
+			rc.dropWrite.Inc()
+			rc.failDrops++
+			return
+		}
+	}
+	if err := d.fw.WriteMessage(msg); err != nil {
+		// The loop checked it already; a bad message is not ours to write.
+		rc.r.m.dropped[reasonMalformed].Inc()
+		return
+	}
+	d.records += records
+	rc.bufMsgs++
+	rc.bufRecs += int(records)
+	if data {
+		rc.bufData++
+	}
+	if len(rc.buf.b) >= writeBufferBytes {
+		rc.flushBuf()
+	}
+}
+
+// open creates the next dump of the current window. On failure it enters the
+// failing state and returns nil.
+func (rc *recorder) open() *dump {
+	part := rc.pickName(rc.win) + partExt
+	f, err := os.OpenFile(part, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+	if err != nil {
+		rc.m.errors["open"].Inc()
+		rc.setFailing("open", err)
+		return nil
+	}
+	// The lock tells a restarting process (socket hand-over) that this .part
+	// is alive and not to be recovered; the kernel drops it when we die.
+	_ = lockFile(f)
+	var df dumpFile = f
+	if hook := dumpFileHook.Load(); hook != nil {
+		df = (*hook)(f)
+	}
+	d := &dump{f: df, part: part, window: rc.win}
+	d.fw = ipfix.NewFileWriter(&rc.buf, rc.cache)
+	rc.cur = d
+	return d
+}
+
+// pickName returns the path, without extension, of a dump of window win that
+// exists neither closed, nor being written, nor already loaded.
+func (rc *recorder) pickName(win int64) string {
+	base := rc.prefix + time.Unix(0, win).UTC().Format(dumpTimeLayout)
+	n := 0
+	if win == rc.nameWin {
+		n = rc.nameN + 1
+	}
+	for ; ; n++ {
+		name := base
+		if n > 0 {
+			name += "_" + strconv.Itoa(n)
+		}
+		p := filepath.Join(rc.dir, name)
+		if !fileExists(p+dumpExt) && !fileExists(p+dumpExt+partExt) && !fileExists(filepath.Join(rc.dir, loadedDir, name+dumpExt)) {
+			rc.nameWin, rc.nameN = win, n
+			return p + dumpExt
+		}
+	}
+}
+
+// flushBuf writes the buffer to the current dump and releases its ring space.
+func (rc *recorder) flushBuf() {
+	d := rc.cur
+	if d != nil && len(rc.buf.b) > 0 {
+		n, err := d.f.Write(rc.buf.b)
+		if err != nil {
+			rc.writeFailed(d, err)
+		} else {
+			d.size += int64(n)
+			d.messages += int64(rc.bufMsgs)
+			d.dataMsgs += int64(rc.bufData)
+			rc.m.messages.Add(rc.bufMsgs)
+			rc.m.records.Add(rc.bufRecs)
+			rc.m.bytes.Add(n)
+			if d.size-d.kicked >= writebackBytes {
+				startWriteback(d.f.Fd(), d.kicked, d.size-d.kicked)
+				d.kicked = d.size
+			}
+			if rc.failing {
+				rc.failing = false
+				rc.m.up.Store(1)
+				rc.log.Info("dump writes resumed", "file", d.part, "dropped_messages", rc.failDrops)
+				rc.failDrops = 0
+			}
+		}
+	}
+	rc.buf.b = rc.buf.b[:0]
+	rc.bufMsgs, rc.bufData, rc.bufRecs = 0, 0, 0
+	rc.tail.Store(rc.rpos)
+}
+
+// writeFailed drops the buffer, cuts the dump back to its last complete
+// message and hands it to the closer: a dump never gets its final name with a
+// torn tail.
+func (rc *recorder) writeFailed(d *dump, err error) {
+	rc.m.errors["write"].Inc()
+	rc.dropWrite.Add(rc.bufMsgs)
+	rc.failDrops += rc.bufMsgs
+	d.records -= int64(rc.bufRecs)
+	if terr := d.f.Truncate(d.size); terr != nil {
+		d.broken = true
+	}
+	rc.setFailing("write", err)
+	rc.cur = nil
+	rc.closeCh <- d
+}
+
+func (rc *recorder) setFailing(op string, err error) {
+	rc.retryAt = rc.now().Add(retryEvery)
+	if rc.failing {
+		return
+	}
+	rc.failing = true
+	rc.m.up.Store(0)
+	rc.log.Warn("dump writes failing, dropping messages until they succeed", "dir", rc.dir, "op", op, "err", err)
+}
+
+// rotate ends the current dump; the closer finishes it.
+func (rc *recorder) rotate() {
+	rc.flushBuf()
+	if d := rc.cur; d != nil {
+		rc.cur = nil
+		rc.closeCh <- d
+	}
+}
+
+// checkClock closes the current dump once the wall clock has left its window,
+// even when nothing more arrives (the writer has processed all it was given).
+func (rc *recorder) checkClock() {
+	if rc.cur != nil && windowStart(rc.now(), rc.period) != rc.cur.window {
+		rc.rotate()
+	}
+}
+
+// closeLoop is the closer goroutine: it finishes the dumps the writer hands
+// over, in order, and applies retention.
+func (rc *recorder) closeLoop(done chan<- struct{}) {
+	defer close(done)
+	var tick <-chan time.Time
+	if rc.cfg.MaxBytes > 0 || rc.cfg.MaxAge > 0 {
+		t := time.NewTicker(retentionEvery)
+		defer t.Stop()
+		tick = t.C
+		rc.retention()
+	}
+	for {
+		select {
+		case d, ok := <-rc.closeCh:
+			if !ok {
+				return
+			}
+			rc.finish(d)
+			if len(rc.closeCh) == 0 {
+				rc.retention()
+			}
+		case <-tick:
+			rc.retention()
+		}
+	}
+}
+
+// finish closes a dump: fsync, rename to its final name, fsync the directory.
+func (rc *recorder) finish(d *dump) {
+	if d.dataMsgs == 0 {
+		_ = d.f.Close()
+		if err := os.Remove(d.part); err != nil {
+			rc.closeFailed("remove", d.part, err)
+		}
+		return
+	}
+	if d.broken {
+		_ = d.f.Close()
+		rc.recoverPart(d.part)
+		return
+	}
+	if err := d.f.Sync(); err != nil {
+		// What reached the disk is unknown: read it back and keep what is whole.
+		rc.closeFailed("sync", d.part, err)
+		_ = d.f.Close()
+		rc.recoverPart(d.part)
+		return
+	}
+	final, err := rc.rename(d.part)
+	_ = d.f.Close()
+	if err != nil {
+		rc.closeFailed("rename", d.part, err)
+		return
+	}
+	rc.m.closed.Inc()
+	if rc.closeFailing {
+		rc.closeFailing = false
+		rc.log.Info("dumps close again", "dir", rc.dir)
+	}
+	rc.log.Info("dump closed", "file", final, "bytes", d.size, "messages", d.messages, "records", d.records)
+}
+
+// closeFailed counts a closer error and logs it when closing starts failing;
+// the .part stays and is recovered at the next start.
+func (rc *recorder) closeFailed(kind, file string, err error) {
+	rc.m.errors[kind].Inc()
+	if !rc.closeFailing {
+		rc.closeFailing = true
+		rc.log.Warn("dump close failing", "file", file, "op", kind, "err", err)
+	}
+}
+
+// rename gives a .part its final name (never replacing a file) and fsyncs the
+// directory so the name survives a power loss.
+func (rc *recorder) rename(part string) (string, error) {
+	final := strings.TrimSuffix(part, partExt)
+	for n := 1; fileExists(final); n++ {
+		// Only a foreign process makes this happen: never replace its file.
+		final = strings.TrimSuffix(strings.TrimSuffix(part, partExt), dumpExt) + "_r" + strconv.Itoa(n) + dumpExt
+	}
+	if err := os.Rename(part, final); err != nil {
+		return "", err
+	}
+	if err := syncDir(filepath.Dir(final)); err != nil {
+		rc.m.errors["sync"].Inc()
+	}
+	return final, nil
+}
+
+// recoverLeftovers closes the .part files of this receiver left by a crash.
+func (rc *recorder) recoverLeftovers() {
+	parts, _ := filepath.Glob(filepath.Join(rc.dir, globEscape(rc.prefix)+"*"+dumpExt+partExt))
+	for _, p := range parts {
+		rc.recoverPart(p)
+	}
+}
+
+// recoverPart keeps the complete messages of a .part (read until the first
+// error, the torn tail cut) and closes it under its final name; a .part with
+// no data message is removed. A .part locked by a live process is left alone.
+func (rc *recorder) recoverPart(part string) {
+	f, err := os.OpenFile(part, os.O_RDWR, 0)
+	if err != nil {
+		rc.m.errors["recover"].Inc()
+		rc.log.Warn("cannot recover dump", "file", part, "err", err)
+		return
+	}
+	defer f.Close()
+	if err := lockFile(f); err != nil {
+		rc.log.Info("dump in use by another process, left alone", "file", part)
+		return
+	}
+	st, err := f.Stat()
+	if err != nil {
+		rc.m.errors["recover"].Inc()
+		rc.log.Warn("cannot recover dump", "file", part, "err", err)
+		return
+	}
+	good, msgs, data, why := scanDump(f)
+	if data == 0 {
+		if err := os.Remove(part); err != nil {
+			rc.m.errors["recover"].Inc()
+			rc.log.Warn("cannot remove empty dump", "file", part, "err", err)
+			return
+		}
+		rc.log.Info("leftover dump without data removed", "file", part, "bytes", st.Size())
+		return
+	}
+	cut := st.Size() - good
+	if cut > 0 {
+		if err := f.Truncate(good); err != nil {
+			rc.m.errors["recover"].Inc()
+			rc.log.Warn("cannot cut torn dump", "file", part, "err", err)
+			return
+		}
+	}
+	if err := f.Sync(); err != nil {
+		rc.m.errors["recover"].Inc()
+		rc.log.Warn("cannot recover dump", "file", part, "err", err)
+		return
+	}
+	final, err := rc.rename(part)
+	if err != nil {
+		rc.m.errors["recover"].Inc()
+		rc.log.Warn("cannot recover dump", "file", part, "err", err)
+		return
+	}
+	rc.m.recovered.Inc()
+	attrs := []any{"file", final, "messages", msgs, "cut_bytes", cut}
+	if why != nil {
+		attrs = append(attrs, "cut_at", why)
+	}
+	rc.log.Info("dump recovered", attrs...)
+}
+
+// scanDump reads the messages of a dump until its end or its first bad
+// message: good is the end of the last complete message.
+func scanDump(r io.Reader) (good int64, msgs, data int, why error) {
+	fr := ipfix.NewFileReader(r)
+	for {
+		msg, err := fr.Next()
+		if err != nil {
+			if err != io.EOF {
+				why = err
+			}
+			return good, msgs, data, why
+		}
+		good = fr.Offset() + int64(len(msg))
+		msgs++
+		if hasDataSet(msg) {
+			data++
+		}
+	}
+}
+
+// dumpInfo is a closed dump seen by retention.
+type dumpInfo struct {
+	path   string
+	size   int64
+	mtime  time.Time
+	loaded bool
+	window time.Time
+	n      int
+}
+
+// retention removes closed dumps of this receiver (in the stream directory
+// and loaded/) older than max_age, then, oldest first and loaded ones before
+// the others, until they total at most max_bytes. Closer goroutine.
+func (rc *recorder) retention() {
+	if rc.cfg.MaxBytes <= 0 && rc.cfg.MaxAge <= 0 {
+		return
+	}
+	files := rc.listDumps(filepath.Join(rc.dir, loadedDir), true)
+	files = append(files, rc.listDumps(rc.dir, false)...)
+	slices.SortFunc(files, func(a, b dumpInfo) int {
+		switch {
+		case a.loaded != b.loaded:
+			if a.loaded {
+				return -1
+			}
+			return 1
+		case !a.window.Equal(b.window):
+			return a.window.Compare(b.window)
+		case a.n != b.n:
+			return a.n - b.n
+		}
+		return strings.Compare(a.path, b.path)
+	})
+	var total int64
+	for _, f := range files {
+		total += f.size
+	}
+	now := rc.now()
+	for _, f := range files {
+		reason := ""
+		switch {
+		case rc.cfg.MaxAge > 0 && now.Sub(f.mtime) > rc.cfg.MaxAge:
+			reason = "max_age"
+		case rc.cfg.MaxBytes > 0 && total > rc.cfg.MaxBytes:
+			reason = "max_bytes"
+		default:
+			continue
+		}
+		if err := os.Remove(f.path); err != nil && !errors.Is(err, os.ErrNotExist) {
+			rc.closeFailed("remove", f.path, err)
+			continue
+		}
+		total -= f.size
+		rc.m.removed[reason].Inc()
+		if f.loaded {
+			rc.log.Debug("loaded dump removed", "file", f.path, "reason", reason)
+		} else {
+			rc.log.Warn("dump removed before it was loaded", "file", f.path, "reason", reason)
+		}
+	}
+}
+
+func (rc *recorder) listDumps(dir string, loaded bool) []dumpInfo {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return nil
+	}
+	var out []dumpInfo
+	for _, e := range entries {
+		name := e.Name()
+		stem, ok := strings.CutSuffix(name, dumpExt)
+		if !ok || e.IsDir() || !strings.HasPrefix(stem, rc.prefix) {
+			continue
+		}
+		info, err := e.Info()
+		if err != nil {
+			continue
+		}
+		f := dumpInfo{path: filepath.Join(dir, name), size: info.Size(), mtime: info.ModTime(), loaded: loaded, window: info.ModTime()}
+		ts, suffix, _ := strings.Cut(strings.TrimPrefix(stem, rc.prefix), "_")
+		if t, err := time.Parse(dumpTimeLayout, ts); err == nil {
+			f.window = t
+		}
+		f.n, _ = strconv.Atoi(strings.TrimPrefix(suffix, "r"))
+		out = append(out, f)
+	}
+	return out
+}
+
+// dumpBuffer is the writer's buffer; FileWriter writes whole messages into it.
+type dumpBuffer struct{ b []byte }
+
+func (w *dumpBuffer) Write(p []byte) (int, error) {
+	w.b = append(w.b, p...)
+	return len(p), nil
+}
+
+// windowStart returns the start (unix ns) of the rotation window holding t:
+// windows are multiples of the period since the Unix epoch, so every receiver
+// with the same period rotates at the same instants.
+func windowStart(t time.Time, period int64) int64 {
+	ns := t.UnixNano()
+	r := ns % period
+	if r < 0 {
+		r += period
+	}
+	return ns - r
+}
+
+func pad8(n int) int { return (n + 7) &^ 7 }
+
+func hasDataSet(msg []byte) bool {
+	it := ipfix.Sets(msg)
+	for s, ok := it.Next(); ok; s, ok = it.Next() {
+		if s.ID >= ipfix.MinDataSetID {
+			return true
+		}
+	}
+	return false
+}
+
+func hasTemplateSet(msg []byte) bool {
+	it := ipfix.Sets(msg)
+	for s, ok := it.Next(); ok; s, ok = it.Next() {
+		if s.ID == ipfix.TemplateSetID || s.ID == ipfix.OptionsTemplateSetID {
+			return true
+		}
+	}
+	return false
+}
+
+func fileExists(path string) bool {
+	_, err := os.Lstat(path)
+	return err == nil
+}
+
+func syncDir(dir string) error {
+	f, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	return f.Sync()
+}
+
+// globEscape quotes the glob metacharacters of s.
+func globEscape(s string) string {
+	var b strings.Builder
+	for _, c := range s {
+		if strings.ContainsRune(`*?[\`, c) {
+			b.WriteByte('\\')
+		}
+		b.WriteRune(c)
+	}
+	return b.String()
+}

@@ -1,0 +1,46 @@
+package balancer
+
+import (
+	"os"
+	"testing"
+
+	"github.com/VictoriaMetrics/metrics"
+
+	"github.com/ipfix-balancer/ipfix-balancer/config"
+)
+
+// DumpFile is what a dump file hook returns: an *os.File or a wrapper of one.
+type DumpFile = dumpFile
+
+// SetDumpFileHook makes every recorder wrap the dump files it opens with wrap
+// until the test ends (tests inject write errors with it; not for t.Parallel).
+func SetDumpFileHook(t testing.TB, wrap func(*os.File) DumpFile) {
+	t.Helper()
+	dumpFileHook.Store(&wrap)
+	t.Cleanup(func() { dumpFileHook.Store(nil) })
+}
+
+// TestRecorder is the recorder of a Recording receiver driven directly, as
+// its event loop would (one goroutine), without sockets: for benchmarks.
+type TestRecorder struct {
+	r *Receiver
+	o output
+}
+
+// NewTestRecorder builds the receiver of cfg (mode Recording) and returns its
+// recorder.
+func NewTestRecorder(cfg config.Receiver, opts Options) (*TestRecorder, error) {
+	r, err := New(cfg, opts)
+	if err != nil {
+		return nil, err
+	}
+	return &TestRecorder{r: r, o: r.outputs[0]}, nil
+}
+
+func (t *TestRecorder) Start()                       { t.o.start() }
+func (t *TestRecorder) Send(msg []byte, records int) { t.o.send(msg, 0, records) }
+func (t *TestRecorder) Flush()                       { t.o.flush() }
+func (t *TestRecorder) Available() bool              { return t.o.available() }
+func (t *TestRecorder) Pending() int                 { return t.o.pendingBytes() }
+func (t *TestRecorder) Stop()                        { t.o.stop() }
+func (t *TestRecorder) Metrics() *metrics.Set        { return t.r.set }

@@ -1,0 +1,127 @@
+package balancer
+
+import (
+	"errors"
+	"fmt"
+	"reflect"
+	"time"
+
+	"github.com/ipfix-balancer/ipfix-balancer/config"
+)
+
+// outputKey names a subreceiver or re-export target across reloads.
+func outputKey(t config.Subreceiver) string { return t.Proto.String() + " " + t.Addr }
+
+// queueResizer is implemented by outputs whose high-water mark can change live.
+type queueResizer interface{ setQueueBytes(n int) }
+
+// checkReconfigure reports what would make Reconfigure fail, changing nothing.
+func (r *Receiver) checkReconfigure(rc config.Receiver) error {
+	if rc.Listen != r.cfg.Listen || rc.Proto != r.cfg.Proto {
+		return errors.New("listen address or protocol changed: the receiver must be restarted")
+	}
+	return nil
+}
+
+// Reconfigure applies rc to the running receiver on its event loop: the exporters'
+// connections and the template caches stay; subreceivers that remain keep their
+// connection, new ones connect and get every template before data, removed ones
+// stop receiving at once and are closed once drained (bounded by ShutdownTimeout).
+func (r *Receiver) Reconfigure(rc config.Receiver) error {
+	if err := r.checkReconfigure(rc); err != nil {
+		return err
+	}
+	errc := make(chan error, 1)
+	r.onLoop(func() { errc <- r.reconfigure(rc) })
+	select {
+	case err := <-errc:
+		return err
+	case <-time.After(10 * time.Second):
+		return fmt.Errorf("receiver %s: reconfigure: event loop did not answer within 10s", r.name)
+	}
+}
+
+func (r *Receiver) reconfigure(rc config.Receiver) error {
+	old := make(map[string]output, len(r.outputs))
+	for _, o := range r.outputs {
+		old[r.outputKeys[o]] = o
+	}
+	var next []output
+	var started []output
+	if rc.Mode == config.Recording {
+		prev := old[recorderKey]
+		if prev != nil && r.cfg.Mode == config.Recording && sameRecording(r.cfg.Recording, rc.Recording) {
+			next = append(next, prev)
+			delete(old, recorderKey)
+		} else {
+			rec, err := newRecorder(r, rc.Recording)
+			if err != nil {
+				return fmt.Errorf("receiver %s: %w", r.name, err)
+			}
+			r.outputKeys[rec] = recorderKey
+			next = append(next, rec)
+			started = append(started, rec)
+		}
+	}
+	targets := rc.Subreceivers
+	if rc.Mode == config.Recording {
+		targets = rc.Recording.Export
+	}
+	for _, t := range targets {
+		key := outputKey(t)
+		if o, ok := old[key]; ok {
+			if q, ok := o.(queueResizer); ok {
+				q.setQueueBytes(rc.QueueBytes)
+			}
+			next = append(next, o)
+			delete(old, key)
+			continue
+		}
+		o, err := r.newSubreceiver(t)
+		if err != nil {
+			for _, s := range started {
+				s.stop()
+			}
+			return fmt.Errorf("receiver %s: subreceiver %s: %w", r.name, t.Addr, err)
+		}
+		next = append(next, o)
+		started = append(started, o)
+	}
+	r.cfg = rc
+	r.outputs = next
+	r.rr = len(next) - 1
+	for _, o := range started {
+		o.start()
+		r.log.Info("output added", "output", r.outputKeys[o])
+	}
+	for key, o := range old {
+		r.log.Info("output removed, draining", "output", key)
+		r.retire(o, time.Now().Add(r.opts.ShutdownTimeout))
+	}
+	return nil
+}
+
+// retire closes a removed output once it has written what it holds, or at
+// deadline. It receives no new messages meanwhile. Event loop only.
+func (r *Receiver) retire(o output, deadline time.Time) {
+	if o.pendingBytes() == 0 || time.Now().After(deadline) {
+		if n := o.pendingBytes(); n > 0 {
+			r.log.Warn("output removed with data still queued", "output", r.outputKeys[o], "bytes", n)
+		}
+		o.flush()
+		o.stop()
+		delete(r.outputKeys, o)
+		return
+	}
+	o.flush()
+	time.AfterFunc(50*time.Millisecond, func() { r.onLoop(func() { r.retire(o, deadline) }) })
+}
+
+// sameRecording reports whether two recording settings can share one dump writer
+// (re-export targets are outputs of their own).
+func sameRecording(a, b config.Recorder) bool {
+	a.Export, b.Export = nil, nil
+	return reflect.DeepEqual(a, b)
+}
+
+const recorderKey = "recording"

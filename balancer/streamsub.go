@@ -1,0 +1,366 @@
+package balancer
+
+import (
+	"context"
+	"encoding/binary"
+	"io"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/ipfix-balancer/ipfix-balancer/ipfix"
+)
+
+const (
+	// streamBatchBytes is the initial capacity of a batch buffer.
+	streamBatchBytes = 64 << 10
+	// streamFreeBatches bounds the recycled batch buffers kept for reuse.
+	streamFreeBatches = 64
+	// streamStopWait bounds how long stop waits for the writer goroutine.
+	streamStopWait = 2 * time.Second
+)
+
+// streamBatch is the messages one flush hands to the writer: their bytes back to
+// back and, per message, its data records (for sequence numbers).
+type streamBatch struct {
+	buf     []byte
+	records []int32
+}
+
+// streamSub is a TCP subreceiver of a receiver without a gnet loop (a UDP
+// receiver). The loop copies messages into a batch and hands each batch to a
+// writer goroutine that owns the connection: it dials with backoff, writes every
+// current template first on each new connection, then the queued batches with
+// one writev each. Bytes handed over and not yet written are bounded by the
+// high-water mark; what does not fit is dropped and counted.
+//
+// Sequence numbers are written by the writer, per connection and domain, just
+// before writing: a new connection starts a new transport session, and its
+// templates (fetched from the loop when it connects) must be numbered as the
+// data that follows them on that connection (RFC 7011 §3.1).
+type streamSub struct {
+	r    *Receiver
+	addr string
+	hwm  int
+	m    *outputMetrics
+
+	cur *streamBatch // event-loop only
+
+	state    atomic.Uint32 // subState, written by the writer
+	inflight atomic.Int64  // bytes handed to the writer and not yet written or dropped
+
+	mu      sync.Mutex
+	queue   []*streamBatch
+	free    []*streamBatch
+	conn    net.Conn
+	stopped bool
+
+	wake   chan struct{}
+	ctx    context.Context
+	cancel context.CancelFunc
+	done   chan struct{}
+	prime  []byte // writer only
+}
+
+var _ output = (*streamSub)(nil)
+
+func newStreamSub(r *Receiver, addr string, hwm int, m *outputMetrics) output {
+	ctx, cancel := context.WithCancel(context.Background())
+	s := &streamSub{
+		r: r, addr: addr, hwm: hwm, m: m,
+		wake: make(chan struct{}, 1), ctx: ctx, cancel: cancel, done: make(chan struct{}),
+	}
+	s.state.Store(uint32(stateConnecting))
+	return s
+}
+
+func (s *streamSub) name() string { return s.addr }
+
+func (s *streamSub) queued() int {
+	n := int(s.inflight.Load())
+	if s.cur != nil {
+		n += len(s.cur.buf)
+	}
+	return n
+}
+
+func (s *streamSub) available() bool {
+	return subState(s.state.Load()) != stateDown && s.queued() < s.hwm
+}
+
+func (s *streamSub) pendingBytes() int { return s.queued() }
+
+func (s *streamSub) send(msg []byte, odid uint32, records int) {
+	if s.queued()+len(msg) > s.hwm {
+		if subState(s.state.Load()) == stateUp {
+			s.r.countDrop(s.m, reasonQueueFull)
+		} else {
+			s.r.countDrop(s.m, reasonSubreceiverDown)
+		}
+		return
+	}
+	if s.cur == nil {
+		s.cur = s.batch()
+	}
+	s.cur.buf = append(s.cur.buf, msg...)
+	s.cur.records = append(s.cur.records, int32(records))
+}
+
+// batch returns an empty batch, recycled when possible.
+func (s *streamSub) batch() *streamBatch {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if n := len(s.free); n > 0 {
+		b := s.free[n-1]
+		s.free[n-1] = nil
+		s.free = s.free[:n-1]
+		return b
+	}
+	return &streamBatch{buf: make([]byte, 0, streamBatchBytes), records: make([]int32, 0, 64)}
+}
+
+func (s *streamSub) recycle(bs []*streamBatch) {
+	s.mu.Lock()
+	for _, b := range bs {
+		if len(s.free) < streamFreeBatches {
+			b.buf, b.records = b.buf[:0], b.records[:0]
+			s.free = append(s.free, b)
+		}
+	}
+	s.mu.Unlock()
+}
+
+func (s *streamSub) flush() {
+	b := s.cur
+	if b == nil || len(b.records) == 0 {
+		return
+	}
+	s.cur = nil
+	s.m.queued.Store(s.inflight.Add(int64(len(b.buf))))
+	s.mu.Lock()
+	s.queue = append(s.queue, b)
+	s.mu.Unlock()
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+}
+
+func (s *streamSub) start() { go s.run() }
+
+// stop ends the writer: it closes the connection, drops what is still queued
+// (counted) and waits for the goroutines to exit.
+func (s *streamSub) stop() {
+	s.cancel()
+	s.mu.Lock()
+	s.stopped = true
+	if s.conn != nil {
+		_ = s.conn.Close()
+	}
+	s.mu.Unlock()
+	select {
+	case <-s.done:
+	case <-time.After(streamStopWait):
+		s.r.log.Warn("subreceiver writer did not stop", "subreceiver", s.addr)
+	}
+	if s.cur != nil {
+		s.m.dropped[reasonSubreceiverDown].Add(len(s.cur.records))
+		s.cur = nil
+	}
+}
+
+// setState records a state change and logs it once.
+func (s *streamSub) setState(st subState, err error) {
+	old := subState(s.state.Swap(uint32(st)))
+	if old == st {
+		return
+	}
+	switch st {
+	case stateUp:
+		s.m.up.Store(1)
+		if old == stateDown {
+			s.m.reconnects.Inc()
+		}
+		s.r.log.Info("subreceiver up", "subreceiver", s.addr)
+	case stateDown:
+		s.m.up.Store(0)
+		s.r.log.Warn("subreceiver down", "subreceiver", s.addr, "err", err)
+	}
+}
+
+// run is the writer goroutine: connect, serve the connection until it fails,
+// reconnect with backoff (100 ms doubling to 5 s).
+func (s *streamSub) run() {
+	defer close(s.done)
+	defer s.dropQueued()
+	backoff := backoffInitial
+	for s.ctx.Err() == nil {
+		d := net.Dialer{Timeout: dialTimeout}
+		c, err := d.DialContext(s.ctx, "tcp", s.addr)
+		if err == nil {
+			backoff = backoffInitial
+			err = s.serve(c)
+		}
+		if s.ctx.Err() != nil {
+			return
+		}
+		s.setState(stateDown, err)
+		t := time.NewTimer(backoff)
+		select {
+		case <-t.C:
+		case <-s.ctx.Done():
+			t.Stop()
+			return
+		}
+		backoff = min(2*backoff, backoffMax)
+	}
+}
+
+// serve writes the templates, then the queued batches, until the connection or
+// the subreceiver ends.
+func (s *streamSub) serve(c net.Conn) error {
+	s.mu.Lock()
+	if s.stopped {
+		s.mu.Unlock()
+		_ = c.Close()
+		return net.ErrClosed
+	}
+	s.conn = c
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		s.conn = nil
+		s.mu.Unlock()
+		_ = c.Close()
+	}()
+	// The collector sends nothing; a read returns when it closes or resets the
+	// connection, which a write alone notices only one batch late (lost).
+	dead := make(chan struct{})
+	go func() {
+		_, _ = io.Copy(io.Discard, c)
+		close(dead)
+	}()
+
+	prime, ok := s.templates(dead)
+	if !ok {
+		return net.ErrClosed
+	}
+	seq := newSequencer()
+	renumber(prime, nil, &seq)
+	if _, err := c.Write(prime); err != nil {
+		return err
+	}
+	s.setState(stateUp, nil)
+
+	var taken []*streamBatch
+	var bufs net.Buffers
+	for {
+		s.mu.Lock()
+		taken = append(taken[:0], s.queue...)
+		clear(s.queue)
+		s.queue = s.queue[:0]
+		s.mu.Unlock()
+		if len(taken) == 0 {
+			select {
+			case <-s.wake:
+				continue
+			case <-dead:
+				return io.ErrUnexpectedEOF
+			case <-s.ctx.Done():
+				return s.ctx.Err()
+			}
+		}
+		bufs = bufs[:0]
+		for _, b := range taken {
+			renumber(b.buf, b.records, &seq)
+			bufs = append(bufs, b.buf)
+		}
+		w := bufs // WriteTo consumes its receiver
+		n, err := w.WriteTo(c)
+		s.account(taken, int(n))
+		clear(bufs)
+		s.recycle(taken)
+		clear(taken)
+		if err != nil {
+			return err
+		}
+	}
+}
+
+// templates asks the loop for every current template (Receiver.appendTemplates
+// is event-loop only) and waits for the answer.
+func (s *streamSub) templates(dead <-chan struct{}) ([]byte, bool) {
+	ch := make(chan []byte, 1)
+	buf := s.prime[:0]
+	s.r.onLoop(func() {
+		scratch := newSequencer() // numbers are rewritten by the writer
+		ch <- s.r.appendTemplates(buf, &scratch, ipfix.MaxMessageLen)
+	})
+	select {
+	case p := <-ch:
+		s.prime = p
+		return p, true
+	case <-dead:
+	case <-s.ctx.Done():
+	}
+	s.prime = nil // the loop may still append to the old buffer
+	return nil, false
+}
+
+// account counts the messages of batches of which written bytes reached the
+// socket as sent, the rest as dropped, and releases their queue bytes.
+func (s *streamSub) account(bs []*streamBatch, written int) {
+	var msgs, bytes, records, lost, total int
+	for _, b := range bs {
+		total += len(b.buf)
+		off := 0
+		for _, r := range b.records {
+			n := int(binary.BigEndian.Uint16(b.buf[off+2 : off+4]))
+			off += n
+			if off <= written {
+				msgs++
+				bytes += n
+				records += int(r)
+			} else {
+				lost++
+			}
+		}
+		written -= len(b.buf)
+	}
+	m := s.m
+	if msgs > 0 {
+		m.sentMessages.Add(msgs)
+		m.sentBytes.Add(bytes)
+		m.sentRecords.Add(records)
+	}
+	if lost > 0 {
+		m.dropped[reasonSubreceiverDown].Add(lost)
+	}
+	m.queued.Store(s.inflight.Add(-int64(total)))
+}
+
+// dropQueued counts what is still queued when the writer ends.
+func (s *streamSub) dropQueued() {
+	s.mu.Lock()
+	q := s.queue
+	s.queue = nil
+	s.mu.Unlock()
+	s.account(q, 0)
+	s.m.up.Store(0)
+}
+
+// renumber rewrites the sequence numbers of the messages in buf, back to back,
+// for this connection; records holds each message's data records (nil: none,
+// template-only messages).
+func renumber(buf []byte, records []int32, seq *sequencer) {
+	for i, off := 0, 0; off+ipfix.HeaderLen <= len(buf); i++ {
+		n := int(binary.BigEndian.Uint16(buf[off+2 : off+4]))
+		var rec int
+		if records != nil {
+			rec = int(records[i])
+		}
+		seq.put(buf[off:off+ipfix.HeaderLen], binary.BigEndian.Uint32(buf[off+12:off+16]), rec)
+		off += n
+	}
+}

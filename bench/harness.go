@@ -1,0 +1,522 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/ipfix-balancer/ipfix-balancer/ipfix"
+)
+
+// scenario is one end-to-end measurement.
+type scenario struct {
+	Name  string `json:"name"`
+	Proto string `json:"proto"` // exporter to balancer: tcp | udp
+	Mode  string `json:"mode"`  // RoundRobin | All | relay (the minimal relay baseline)
+	Size  int    `json:"size"`  // message size of the replayed file
+	Main  bool   `json:"main"`  // a target depends on it
+}
+
+func (s scenario) relay() bool { return s.Mode == "relay" }
+
+// scenarios, in the order they run within one repetition. Each balancer
+// scenario that has a relay counterpart runs right next to it, so that the
+// ratio compares runs made under the same conditions.
+var scenarios = []scenario{
+	{Name: "tcp-rr-1400", Proto: "tcp", Mode: "RoundRobin", Size: 1400, Main: true},
+	{Name: "relay-1400", Proto: "tcp", Mode: "relay", Size: 1400, Main: true},
+	{Name: "tcp-rr-16k", Proto: "tcp", Mode: "RoundRobin", Size: 16384},
+	{Name: "relay-16k", Proto: "tcp", Mode: "relay", Size: 16384},
+	{Name: "tcp-all-1400", Proto: "tcp", Mode: "All", Size: 1400, Main: true},
+	{Name: "tcp-all-16k", Proto: "tcp", Mode: "All", Size: 16384},
+	{Name: "udp-rr-1400", Proto: "udp", Mode: "RoundRobin", Size: 1400, Main: true},
+}
+
+// CPU placement on the 2-core machine: the balancer's receiver loop (and the
+// relay's thread) on daemonCPU; sinks and sender together on loadCPU, so the
+// daemon's CPU is measured alone.
+const (
+	daemonCPU = "0"
+	loadCPU   = "1"
+	sinkCount = 2
+)
+
+// replayFile is a generated IPFIX file the sender replays.
+type replayFile struct {
+	Path     string `json:"path"`
+	Size     int    `json:"size"`     // -msg-size it was generated with
+	Messages int64  `json:"messages"` // all messages
+	Data     int64  `json:"data"`     // messages whose first set is a data set
+	Bytes    int64  `json:"bytes"`
+}
+
+// result is one run of one scenario.
+type result struct {
+	Scenario string `json:"scenario"`
+	Rep      int    `json:"rep"`
+	Err      string `json:"error,omitempty"`
+
+	// Sender (ipfix-gen summary).
+	SentMessages  int64   `json:"sent_messages"`
+	SentBytes     int64   `json:"sent_bytes"`
+	SenderSeconds float64 `json:"sender_seconds"`
+	SenderRate    float64 `json:"sender_msgs_per_s"`
+
+	// Daemon (its /metrics; for the relay, derived from the sinks).
+	InMessages    int64            `json:"in_messages"`
+	InBytes       int64            `json:"in_bytes"`
+	DaemonSent    int64            `json:"daemon_sent_messages"`
+	Drops         int64            `json:"drops"`
+	DropsByReason map[string]int64 `json:"drops_by_reason,omitempty"`
+	KernelDrops   int64            `json:"udp_kernel_drops"`
+	ParseErrors   int64            `json:"parse_errors"`
+
+	// Sinks.
+	OutMessages int64   `json:"out_messages"` // data messages (relay: bytes / mean message size)
+	OutAll      int64   `json:"out_all_messages"`
+	OutBytes    int64   `json:"out_bytes"`
+	SinkErrors  int64   `json:"sink_errors"`
+	Window      float64 `json:"window_seconds"` // first to last byte at the sinks
+
+	InRate   float64 `json:"in_msgs_per_s"`
+	OutRate  float64 `json:"out_msgs_per_s"`
+	InGbps   float64 `json:"in_gbit_per_s"`
+	OutGbps  float64 `json:"out_gbit_per_s"`
+	CPU      float64 `json:"cpu_percent"` // of one core, over the window
+	UserCPU  float64 `json:"user_cpu_percent"`
+	SysCPU   float64 `json:"sys_cpu_percent"`
+	CPUPerIn float64 `json:"cpu_ns_per_in_message"`
+	PeakRSS  int64   `json:"peak_rss_bytes"`
+	Complete bool    `json:"complete"` // every message accounted for
+	Note     string  `json:"note,omitempty"`
+}
+
+// harness runs scenarios against the binaries in bin.
+type harness struct {
+	bin      string // directory with ipfix-balancer and ipfix-gen
+	self     string // this executable, for the sink and relay children
+	tmp      string
+	messages int64   // per 1400 B scenario; 16 KiB scenarios send the same bytes
+	seconds  float64 // sender time bound per scenario
+	udpRate  float64
+	perfDir  string
+	verbose  bool
+	files    map[int]*replayFile
+}
+
+func (h *harness) logf(format string, args ...any) {
+	fmt.Fprintf(os.Stderr, "bench: "+format+"\n", args...)
+}
+
+// generate writes the replay files once: fullflow records in messages of
+// each size the scenarios use.
+func (h *harness) generate(ctx context.Context) error {
+	h.files = map[int]*replayFile{}
+	for _, sc := range scenarios {
+		if h.files[sc.Size] != nil {
+			continue
+		}
+		path := filepath.Join(h.tmp, fmt.Sprintf("fullflow-%d.ipfix", sc.Size))
+		// About 20 k messages of 1400 B (28 MB) or 2.4 k of 16 KiB: small
+		// enough to load in milliseconds, large enough to be varied.
+		records := 300_000
+		if sc.Size > 1400 {
+			records = 500_000
+		}
+		ps := &procs{verbose: h.verbose}
+		_, _, err := ps.run(ctx, "ipfix-gen", "", filepath.Join(h.bin, "ipfix-gen"),
+			"-stream", "fullflow", "-records", strconv.Itoa(records), "-msg-size", strconv.Itoa(sc.Size),
+			"-seed", "1", "-progress-every", "0", "-out", path)
+		ps.killAll()
+		if err != nil {
+			return fmt.Errorf("generating %s: %w", path, err)
+		}
+		f, err := scanFile(path)
+		if err != nil {
+			return err
+		}
+		f.Size = sc.Size
+		h.files[sc.Size] = f
+		h.logf("generated %s: %d messages (%d data), %d bytes, mean %d B", path, f.Messages, f.Data, f.Bytes, f.Bytes/f.Messages)
+	}
+	return nil
+}
+
+// scanFile counts the messages of an IPFIX file.
+func scanFile(path string) (*replayFile, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	f := &replayFile{Path: path, Bytes: int64(len(b))}
+	for off := 0; off < len(b); {
+		n, err := ipfix.FrameLength(b[off:])
+		if err == nil && n == 0 {
+			err = ipfix.ErrShortMessage
+		}
+		if err != nil {
+			return nil, fmt.Errorf("%s at %d: %w", path, off, err)
+		}
+		msg := b[off : off+n]
+		f.Messages++
+		it := ipfix.Sets(msg)
+		if s, ok := it.Next(); ok && s.ID >= ipfix.MinDataSetID {
+			f.Data++
+		}
+		off += n
+	}
+	if f.Messages == 0 {
+		return nil, fmt.Errorf("%s: no messages", path)
+	}
+	return f, nil
+}
+
+// freePort returns a loopback port nobody listens on right now.
+func freePort(network string) (string, error) {
+	if network == "udp" {
+		c, err := net.ListenPacket("udp", "127.0.0.1:0")
+		if err != nil {
+			return "", err
+		}
+		defer c.Close()
+		return c.LocalAddr().String(), nil
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	defer ln.Close()
+	return ln.Addr().String(), nil
+}
+
+// daemonConfig is the TOML of one balancer scenario.
+func daemonConfig(sc scenario, listen, metricsAddr string, sinks []string) string {
+	q := make([]string, len(sinks))
+	for i, s := range sinks {
+		q[i] = strconv.Quote(s)
+	}
+	return fmt.Sprintf(`# Written by bench for scenario %s.
+[metrics]
+listen = %q
+
+[log]
+level = "warn"
+
+[balancer]
+stats_every = "0s"
+shutdown_timeout = "2s"
+control_socket = ""
+
+[[receiver]]
+stream = "fullflow"
+dpi = 0
+listen = %q
+proto = %q
+mode = %q
+subreceivers = [%s]
+subreceiver_proto = "tcp"
+cpu = %s
+`, sc.Name, metricsAddr, listen, sc.Proto, sc.Mode, strings.Join(q, ", "), daemonCPU)
+}
+
+// sinkStatsOf asks the sink child for its counters.
+func sinkStatsOf(p *proc) ([]sinkStats, error) {
+	if _, err := p.stdin.Write([]byte("stats\n")); err != nil {
+		return nil, p.fail(err)
+	}
+	var st []sinkStats
+	if err := p.readJSON(&st, 5*time.Second); err != nil {
+		return nil, err
+	}
+	return st, nil
+}
+
+type sinkTotals struct {
+	messages, data, bytes, errors int64
+	first, last                   int64
+}
+
+func totals(st []sinkStats) sinkTotals {
+	var t sinkTotals
+	for _, s := range st {
+		t.messages += s.Messages
+		t.data += s.Data
+		t.bytes += s.Bytes
+		t.errors += s.Errors
+		if s.FirstNs != 0 && (t.first == 0 || s.FirstNs < t.first) {
+			t.first = s.FirstNs
+		}
+		t.last = max(t.last, s.LastNs)
+	}
+	return t
+}
+
+// run runs one repetition of one scenario. Every child it starts is killed
+// before it returns.
+func (h *harness) run(parent context.Context, sc scenario, rep int) (res result) {
+	res = result{Scenario: sc.Name, Rep: rep}
+	if err := h.runErr(parent, sc, rep, &res); err != nil {
+		res.Err = err.Error()
+	}
+	return res
+}
+
+func (h *harness) runErr(parent context.Context, sc scenario, rep int, res *result) error {
+	file := h.files[sc.Size]
+	budget := time.Duration(h.seconds*float64(time.Second)) + 60*time.Second
+	ctx, cancel := context.WithTimeout(parent, budget)
+	defer cancel()
+	ps := &procs{verbose: h.verbose}
+	defer ps.killAll()
+
+	sinkArgs := []string{"sink", "-n", strconv.Itoa(sinkCount)}
+	if sc.relay() {
+		sinkArgs = append(sinkArgs, "-raw")
+	}
+	sinkP, err := ps.start("sink", loadCPU, h.self, sinkArgs...)
+	if err != nil {
+		return err
+	}
+	var hello struct{ Addrs []string }
+	if err := sinkP.readJSON(&hello, 10*time.Second); err != nil {
+		return err
+	}
+
+	// The daemon, or the relay, on its CPU.
+	var target *proc
+	var addr, metricsURL string
+	if sc.relay() {
+		target, err = ps.start("relay", "", h.self, relayArgs(daemonCPU, hello.Addrs)...)
+		if err != nil {
+			return err
+		}
+		var r struct{ Addr string }
+		if err := target.readJSON(&r, 10*time.Second); err != nil {
+			return err
+		}
+		addr = r.Addr
+	} else {
+		if addr, err = freePort(sc.Proto); err != nil {
+			return err
+		}
+		maddr, err := freePort("tcp")
+		if err != nil {
+			return err
+		}
+		metricsURL = "http://" + maddr + "/metrics"
+		cfg := filepath.Join(h.tmp, fmt.Sprintf("%s-%d.toml", sc.Name, rep))
+		if err := os.WriteFile(cfg, []byte(daemonConfig(sc, addr, maddr, hello.Addrs)), 0o644); err != nil {
+			return err
+		}
+		target, err = ps.start("ipfix-balancer", "", filepath.Join(h.bin, "ipfix-balancer"), "-config", cfg)
+		if err != nil {
+			return err
+		}
+		if err := waitReady(ctx, target, metricsURL, len(hello.Addrs)); err != nil {
+			return err
+		}
+	}
+
+	var perf *proc
+	if h.perfDir != "" && rep == 0 {
+		out := filepath.Join(h.perfDir, sc.Name+".perf.data")
+		perf, err = ps.start("perf", "", "perf", "record", "-g", "-F", "1999", "-p", strconv.Itoa(target.pid()), "-o", out)
+		if err != nil {
+			return err
+		}
+		time.Sleep(300 * time.Millisecond) // perf attaches
+	}
+
+	cpu0, err := readCPU(target.pid())
+	if err != nil {
+		return err
+	}
+	// The sender: bounded by count (loops) and by time (-duration).
+	per := h.messages
+	if sc.Size > 1400 {
+		per = h.messages * 1400 / int64(sc.Size)
+	}
+	loops := max(1, (per+file.Messages-1)/file.Messages)
+	genArgs := []string{"-replay", file.Path, "-loops", strconv.FormatInt(loops, 10),
+		"-to", sc.Proto + "://" + addr, "-progress-every", "0",
+		"-duration", (time.Duration(h.seconds * float64(time.Second))).String()}
+	if sc.Proto == "udp" && h.udpRate > 0 {
+		genArgs = append(genArgs, "-rate", strconv.FormatFloat(h.udpRate, 'f', 0, 64))
+	}
+	out, _, err := ps.run(ctx, "ipfix-gen", loadCPU, filepath.Join(h.bin, "ipfix-gen"), genArgs...)
+	if err != nil {
+		return err
+	}
+	var gen struct {
+		Messages, Bytes int64
+		Seconds         float64
+	}
+	if err := json.Unmarshal(lastLine(out), &gen); err != nil {
+		return fmt.Errorf("ipfix-gen summary %q: %w", out, err)
+	}
+	res.SentMessages, res.SentBytes, res.SenderSeconds = gen.Messages, gen.Bytes, gen.Seconds
+	if gen.Seconds > 0 {
+		res.SenderRate = float64(gen.Messages) / gen.Seconds
+	}
+	if gen.Messages < loops*file.Messages {
+		res.Note = "sender stopped by -seconds"
+	}
+
+	// Wait until the sinks have everything, or they stall.
+	st, samples, complete, err := h.drain(ctx, sc, sinkP, target, metricsURL, gen.Messages, gen.Bytes)
+	if err != nil {
+		return err
+	}
+	cpu1, err := readCPU(target.pid())
+	if err != nil {
+		return err
+	}
+	if res.PeakRSS, err = readHWM(target.pid()); err != nil {
+		return err
+	}
+	if perf != nil {
+		_ = perf.cmd.Process.Signal(syscall.SIGINT)
+		select {
+		case <-perf.done:
+		case <-time.After(30 * time.Second):
+		}
+	}
+	res.Complete = complete
+	t := totals(st)
+	res.OutAll, res.OutBytes, res.SinkErrors = t.messages, t.bytes, t.errors
+	if t.last > t.first {
+		res.Window = float64(t.last-t.first) / 1e9
+	}
+	if sc.relay() {
+		mean := float64(file.Bytes) / float64(file.Messages)
+		res.InBytes = t.bytes
+		res.InMessages = int64(float64(t.bytes) / mean)
+		res.OutMessages = res.InMessages
+	} else {
+		res.InMessages = sum(samples, "ipfix_balancer_received_messages_total")
+		res.InBytes = sum(samples, "ipfix_balancer_received_bytes_total")
+		res.DaemonSent = sum(samples, "ipfix_balancer_sent_messages_total")
+		res.DropsByReason = sumBy(samples, "ipfix_balancer_dropped_messages_total", "reason")
+		for r, n := range res.DropsByReason {
+			res.Drops += n
+			if n == 0 {
+				delete(res.DropsByReason, r)
+			}
+		}
+		res.KernelDrops = sum(samples, "ipfix_balancer_udp_socket_dropped_datagrams_total")
+		res.ParseErrors = sum(samples, "ipfix_balancer_parse_errors_total")
+		res.OutMessages = t.data
+	}
+	if res.Window > 0 {
+		res.InRate = float64(res.InMessages) / res.Window
+		res.OutRate = float64(res.OutMessages) / res.Window
+		res.InGbps = float64(res.InBytes) * 8 / res.Window / 1e9
+		res.OutGbps = float64(res.OutBytes) * 8 / res.Window / 1e9
+		// The daemon is idle before the first and after the last message,
+		// so its CPU time over the whole run is its CPU time in the window.
+		res.UserCPU = 100 * (cpu1.user - cpu0.user).Seconds() / res.Window
+		res.SysCPU = 100 * (cpu1.sys - cpu0.sys).Seconds() / res.Window
+		res.CPU = res.UserCPU + res.SysCPU
+	}
+	if res.InMessages > 0 {
+		res.CPUPerIn = float64((cpu1.user + cpu1.sys - cpu0.user - cpu0.sys).Nanoseconds()) / float64(res.InMessages)
+	}
+	if t.errors > 0 {
+		return fmt.Errorf("sinks lost IPFIX framing %d times", t.errors)
+	}
+	if target.exited() {
+		return target.fail(errors.New("exited during the run"))
+	}
+	return nil
+}
+
+// waitReady waits until the daemon serves /metrics with every subreceiver up.
+func waitReady(ctx context.Context, p *proc, url string, subs int) error {
+	deadline := time.Now().Add(15 * time.Second)
+	var last error
+	for time.Now().Before(deadline) {
+		if p.exited() {
+			return p.fail(fmt.Errorf("exited at start: %v", p.err))
+		}
+		ss, err := scrape(ctx, url, time.Second)
+		if err == nil {
+			if n := countValue(ss, "ipfix_balancer_subreceiver_up", 1); n >= subs {
+				return nil
+			}
+			err = fmt.Errorf("subreceivers up: %d of %d", countValue(ss, "ipfix_balancer_subreceiver_up", 1), subs)
+		}
+		last = err
+		select {
+		case <-ctx.Done():
+			return context.Cause(ctx)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	return p.fail(fmt.Errorf("not ready in 15s: %v", last))
+}
+
+// drain waits, after the sender has finished, until the sinks hold everything
+// the daemon sent (and the daemon received everything over TCP), or until
+// nothing has moved for stallAfter. It polls the sinks (on the load CPU) every
+// 20 ms and scrapes the daemon only once the sinks are quiet, so as not to
+// disturb the measurement.
+func (h *harness) drain(ctx context.Context, sc scenario, sinkP, target *proc, metricsURL string, sentMsgs, sentBytes int64) ([]sinkStats, []sample, bool, error) {
+	const (
+		quiet      = 200 * time.Millisecond
+		stallAfter = 3 * time.Second
+	)
+	var lastBytes int64 = -1
+	lastChange := time.Now()
+	for {
+		st, err := sinkStatsOf(sinkP)
+		if err != nil {
+			return nil, nil, false, err
+		}
+		t := totals(st)
+		now := time.Now()
+		if t.bytes != lastBytes {
+			lastBytes, lastChange = t.bytes, now
+		}
+		idle := now.Sub(lastChange)
+		if sc.relay() {
+			if t.bytes >= sentBytes {
+				return st, nil, true, nil
+			}
+		} else if idle >= quiet {
+			ss, err := scrape(ctx, metricsURL, 5*time.Second)
+			if err != nil {
+				return nil, nil, false, target.fail(err)
+			}
+			recv := sum(ss, "ipfix_balancer_received_messages_total")
+			sent := sum(ss, "ipfix_balancer_sent_messages_total")
+			got := t.messages >= sent && (sc.Proto == "udp" || recv >= sentMsgs)
+			if got || idle >= stallAfter {
+				return st, ss, got, nil
+			}
+		}
+		if idle >= stallAfter {
+			return st, nil, false, nil
+		}
+		select {
+		case <-ctx.Done():
+			return nil, nil, false, fmt.Errorf("waiting for the sinks: %w", context.Cause(ctx))
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+func lastLine(b []byte) []byte {
+	s := strings.TrimSpace(string(b))
+	if i := strings.LastIndexByte(s, '\n'); i >= 0 {
+		s = s[i+1:]
+	}
+	return []byte(s)
+}
