@@ -28,11 +28,11 @@ type output interface {
 
 // Drop reasons: a bounded set of label values (STYLE.md §7).
 const (
-	reasonQueueFull      = "queue_full"       // subreceiver above its high-water mark
+	reasonQueueFull       = "queue_full"       // subreceiver above its high-water mark
 	reasonSubreceiverDown = "subreceiver_down" // not connected and its queue is full
-	reasonNoSubreceiver  = "no_subreceiver"   // RoundRobin found nobody available
-	reasonMalformed      = "malformed"        // the message failed its set checks
-	reasonSendError      = "send_error"       // the kernel refused a datagram
+	reasonNoSubreceiver   = "no_subreceiver"   // RoundRobin found nobody available
+	reasonMalformed       = "malformed"        // the message failed its set checks
+	reasonSendError       = "send_error"       // the kernel refused a datagram
 )
 
 // sequencer rewrites the sequence number of messages sent to one output so that

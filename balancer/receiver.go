@@ -44,7 +44,7 @@ type Receiver struct {
 	outputs    []output
 	outputKeys map[output]string // outputKey, or recorderKey
 	outMetrics map[string]*outputMetrics
-	rr      int // index of the output RoundRobin picked last
+	rr         int // index of the output RoundRobin picked last
 
 	// Event-loop state.
 	ctx      context.Context
@@ -59,8 +59,8 @@ type Receiver struct {
 	inheritedSources map[string][]byte // UDP sessions have a nil Conn
 	// cur is the session whose message dispatch is routing: outputs that re-pack
 	// (UDP subreceivers) read its templates in send.
-	cur *session
-	extract  []byte // template-only copies of this batch (RoundRobin)
+	cur     *session
+	extract []byte // template-only copies of this batch (RoundRobin)
 
 	addr      net.Addr
 	ready     chan struct{}
@@ -79,15 +79,15 @@ func New(cfg config.Receiver, opts Options) (*Receiver, error) {
 		opts.ShutdownTimeout = 5 * time.Second
 	}
 	r := &Receiver{
-		cfg:      cfg,
-		name:     cfg.Name(),
-		opts:     opts,
-		set:      metrics.NewSet(),
-		labels:   labelsFor(cfg.Stream, cfg.DPI),
+		cfg:        cfg,
+		name:       cfg.Name(),
+		opts:       opts,
+		set:        metrics.NewSet(),
+		labels:     labelsFor(cfg.Stream, cfg.DPI),
 		sessions:   make(map[*session]gnet.Conn),
 		outputKeys: make(map[output]string),
 		outMetrics: make(map[string]*outputMetrics),
-		ready:    make(chan struct{}),
+		ready:      make(chan struct{}),
 	}
 	r.log = opts.Logger.With("receiver", r.name)
 	r.m = newReceiverMetrics(r.set, r.labels)

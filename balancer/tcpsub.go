@@ -42,17 +42,17 @@ type tcpSub struct {
 	hwm   int
 	m     *outputMetrics
 
-	state   subState
-	conn    gnet.Conn
-	seq     sequencer
-	iov     [][]byte
-	hdrs    []byte
-	w       iovWriter
-	pending []byte  // messages held while not connected, sequence numbers unset
+	state          subState
+	conn           gnet.Conn
+	seq            sequencer
+	iov            [][]byte
+	hdrs           []byte
+	w              iovWriter
+	pending        []byte  // messages held while not connected, sequence numbers unset
 	pendingRecords []int32 // data records of each pending message
-	prime   []byte
-	backoff time.Duration
-	stopped bool
+	prime          []byte
+	backoff        time.Duration
+	stopped        bool
 }
 
 var _ output = (*tcpSub)(nil)
@@ -266,4 +266,3 @@ func (r *Receiver) onLoop(fn func()) {
 		return nil
 	}))
 }
-
