@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"path/filepath"
 	"reflect"
 	"sync"
 	"time"
@@ -281,6 +282,9 @@ func (b *Balancer) listenControl() error {
 	path := b.cfg.ControlSocket
 	if path == "" {
 		return nil
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return err
 	}
 	// A stale socket of a dead process (or of the predecessor we just took over
 	// from) is in the way.

@@ -47,6 +47,9 @@ func parseSubreceiver(s string, proto Proto) (Subreceiver, error) {
 		if a.IsUnspecified() {
 			return Subreceiver{}, fmt.Errorf("%q: unspecified address", in)
 		}
+		if !validZone(a.Zone()) {
+			return Subreceiver{}, fmt.Errorf("%q: bad zone", in)
+		}
 		host = a.String()
 	} else if !validHostname(host) {
 		return Subreceiver{}, fmt.Errorf("%q: bad host", in)
@@ -119,6 +122,16 @@ func validHostname(s string) bool {
 	}
 	_, err := strconv.ParseUint(labels[len(labels)-1], 0, 64)
 	return err != nil && !errors.Is(err, strconv.ErrRange)
+}
+
+// validZone accepts no zone, or an interface name or index: fe80::1%eth0.
+func validZone(z string) bool {
+	for _, r := range z {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_' || r == '.') {
+			return false
+		}
+	}
+	return len(z) < 16 // IFNAMSIZ
 }
 
 // parseListen parses a receiver's listen address: "ip:port", "[v6]:port",

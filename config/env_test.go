@@ -18,6 +18,7 @@ var update = flag.Bool("update", false, "rewrite testdata/legacy/*/want.{toml,er
 // want.err. Regenerate on purpose with go test ./config -run TestLegacyGolden
 // -update and review the diff.
 func TestLegacyGolden(t *testing.T) {
+	captureLog(t) // Load logs the warnings that ConvertEnv returns
 	dirs, err := filepath.Glob("testdata/legacy/*")
 	require.NoError(t, err)
 	require.NotEmpty(t, dirs)

@@ -100,7 +100,7 @@ var defaultPorts = map[string]uint16{
 	"natflow":     1503,
 }
 
-// defaultRotateEvery returns the rotation period of a stream: the legacy
+// defaultRotation returns the rotation period of a stream: the legacy
 // defaults, 12m for clickstream (its dumps must cover fullflow's 10m).
 func defaultRotation(stream string) time.Duration {
 	if stream == "clickstream" {

@@ -45,6 +45,9 @@ recording = { dir = "d", rotate_every = "1s", export = ["10.0.0.2/9920/"] }
 	// Legacy lines: quotes, export, comments, no index, collector settings.
 	f.Add([]byte("export IPFIX_FULLFLOW_PORT=\"1500\" # c\nIPFIX_X_PORT[2]='1600'\nNAT_AGG_X\nULR_Y=1\n"))
 
+	// Zones and a proto other than subreceiver_proto print in the legacy form.
+	f.Add([]byte("[[receiver]]\nstream = \"fullflow\"\nlisten = \"[fe80::1%eth0]:0\"\nsubreceivers = [\"[fe80::2%eth0]:1\", \"h/2/udp\"]\n"))
+
 	slog.SetDefault(slog.New(slog.NewTextHandler(io.Discard, nil)))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		if cfg, err := Parse(data, "fuzz.toml"); err == nil {

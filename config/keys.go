@@ -17,7 +17,7 @@ import (
 //
 // The decoder reports keys without array indexes and keeps their positions
 // to itself, so the indexes come from the decoded document and the line from
-// a scan of the text (keySpans); a key the scan cannot place (inside an
+// a scan of the text (keyLines); a key the scan cannot place (inside an
 // inline table) takes the line of its closest enclosing key.
 func unknownKeys(data []byte, md toml.MetaData) []error {
 	bad := map[string]bool{}

@@ -126,9 +126,13 @@ func (c *Config) validateReceiver(e *errs, i int, parsed bool) {
 		validateSubreceivers(e, p+".subreceivers", r.Subreceivers)
 		validateSubreceivers(e, p+".recording.export", r.Recording.Export)
 	}
-	for _, cpu := range r.CPU {
+	for k, cpu := range r.CPU {
 		if cpu < 0 || cpu > affinity.MaxCPU {
 			e.addf("%s.cpu: %d: cpu number outside 0..%d", p, cpu, affinity.MaxCPU)
+			break
+		}
+		if k > 0 && cpu <= r.CPU[k-1] {
+			e.addf("%s.cpu: %v: not sorted, or a cpu twice", p, []int(r.CPU))
 			break
 		}
 	}

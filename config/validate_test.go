@@ -106,6 +106,12 @@ func TestValidateHandBuilt(t *testing.T) {
 		},
 		want: []string{"receiver[fullflow/0].cpu: 5000: cpu number outside 0..1023"},
 	}, {
+		name: "cpu not sorted",
+		change: func(c *Config) {
+			c.Receivers[0].CPU = affinity.CPUSet{5, 1}
+		},
+		want: []string{"receiver[fullflow/0].cpu: [5 1]: not sorted, or a cpu twice"},
+	}, {
 		name: "control socket path too long",
 		change: func(c *Config) {
 			c.ControlSocket = "/" + strings.Repeat("x", 107)
@@ -199,6 +205,8 @@ func TestParseSubreceiver(t *testing.T) {
 	fe("-host:1", `"-host:1": bad host`)
 	fe("host name:1", `"host name:1": bad host`)
 	fe("[::1/1", `"[::1/1": bad host`)
+	fe("[fe80::1%eth 0]:1", `"[fe80::1%eth 0]:1": bad zone`)
+	f("fe80::1%eth0.100/1/udp", TCP, Subreceiver{"[fe80::1%eth0.100]:1", UDP})
 }
 
 func TestParseListen(t *testing.T) {

@@ -62,6 +62,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stdout, "ipfix-balancer", version)
 		return 0
 	}
+	// Legacy .env import warnings are logged while loading.
+	slog.SetDefault(newLogger("info", stderr))
 	cfg, err := loadConfig(*path, stderr)
 	if err != nil {
 		fmt.Fprintln(stderr, err)

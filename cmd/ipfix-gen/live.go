@@ -190,9 +190,14 @@ func runLive(parent context.Context, o *options, st *stats) error {
 	var mw *msgWriter
 	var tmplBuf []byte
 	// templates returns template messages carrying every template of the
-	// stream, with the sequence number of the next data message.
-	templates := func() ([]byte, int64) {
-		tmplBuf = cache.AppendTemplateMessages(tmplBuf[:0], o.odid, uint32(time.Now().Unix()), mw.seq, mw.max)
+	// stream, with the sequence number of the next data message (RFC 7011
+	// §3.1: template-only messages do not advance it).
+	templates := func(resend *batch) ([]byte, int64) {
+		seq := mw.seq
+		if resend != nil && len(resend.buf) >= ipfix.HeaderLen {
+			seq = binary.BigEndian.Uint32(resend.buf[8:12])
+		}
+		tmplBuf = cache.AppendTemplateMessages(tmplBuf[:0], o.odid, uint32(time.Now().Unix()), seq, mw.max)
 		return tmplBuf, int64(cache.Len())
 	}
 	out, err := openOutput(ctx, o, templates)
@@ -226,7 +231,7 @@ func runLive(parent context.Context, o *options, st *stats) error {
 	}
 	st.start = time.Now()
 	err = func() error {
-		b.add(templates())
+		b.add(templates(nil))
 		chunk := chunkFor(o.rate)
 		pace := pacer{start: st.start, rate: o.rate}
 		prog := newProgress(o.progressEvery, st.start)
@@ -254,7 +259,7 @@ func runLive(parent context.Context, o *options, st *stats) error {
 			if udp && o.templateEvery > 0 && !now.Before(nextTemplates) {
 				// RFC 7011 §8.4: over UDP, templates are re-sent periodically.
 				mw.close()
-				b.add(templates())
+				b.add(templates(nil))
 				nextTemplates = now.Add(o.templateEvery)
 			}
 			if d := pace.wait(produced, now); d > 0 {
@@ -280,6 +285,7 @@ func runLive(parent context.Context, o *options, st *stats) error {
 	if cerr := out.close(); err == nil {
 		err = cerr
 	}
-	slog.Info("done", "stream", o.stream, "records", st.records, "messages", st.messages, "bytes", st.bytes)
+	slog.Info("done", "stream", o.stream, "records", st.records, "messages", st.messages, "bytes", st.bytes,
+		"cpu_seconds", cpuSeconds())
 	return normalEnd(err)
 }

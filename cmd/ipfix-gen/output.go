@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"syscall"
 	"time"
 )
 
@@ -14,6 +15,16 @@ type stats struct {
 	messages, records, bytes, templates, reconnects int64
 	seconds                                         float64
 	start                                           time.Time // of sending
+}
+
+// cpuSeconds is the user and system CPU time of the process so far: on a
+// shared machine, records per CPU second say more than per wall second.
+func cpuSeconds() float64 {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()).Seconds()
 }
 
 func (s *stats) summary() summary {
@@ -65,9 +76,14 @@ func count(st *stats, b *batch) {
 	st.templates += b.templates
 }
 
-// openOutput opens -out or -to. templates returns the template messages to
-// send first on a new TCP connection after a reconnect (and their count).
-func openOutput(ctx context.Context, o *options, templates func() ([]byte, int64)) (output, error) {
+// templatesFunc returns messages carrying every template (and how many
+// templates), numbered for the batch about to be sent again after a TCP
+// reconnect, or (resend nil) for the next message.
+type templatesFunc func(resend *batch) ([]byte, int64)
+
+// openOutput opens -out or -to. templates gives the template messages to send
+// first on a new TCP connection after a reconnect.
+func openOutput(ctx context.Context, o *options, templates templatesFunc) (output, error) {
 	if o.out != "" {
 		f, err := os.Create(o.out)
 		if err != nil {
@@ -85,7 +101,7 @@ func openOutput(ctx context.Context, o *options, templates func() ([]byte, int64
 	t := &tcpOutput{addr: addr, max: o.msgSize, templates: templates}
 	// The first connection is made here, so that a stream starts only once
 	// someone listens; its templates are the first messages of the run.
-	if err := t.dial(ctx, false, nil); err != nil {
+	if err := t.dial(ctx, nil, nil); err != nil {
 		return nil, err
 	}
 	return t, nil
@@ -116,7 +132,7 @@ type tcpOutput struct {
 	addr      string
 	max       int
 	conn      *net.TCPConn
-	templates func() ([]byte, int64)
+	templates templatesFunc
 	stop      func() bool // stops the watcher of the current connection
 }
 
@@ -129,7 +145,9 @@ const (
 	closeGrace = 2 * time.Second
 )
 
-func (t *tcpOutput) dial(ctx context.Context, resend bool, st *stats) error {
+// dial connects, retrying with backoff until ctx ends. With resend set, the
+// connection replaces a lost one: the templates go first, numbered for resend.
+func (t *tcpOutput) dial(ctx context.Context, resend *batch, st *stats) error {
 	backoff := minBackoff
 	var d net.Dialer
 	for {
@@ -141,10 +159,10 @@ func (t *tcpOutput) dial(ctx context.Context, resend bool, st *stats) error {
 			conn := t.conn
 			t.stop = context.AfterFunc(ctx, func() { _ = conn.SetWriteDeadline(time.Now().Add(closeGrace)) })
 			slog.Info("connected", "to", t.addr)
-			if !resend {
+			if resend == nil {
 				return nil
 			}
-			tm, n := t.templates()
+			tm, n := t.templates(resend)
 			if _, err = t.conn.Write(tm); err == nil {
 				st.templates += n
 				st.bytes += int64(len(tm))
@@ -180,7 +198,7 @@ func (t *tcpOutput) send(ctx context.Context, b *batch, st *stats) error {
 	for {
 		if t.conn == nil {
 			st.reconnects++
-			if err := t.dial(ctx, true, st); err != nil {
+			if err := t.dial(ctx, b, st); err != nil {
 				return err
 			}
 		}

@@ -153,12 +153,16 @@ func runReplay(parent context.Context, o *options, st *stats) error {
 	var f *replayFile
 	// Sequence numbers go on across loops, per domain, so that a collector
 	// sees one consistent session (RFC 7011 §3.1).
-	var seqs []uint32
+	var seqs, batchSeqs []uint32 // per domain: next, and at the start of the batch in flight
 	var tmplBuf []byte
 	maxSize := ipfix.MaxMessageLen
-	templates := func() ([]byte, int64) {
+	templates := func(resend *batch) ([]byte, int64) {
+		s := seqs
+		if resend != nil {
+			s = batchSeqs
+		}
 		var n int64
-		tmplBuf, n = f.templateMessages(tmplBuf[:0], seqs, maxSize)
+		tmplBuf, n = f.templateMessages(tmplBuf[:0], s, maxSize)
 		return tmplBuf, n
 	}
 	out, err := openOutput(ctx, o, templates)
@@ -203,6 +207,7 @@ func runReplay(parent context.Context, o *options, st *stats) error {
 				// files, one sendmmsg for UDP; at least one message.
 				s := prevEnd(f.ends, i)
 				b.reset()
+				batchSeqs = append(batchSeqs[:0], seqs...)
 				j := i
 				for j < len(f.ends) && (j == i || (j-i < chunk && f.ends[j]-s <= batchBytes)) {
 					d := f.domain[j]
@@ -223,7 +228,7 @@ func runReplay(parent context.Context, o *options, st *stats) error {
 				if udp && o.templateEvery > 0 && !now.Before(nextTemplates) {
 					// RFC 7011 §8.4: over UDP, templates are re-sent periodically.
 					var tb batch
-					tb.add(templates())
+					tb.add(templates(nil))
 					if err := out.send(ctx, &tb, st); err != nil {
 						return err
 					}
@@ -242,7 +247,8 @@ func runReplay(parent context.Context, o *options, st *stats) error {
 	if err == nil {
 		err = cerr
 	}
-	slog.Info("done", "file", o.replay, "messages", st.messages, "records", st.records, "bytes", st.bytes)
+	slog.Info("done", "file", o.replay, "messages", st.messages, "records", st.records, "bytes", st.bytes,
+		"cpu_seconds", cpuSeconds())
 	return normalEnd(err)
 }
 

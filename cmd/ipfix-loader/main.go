@@ -56,6 +56,7 @@ func run(args []string) error {
 		cluster    = fs.String("cluster", "", "ClickHouse cluster to shard over")
 		shards     = fs.String("shards", "", "comma-separated HTTP URLs of the cluster's shards, in shard order")
 		metricsAt  = fs.String("metrics", "", "host:port to serve /metrics on (default: none)")
+		retention  = fs.String("retention", "", "retention of the raw tables, e.g. 24h; 0 keeps them forever")
 		settle     = fs.Duration("settle", 0, "wait before counting a batch of unknown outcome at recovery (default 2s)")
 		logLevel   = fs.String("log-level", "", "debug, info, warn or error")
 		showVer    = fs.Bool("version", false, "print the version and exit")
@@ -108,6 +109,13 @@ func run(args []string) error {
 	}
 	if *batchRows != 0 {
 		cfg.BatchRows = *batchRows
+	}
+	if *retention != "" {
+		d, err := time.ParseDuration(*retention)
+		if err != nil {
+			return fmt.Errorf("-retention: %w", err)
+		}
+		cfg.Retention = d
 	}
 	if *settle != 0 {
 		cfg.Settle = *settle
