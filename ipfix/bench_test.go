@@ -1,6 +1,9 @@
 package ipfix_test
 
 import (
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -150,5 +153,55 @@ func BenchmarkRepack(b *testing.B) {
 		if err := ipfix.Repack(msg, c, 1400, func([]byte) { n++ }); err != nil || n < 40 {
 			b.Fatal(n, err)
 		}
+	}
+}
+
+// BenchmarkDecodeTestdata decodes every message of each golden file (one
+// template family each) with templates already learned.
+func BenchmarkDecodeTestdata(b *testing.B) {
+	files, _ := filepath.Glob(filepath.Join("testdata", "*.ipfix"))
+	if len(files) == 0 {
+		b.Fatal("no testdata/*.ipfix files")
+	}
+	for _, file := range files {
+		data, err := os.ReadFile(file)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Run(strings.TrimSuffix(filepath.Base(file), ".ipfix"), func(b *testing.B) {
+			var msgs [][]byte
+			for rest := data; len(rest) > 0; {
+				n, err := ipfix.FrameLength(rest)
+				if err != nil || n == 0 {
+					b.Fatal(n, err)
+				}
+				msgs = append(msgs, rest[:n])
+				rest = rest[n:]
+			}
+			d := ipfix.NewDecoder(ipfix.NewTemplateCache(0))
+			n := 0
+			fn := func(*ipfix.Record) error { n++; return nil }
+			for _, m := range msgs {
+				if err := d.Decode(m, fixedNow, fn); err != nil {
+					b.Fatal(err)
+				}
+			}
+			perFile := n
+			b.SetBytes(int64(len(data)))
+			b.ReportAllocs()
+			start := time.Now()
+			for b.Loop() {
+				before := n
+				for _, m := range msgs {
+					if err := d.Decode(m, fixedNow, fn); err != nil {
+						b.Fatal(err)
+					}
+				}
+				if n-before != perFile {
+					b.Fatal(n - before)
+				}
+			}
+			b.ReportMetric(float64(n-perFile)/time.Since(start).Seconds(), "records/s")
+		})
 	}
 }

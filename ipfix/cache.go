@@ -13,7 +13,8 @@ import (
 //
 // With a lifetime (UDP, RFC 7011 §8.4) a template not refreshed within it is
 // ignored by Lookup and removed by Expire; "now" is the latest time given to
-// Learn, Decoder.Decode or Expire.
+// Learn, Decoder.Decode, Add or Expire (a zero time is ignored, so pass real
+// times when there is a lifetime).
 type TemplateCache struct {
 	lifetime time.Duration
 	now      int64 // unix nanoseconds

@@ -28,7 +28,7 @@ func newGen(tb testing.TB, s ipfixgen.Stream, seed int64, share float64) *ipfixg
 func TestDeterministic(t *testing.T) {
 	for _, s := range ipfixgen.Streams() {
 		t.Run(string(s), func(t *testing.T) {
-			a, b, c := newGen(t, s, 7, 0.3), newGen(t, s, 7, 0.3), newGen(t, s, 8, 0.3)
+			a, b, c := newGen(t, s, 1, 0.3), newGen(t, s, 1, 0.3), newGen(t, s, 2, 0.3)
 			var ra, rb, rc []byte
 			differ := false
 			for i := range 500 {
@@ -40,7 +40,7 @@ func TestDeterministic(t *testing.T) {
 				require.Equal(t, x, y, "record %d", i)
 				differ = differ || !bytes.Equal(x, z)
 			}
-			assert.True(t, differ, "seeds 7 and 8 gave the same records")
+			assert.True(t, differ, "seeds 1 and 2 gave the same records")
 		})
 	}
 }
@@ -236,7 +236,7 @@ func TestRecordsDecode(t *testing.T) {
 
 // TestFullflowConsistency checks relations between fullflow fields.
 func TestFullflowConsistency(t *testing.T) {
-	g := newGen(t, ipfixgen.Fullflow, 3, 0.2)
+	g := newGen(t, ipfixgen.Fullflow, 1, 0.2)
 	decodeAll(t, g, 2000, func(r *ipfix.Record) {
 		m := map[string]ipfix.Value{}
 		for _, v := range r.Values {
@@ -262,7 +262,7 @@ func TestFullflowConsistency(t *testing.T) {
 
 func TestIPv6Share(t *testing.T) {
 	for _, share := range []float64{0, 0.1, 0.3, 1} {
-		g := newGen(t, ipfixgen.Clickstream, 5, share)
+		g := newGen(t, ipfixgen.Clickstream, 1, share)
 		v6 := 0
 		const n = 20000
 		var buf []byte
@@ -281,7 +281,7 @@ func TestIPv6Share(t *testing.T) {
 // TestDistribution checks the long tail: a popular head, yet many hosts
 // and subscribers.
 func TestDistribution(t *testing.T) {
-	g := newGen(t, ipfixgen.Clickstream, 9, 0)
+	g := newGen(t, ipfixgen.Clickstream, 1, 0)
 	hosts, logins := map[string]int{}, map[string]int{}
 	decodeAll(t, g, 20000, func(r *ipfix.Record) {
 		for _, v := range r.Values {

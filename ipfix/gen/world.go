@@ -11,12 +11,10 @@ import (
 // world holds the immutable pools a generator draws from: subscribers, hosts
 // and strings. It is built once per (seed, sizes) and shared by generators.
 type world struct {
-	subs    []subscriber
-	subPick powerLaw
-
-	hosts    []host // popular first
-	hostName []string
-	hostPick powerLaw
+	// Subscribers and hosts are computed from their index (entities.go):
+	// no table, so picking among 100000 costs no cache miss.
+	subs  subscribers
+	hosts hostSpace
 
 	paths, referers, cookies, userAgents, contentTypes, locations pool
 	cipherSuites                                                  []tlsClient
@@ -36,40 +34,6 @@ type world struct {
 	rawData                            pool
 	mplsLabels                         []string
 }
-
-// subscriber is one cache line, so a record costs one miss per subscriber.
-type subscriber struct {
-	v6Hi, v6Lo uint64 // 2001:db8:xxxx:xxxx:iid
-	mac        uint64 // CPE MAC, low 48 bits
-	v4         uint32 // in 10.0.0.0/8
-	loginLen   uint8
-	login      [maxLogin]byte
-}
-
-const maxLogin = 35
-
-func (s *subscriber) loginBytes() []byte { return s.login[:s.loginLen] }
-
-// host is one cache line too: name, server addresses, AS, DPI protocol.
-type host struct {
-	v4      uint32
-	as      uint32
-	v6Mid   uint32 // address = v6Prefixes[v6Pfx] : v6Mid :: v6Lo
-	v6Lo    uint16
-	proto   uint16
-	v6Pfx   uint8
-	nameLen uint8
-	name    [maxHostName]byte
-}
-
-const maxHostName = 46
-
-func (h *host) nameBytes() []byte { return h.name[:h.nameLen] }
-
-func (h *host) v6Hi() uint64 { return v6Prefixes[h.v6Pfx]<<32 | uint64(h.v6Mid) }
-
-// v6Prefixes are the first 32 bits of public-looking server addresses.
-var v6Prefixes = []uint64{0x2a001450, 0x2a020618, 0x2a032880, 0x2a0206b8, 0x26064700, 0x2a0420e0, 0x2001067c, 0x2a0502a0}
 
 type tlsClient struct {
 	hello  uint16 // bytes of cipher suites in the Client Hello
@@ -128,48 +92,6 @@ var (
 	subdomains = []string{"www", "www", "m", "api", "static", "img", "cdn", "media", "mail", "s", "st", "i", "ads", "track", "app", "login"}
 )
 
-func (w *world) buildSubscribers(r *rand.Rand, n int) {
-	w.subs = make([]subscriber, n)
-	ouis := []uint64{0x001a2b, 0x00e04c, 0x14cc20, 0x50c7bf, 0x7c8bca, 0xa0f3c1, 0xd8fee3, 0xe894f6, 0xf4f26d, 0x3c846a}
-	// An odd multiplier is a bijection modulo 2^24, so addresses are distinct
-	// and spread over 10.0.0.0/8; the same for the /64s in 2001:db8::/32.
-	mulA := uint32(r.Uint32() | 1)
-	addA := r.Uint32()
-	mulB := uint32(r.Uint32() | 1)
-	seen := make(map[string]struct{}, n)
-	for i := range n {
-		s := &w.subs[i]
-		s.v4 = 10<<24 | (uint32(i)*mulA+addA)&0xffffff
-		s.v6Hi = 0x20010db8<<32 | uint64(uint32(i)*mulB)
-		s.v6Lo = r.Uint64() // random interface id (RFC 8981)
-		s.mac = ouis[r.IntN(len(ouis))]<<24 | uint64(r.Uint32()&0xffffff)
-		for {
-			l := login(r)
-			if _, dup := seen[l]; !dup && len(l) <= maxLogin {
-				seen[l] = struct{}{}
-				s.loginLen = uint8(copy(s.login[:], l))
-				break
-			}
-		}
-	}
-	// Activity is skewed: a few subscribers produce much more traffic.
-	w.subPick = newPowerLaw(n, 0.6)
-}
-
-func login(r *rand.Rand) string {
-	switch x := r.IntN(100); {
-	case x < 45:
-		return fmt.Sprintf("79%09d", r.IntN(1_000_000_000))
-	case x < 70:
-		sep := []string{"", "_", ".", "-"}[r.IntN(4)]
-		return fmt.Sprintf("%s%s%s%d", firstNames[r.IntN(len(firstNames))], sep, lastNames[r.IntN(len(lastNames))], r.IntN(2000))
-	case x < 90:
-		return fmt.Sprintf("%010d", r.IntN(10_000_000_000))
-	default:
-		return fmt.Sprintf("pppoe-%06x", r.IntN(1<<24))
-	}
-}
-
 // popularHosts are the head of the host distribution, most popular first.
 var popularHosts = []string{
 	"www.google.com", "www.youtube.com", "i.ytimg.com", "yandex.ru", "vk.com", "sun9-1.userapi.com",
@@ -203,63 +125,12 @@ var popularHosts = []string{
 
 var dpiProtos = []uint16{7, 7, 7, 443, 443, 443, 443, 443, 17, 53, 1935, 5222, 3478, 8801, 49152, 49155, 49157, 49160, 49200, 49211}
 
+func (w *world) buildSubscribers(r *rand.Rand, n int) {
+	w.subs = newSubscribers(r, n)
+}
+
 func (w *world) buildHosts(r *rand.Rand, n int) {
-	if n < len(popularHosts) {
-		n = len(popularHosts)
-	}
-	seen := make(map[string]struct{}, n)
-	names := make([]string, 0, n)
-	for _, h := range popularHosts {
-		seen[h] = struct{}{}
-		names = append(names, h)
-	}
-	for len(names) < n {
-		var h string
-		base := words[r.IntN(len(words))]
-		if r.IntN(2) == 0 {
-			base += words[r.IntN(len(words))]
-		}
-		if r.IntN(4) == 0 {
-			base += fmt.Sprint(r.IntN(100))
-		}
-		domain := base + "." + tlds[r.IntN(len(tlds))]
-		switch x := r.IntN(10); {
-		case x < 4:
-			h = domain
-		case x < 8:
-			h = subdomains[r.IntN(len(subdomains))] + "." + domain
-		default:
-			h = fmt.Sprintf("%s%d.%s", []string{"cdn", "node", "edge", "s", "img"}[r.IntN(5)], r.IntN(64), domain)
-		}
-		if _, dup := seen[h]; dup || len(h) > maxHostName {
-			continue
-		}
-		seen[h] = struct{}{}
-		names = append(names, h)
-	}
-	w.hostName = names
-	w.hosts = make([]host, n)
-	// Public-looking first octets (no private, loopback, multicast ranges).
-	first := []uint32{5, 31, 37, 45, 46, 77, 78, 79, 81, 87, 91, 93, 94, 95, 104, 109, 128, 142, 146, 151, 157, 172, 173, 176, 178, 185, 188, 193, 194, 195, 199, 212, 213, 216, 217}
-	asns := []uint32{15169, 13238, 47541, 47764, 32934, 13335, 16509, 8075, 20940, 2906, 12389, 8359, 3216, 31133, 8402, 25513, 9123, 60068, 24940, 16276}
-	for i := range n {
-		f := first[r.IntN(len(first))]
-		if f == 172 {
-			f = 173 // keep clear of 172.16.0.0/12
-		}
-		h := &w.hosts[i]
-		h.v4 = f<<24 | r.Uint32()&0xffffff
-		h.v6Pfx = uint8(r.IntN(len(v6Prefixes)))
-		h.v6Mid = r.Uint32()
-		h.v6Lo = uint16(1 + r.IntN(0xffff))
-		h.as = asns[r.IntN(len(asns))]
-		h.proto = dpiProtos[r.IntN(len(dpiProtos))]
-		if len(names[i]) > maxHostName {
-			panic("BUG: host name too long: " + names[i])
-		}
-		h.nameLen = uint8(copy(h.name[:], names[i]))
-	}
-	w.hostPick = newPowerLaw(n, 1.0)
+	w.hosts = newHostSpace(r, n)
 	w.gatewayMACs = []uint64{0x00000c9ff001, 0x001b21a0b1c2, 0x3c8ab0112233, 0x7483ef445566}
 	w.cgnat = make([]uint32, 256)
 	for i := range w.cgnat {
@@ -347,7 +218,7 @@ func (w *world) buildHTTP(r *rand.Rand) {
 	refs := make([]string, 0, 5001)
 	refs = append(refs, "") // no Referer is the most common case
 	for len(refs) < cap(refs) {
-		h := w.hostName[r.IntN(min(len(w.hostName), 2000))]
+		h := w.hosts.name(r.IntN(min(w.hosts.n, 2000)))
 		refs = append(refs, "https://"+h+paths[r.IntN(2000)])
 	}
 	rw := zipf(len(refs), 0.8)
@@ -386,7 +257,7 @@ func (w *world) buildHTTP(r *rand.Rand) {
 
 	locs := make([]string, 1000)
 	for i := range locs {
-		locs[i] = "https://" + w.hostName[r.IntN(min(len(w.hostName), 5000))] + paths[r.IntN(len(paths))]
+		locs[i] = "https://" + w.hosts.name(r.IntN(min(w.hosts.n, 5000))) + paths[r.IntN(len(paths))]
 	}
 	w.locations = newZipfPool(locs, 0.75)
 
@@ -551,11 +422,11 @@ func (w *world) buildMeta(r *rand.Rand) {
 	for i := range raw {
 		switch r.IntN(3) {
 		case 0:
-			raw[i] = fmt.Sprintf("GET %s HTTP/1.1\r\nHost: %s\r\n", w.paths.s[r.IntN(500)], w.hostName[r.IntN(500)])
+			raw[i] = fmt.Sprintf("GET %s HTTP/1.1\r\nHost: %s\r\n", w.paths.s[r.IntN(500)], w.hosts.name(r.IntN(500)))
 		case 1:
 			raw[i] = fmt.Sprintf("USER %s\r\n", users[r.IntN(len(users))])
 		default:
-			raw[i] = fmt.Sprintf("EHLO %s\r\nMAIL FROM:<%s>\r\n", w.hostName[r.IntN(500)], addrs[r.IntN(len(addrs))])
+			raw[i] = fmt.Sprintf("EHLO %s\r\nMAIL FROM:<%s>\r\n", w.hosts.name(r.IntN(500)), addrs[r.IntN(len(addrs))])
 		}
 	}
 	w.rawData = newZipfPool(raw, 0.8)
