@@ -91,6 +91,10 @@ func New(cfg config.Receiver, opts Options) (*Receiver, error) {
 	}
 	r.log = opts.Logger.With("receiver", r.name)
 	r.m = newReceiverMetrics(r.set, r.labels)
+	if cfg.Proto == config.UDP {
+		// Registered here so the series exists from the start (the loop adds to it).
+		r.set.GetOrCreateCounter(`ipfix_balancer_udp_socket_dropped_datagrams_total{` + r.labels + `}`)
+	}
 
 	targets := cfg.Subreceivers
 	if cfg.Mode == config.Recording {

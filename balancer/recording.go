@@ -333,7 +333,8 @@ func (rc *recorder) flush() {
 	}
 }
 
-// start starts the writer; it first recovers what a crash left.
+// start starts the writer, and the closer, which first recovers what a crash
+// left.
 func (rc *recorder) start() {
 	if rc.started || rc.stopped {
 		return
@@ -364,7 +365,6 @@ func (rc *recorder) stop() {
 // run is the writer goroutine.
 func (rc *recorder) run() {
 	defer close(rc.done)
-	rc.recoverLeftovers()
 	rc.log.Info("dump writer started", "dir", rc.dir, "rotate_every", rc.cfg.RotateEvery.String(),
 		"rotate_records", rc.cfg.RotateRecords, "queue_bytes", rc.size)
 	closerDone := make(chan struct{})
@@ -423,9 +423,11 @@ func (rc *recorder) process() {
 // message writes one message to the current dump, opening, rotating or
 // dropping as needed. Writer goroutine.
 func (rc *recorder) message(msg []byte, records int64) {
-	// Templates are learned even from what is dropped: later dumps need them.
-	_, _ = rc.cache.Learn(msg, time.Time{})
-	data := hasDataSet(msg)
+	data, templates := setKinds(msg)
+	if templates {
+		// Learned even when the message is dropped: later dumps need them.
+		_, _ = rc.cache.Learn(msg, time.Time{})
+	}
 	d := rc.cur
 	if d != nil && (d.window != rc.win ||
 		rc.cfg.RotateRecords > 0 && d.records > 0 && d.records+records > rc.cfg.RotateRecords) {
@@ -583,10 +585,13 @@ func (rc *recorder) checkClock() {
 	}
 }
 
-// closeLoop is the closer goroutine: it finishes the dumps the writer hands
-// over, in order, and applies retention.
+// closeLoop is the closer goroutine: it recovers leftover .part files, then
+// finishes the dumps the writer hands over, in order, and applies retention.
 func (rc *recorder) closeLoop(done chan<- struct{}) {
 	defer close(done)
+	// Recovery reads each leftover whole (to keep only messages that check
+	// out), which takes a while for big dumps: here, the writer does not wait.
+	rc.recoverLeftovers()
 	var tick <-chan time.Time
 	if rc.cfg.MaxBytes > 0 || rc.cfg.MaxAge > 0 {
 		t := time.NewTicker(retentionEvery)
@@ -869,25 +874,23 @@ func windowStart(t time.Time, period int64) int64 {
 
 func pad8(n int) int { return (n + 7) &^ 7 }
 
-func hasDataSet(msg []byte) bool {
+// setKinds reports whether msg has data sets and template (or options
+// template) sets.
+func setKinds(msg []byte) (data, templates bool) {
 	it := ipfix.Sets(msg)
 	for s, ok := it.Next(); ok; s, ok = it.Next() {
 		if s.ID >= ipfix.MinDataSetID {
-			return true
+			data = true
+		} else {
+			templates = true
 		}
 	}
-	return false
+	return data, templates
 }
 
-func hasTemplateSet(msg []byte) bool {
-	it := ipfix.Sets(msg)
-	for s, ok := it.Next(); ok; s, ok = it.Next() {
-		if s.ID == ipfix.TemplateSetID || s.ID == ipfix.OptionsTemplateSetID {
-			return true
-		}
-	}
-	return false
-}
+func hasDataSet(msg []byte) bool { d, _ := setKinds(msg); return d }
+
+func hasTemplateSet(msg []byte) bool { _, t := setKinds(msg); return t }
 
 func fileExists(path string) bool {
 	_, err := os.Lstat(path)

@@ -40,7 +40,6 @@ func NewTestRecorder(cfg config.Receiver, opts Options) (*TestRecorder, error) {
 func (t *TestRecorder) Start()                       { t.o.start() }
 func (t *TestRecorder) Send(msg []byte, records int) { t.o.send(msg, 0, records) }
 func (t *TestRecorder) Flush()                       { t.o.flush() }
-func (t *TestRecorder) Available() bool              { return t.o.available() }
 func (t *TestRecorder) Pending() int                 { return t.o.pendingBytes() }
 func (t *TestRecorder) Stop()                        { t.o.stop() }
 func (t *TestRecorder) Metrics() *metrics.Set        { return t.r.set }

@@ -13,10 +13,8 @@ import (
 )
 
 const (
-	// streamBatchBytes is the initial capacity of a batch buffer.
+	// streamBatchBytes is the least capacity of a new batch buffer.
 	streamBatchBytes = 64 << 10
-	// streamFreeBatches bounds the recycled batch buffers kept for reuse.
-	streamFreeBatches = 64
 	// streamStopWait bounds how long stop waits for the writer goroutine.
 	streamStopWait = 2 * time.Second
 )
@@ -50,11 +48,16 @@ type streamSub struct {
 	state    atomic.Uint32 // subState, written by the writer
 	inflight atomic.Int64  // bytes handed to the writer and not yet written or dropped
 
-	mu      sync.Mutex
-	queue   []*streamBatch
-	free    []*streamBatch
-	conn    net.Conn
-	stopped bool
+	mu    sync.Mutex
+	queue []*streamBatch
+	// free are written batches kept for reuse, up to hwm bytes of capacity: a
+	// writer that fell behind leaves many batches in flight, and allocating
+	// (and clearing) them again each time costs the loop more than copying.
+	free      []*streamBatch
+	freeBytes int
+	lastBatch int // size of the last batch flushed (loop only)
+	conn      net.Conn
+	stopped   bool
 
 	wake   chan struct{}
 	ctx    context.Context
@@ -115,17 +118,21 @@ func (s *streamSub) batch() *streamBatch {
 		b := s.free[n-1]
 		s.free[n-1] = nil
 		s.free = s.free[:n-1]
+		s.freeBytes -= cap(b.buf)
 		return b
 	}
-	return &streamBatch{buf: make([]byte, 0, streamBatchBytes), records: make([]int32, 0, 64)}
+	// Sized for a batch like the last one, so it does not grow while filled.
+	size := max(streamBatchBytes, s.lastBatch+s.lastBatch/4)
+	return &streamBatch{buf: make([]byte, 0, size), records: make([]int32, 0, 64)}
 }
 
 func (s *streamSub) recycle(bs []*streamBatch) {
 	s.mu.Lock()
 	for _, b := range bs {
-		if len(s.free) < streamFreeBatches {
+		if s.freeBytes+cap(b.buf) <= s.hwm {
 			b.buf, b.records = b.buf[:0], b.records[:0]
 			s.free = append(s.free, b)
+			s.freeBytes += cap(b.buf)
 		}
 	}
 	s.mu.Unlock()
@@ -137,6 +144,7 @@ func (s *streamSub) flush() {
 		return
 	}
 	s.cur = nil
+	s.lastBatch = len(b.buf)
 	s.m.queued.Store(s.inflight.Add(int64(len(b.buf))))
 	s.mu.Lock()
 	s.queue = append(s.queue, b)

@@ -27,7 +27,7 @@ const (
 	templateResend = 10 * time.Second
 	// udpProbeUp is how long a UDP subreceiver must take datagrams without an ICMP
 	// "port unreachable" (ECONNREFUSED) before it counts as up again.
-	udpProbeUp = time.Second
+	udpProbeUp      = time.Second
 	ipv4UDPOverhead = 20 + 8
 	ipv6UDPOverhead = 40 + 8
 	minUDPPayload   = 512
