@@ -50,13 +50,13 @@ type Receiver struct {
 	ctx      context.Context
 	loop     gnet.EventLoop
 	eng      gnet.Engine
-	sessions map[*session]gnet.Conn
+	sessions map[*session]gnet.Conn // UDP sessions have a nil Conn
 	// passOn, once a successor process asks for our sessions, passes each new
 	// exporter connection on at once.
 	passOn func(handoverFrame, int) error
 	// inheritedUDP is the predecessor's socket for a UDP receiver (set before Run).
 	inheritedUDP     *os.File
-	inheritedSources map[string][]byte // UDP sessions have a nil Conn
+	inheritedSources map[string][]byte
 	// cur is the session whose message dispatch is routing: outputs that re-pack
 	// (UDP subreceivers) read its templates in send.
 	cur     *session

@@ -25,21 +25,21 @@ type Template struct {
 	Record          []byte // the template record bytes as on the wire (re-emit verbatim)
 
 	elems []*InfoElement // LookupElement per field, same order as Fields
+	// runs[i] is the fixed bytes before variable field i; the last entry is the
+	// fixed bytes after the last one. Walking a variable-length record then takes
+	// one step per variable field instead of one per field.
+	runs   []int
+	minLen int
 }
 
 // MinRecordLength is the smallest data record the template allows: the fixed
 // lengths plus one length octet per variable-length field. A data set tail
 // shorter than this is padding (RFC 7011 §3.3.1).
 func (t *Template) MinRecordLength() int {
-	n := t.FixedLength
-	if t.Variable {
-		for _, f := range t.Fields {
-			if f.Length == VariableLength {
-				n++
-			}
-		}
+	if t.runs == nil { // a Template built by hand, not by NewTemplate or parsing
+		t.init()
 	}
-	return n
+	return t.minLen
 }
 
 // RecordCount counts the data records in a data set body, skipping the padding
@@ -74,27 +74,30 @@ func (t *Template) recordLength(b []byte) (int, error) {
 		}
 		return t.FixedLength, nil
 	}
+	if t.runs == nil {
+		t.init()
+	}
+	last := len(t.runs) - 1
 	off := 0
-	for i := range t.Fields {
-		l := int(t.Fields[i].Length)
-		if l == int(VariableLength) {
-			if off >= len(b) {
-				return 0, ErrFieldLength
-			}
-			l = int(b[off])
-			off++
-			if l == 255 {
-				if off+2 > len(b) {
-					return 0, ErrFieldLength
-				}
-				l = int(binary.BigEndian.Uint16(b[off:]))
-				off += 2
-			}
-		}
-		off += l
-		if off > len(b) {
+	for _, fixed := range t.runs[:last] {
+		off += fixed
+		if off >= len(b) {
 			return 0, ErrFieldLength
 		}
+		l := int(b[off])
+		off++
+		if l == 255 {
+			if off+2 > len(b) {
+				return 0, ErrFieldLength
+			}
+			l = int(binary.BigEndian.Uint16(b[off:]))
+			off += 2
+		}
+		off += l
+	}
+	off += t.runs[last]
+	if off > len(b) {
+		return 0, ErrFieldLength
 	}
 	return off, nil
 }
@@ -103,14 +106,21 @@ func (t *Template) recordLength(b []byte) (int, error) {
 func (t *Template) init() {
 	t.FixedLength, t.Variable = 0, false
 	t.elems = make([]*InfoElement, len(t.Fields))
+	t.runs = t.runs[:0]
+	run := 0
 	for i, f := range t.Fields {
 		if f.Length == VariableLength {
 			t.Variable = true
+			t.runs = append(t.runs, run)
+			run = 0
 		} else {
 			t.FixedLength += int(f.Length)
+			run += int(f.Length)
 		}
 		t.elems[i] = LookupElement(f.EnterpriseNumber, f.ID)
 	}
+	t.runs = append(t.runs, run)
+	t.minLen = t.FixedLength + len(t.runs) - 1
 }
 
 // templateRecordLength returns the length of the template record at the start
