@@ -132,7 +132,7 @@ func (r *Receiver) buildSubreceiver(t config.Subreceiver) (output, error) {
 	// continues them (a Set refuses a name twice).
 	m := r.outMetrics[outputKey(t)]
 	if m == nil {
-		m = newOutputMetrics(r.set, r.labels+`,subreceiver="`+t.Addr+`"`)
+		m = newOutputMetrics(r.set, r.labels+`,subreceiver="`+subreceiverLabel(t)+`"`)
 		r.outMetrics[outputKey(t)] = m
 	}
 	switch {
@@ -333,3 +333,12 @@ func (r *Receiver) pendingBytes() int {
 }
 
 var errClosed = errors.New("receiver closed")
+
+// subreceiverLabel is the subreceiver label value: "host:port", and "host:port/udp"
+// for UDP so a TCP and a UDP subreceiver at one address stay two series.
+func subreceiverLabel(t config.Subreceiver) string {
+	if t.Proto == config.UDP {
+		return t.Addr + "/udp"
+	}
+	return t.Addr
+}

@@ -775,7 +775,7 @@ func TestRecordingWriterQueueFull(t *testing.T) {
 	balancer.SetDumpFileHook(t, func(f *os.File) balancer.DumpFile { return gatedFile{File: f, gate: gate} })
 	dir := t.TempDir()
 	cfg := recordingConfig(dir, "fullflow", 10*time.Minute)
-	cfg.Recording.QueueBytes = 256 << 10
+	cfg.Recording.QueueBytes = 512 << 10
 	clk := newFakeClock(t, "2026-11-22T10:00:00Z")
 	r := startRecording(t, cfg, clk)
 	e := dialExporter(t, r.Addr())
@@ -784,7 +784,7 @@ func TestRecordingWriterQueueFull(t *testing.T) {
 	sendWindow(t, r, e, tr.messages, &sent) // the loop took everything
 	dropped := r.metric(t, "ipfix_balancer_dropped_messages_total", `reason="writer_queue_full"`)
 	assert.Positive(t, dropped)
-	assert.LessOrEqual(t, r.metric(t, "ipfix_balancer_dump_queue_bytes"), float64(256<<10))
+	assert.LessOrEqual(t, r.metric(t, "ipfix_balancer_dump_queue_bytes"), float64(512<<10))
 	close(gate)
 	waitFor(t, 20*time.Second, "writer caught up", func() bool {
 		return r.metric(t, "ipfix_balancer_dump_written_messages_total")+dropped == float64(len(tr.messages))

@@ -77,7 +77,7 @@ func (s *udpSender) wait() {
 }
 
 func subUp(t testing.TB, r *balancer.Receiver, c *testenv.Collector) bool {
-	return metricValue(t, r, `ipfix_balancer_subreceiver_up{`+udpLabels+`,subreceiver="`+c.Addr()+`"}`) == 1
+	return metricValue(t, r, `ipfix_balancer_subreceiver_up{`+udpLabels+`,subreceiver="`+subLabel(c)+`"}`) == 1
 }
 
 // Two exporters on one UDP port, told apart by source address; datagrams of 1 to
@@ -198,9 +198,9 @@ func TestTCPToUDPRepack(t *testing.T) {
 	assert.Zero(t, st.Undecoded)
 	assert.Zero(t, st.SequenceGaps)
 	assert.Zero(t, st.OutOfOrder)
-	series := `ipfix_balancer_sent_messages_total{` + udpLabels + `,subreceiver="` + c.Addr() + `"}`
+	series := `ipfix_balancer_sent_messages_total{` + udpLabels + `,subreceiver="` + subLabel(c) + `"}`
 	assert.Greater(t, metricValue(t, r, series), float64(10*len(tr.messages)), "16 KiB messages must be re-packed")
-	assert.Equal(t, float64(tr.count), metricValue(t, r, `ipfix_balancer_sent_records_total{`+udpLabels+`,subreceiver="`+c.Addr()+`"}`))
+	assert.Equal(t, float64(tr.count), metricValue(t, r, `ipfix_balancer_sent_records_total{`+udpLabels+`,subreceiver="`+subLabel(c)+`"}`))
 }
 
 // A UDP subreceiver that goes away (ICMP port unreachable) is marked down, and
@@ -237,8 +237,8 @@ func TestUDPSubreceiverDownAndBack(t *testing.T) {
 	})
 	assert.Zero(t, c.Stats().Undecoded, "the collector restarted: templates must come before data")
 	assert.Greater(t, c.Stats().Records, first.count)
-	assert.Equal(t, float64(1), metricValue(t, r, `ipfix_balancer_subreceiver_reconnects_total{`+udpLabels+`,subreceiver="`+c.Addr()+`"}`))
-	assert.Positive(t, metricValue(t, r, `ipfix_balancer_dropped_messages_total{`+udpLabels+`,subreceiver="`+c.Addr()+`",reason="subreceiver_down"}`))
+	assert.Equal(t, float64(1), metricValue(t, r, `ipfix_balancer_subreceiver_reconnects_total{`+udpLabels+`,subreceiver="`+subLabel(c)+`"}`))
+	assert.Positive(t, metricValue(t, r, `ipfix_balancer_dropped_messages_total{`+udpLabels+`,subreceiver="`+subLabel(c)+`",reason="subreceiver_down"}`))
 }
 
 // A UDP receiver's TCP subreceiver killed and restarted: the new connection gets
@@ -270,7 +270,7 @@ func TestUDPToTCPSubreceiverRestarted(t *testing.T) {
 	assert.Zero(t, st.SequenceGaps)
 	assert.Zero(t, st.OutOfOrder)
 	assert.Equal(t, 2, st.Sessions)
-	assert.Equal(t, float64(1), metricValue(t, r, `ipfix_balancer_subreceiver_reconnects_total{`+udpLabels+`,subreceiver="`+c.Addr()+`"}`))
+	assert.Equal(t, float64(1), metricValue(t, r, `ipfix_balancer_subreceiver_reconnects_total{`+udpLabels+`,subreceiver="`+subLabel(c)+`"}`))
 }
 
 // A stalled TCP subreceiver of a UDP receiver: its queue stays under the
@@ -568,4 +568,12 @@ func recordsPerMessage(t testing.TB, tr *traffic) []int {
 		require.NoError(t, dec.Decode(m, time.Now(), func(*ipfix.Record) error { out[i]++; return nil }))
 	}
 	return out
+}
+
+// subLabel is the subreceiver label value of a collector (see subreceiverLabel).
+func subLabel(c *testenv.Collector) string {
+	if c.Network() == "udp" {
+		return c.Addr() + "/udp"
+	}
+	return c.Addr()
 }
