@@ -80,3 +80,6 @@ func fromMask(mask *unix.CPUSet) CPUSet {
 	}
 	return set
 }
+
+// ThreadID is the calling OS thread's id (as in /proc/self/task/<tid>), for logs.
+func ThreadID() int { return unix.Gettid() }

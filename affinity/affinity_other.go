@@ -22,3 +22,6 @@ func Online() CPUSet {
 func Pin(set CPUSet) error {
 	return fmt.Errorf("pin to cpus %s: not supported on %s", set, runtime.GOOS)
 }
+
+// ThreadID is -1: thread ids are a Linux notion here.
+func ThreadID() int { return -1 }

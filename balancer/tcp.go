@@ -93,7 +93,7 @@ func (r *Receiver) pin() error {
 		r.log.Warn("cannot pin event loop, running unpinned", "cpu", cpus.String(), "err", err)
 		return nil
 	}
-	r.log.Info("event loop pinned", "cpu", cpus.String(), "tid", unix.Gettid())
+	r.log.Info("event loop pinned", "cpu", cpus.String(), "tid", affinity.ThreadID())
 	return nil
 }
 
@@ -280,10 +280,12 @@ func (r *Receiver) runTCP(ctx context.Context) error {
 
 // registerBoot puts one end of a socketpair on the loop; see bootConn.
 func (r *Receiver) registerBoot() error {
-	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM, 0)
 	if err != nil {
 		return fmt.Errorf("socketpair: %w", err)
 	}
+	unix.CloseOnExec(fds[0])
+	unix.CloseOnExec(fds[1])
 	f := os.NewFile(uintptr(fds[0]), "boot")
 	conn, err := net.FileConn(f)
 	_ = f.Close()

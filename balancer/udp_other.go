@@ -5,6 +5,7 @@ package balancer
 import (
 	"context"
 	"errors"
+	"os"
 )
 
 // errUDPNeedsLinux: UDP receivers and subreceivers use recvmmsg/sendmmsg.
@@ -15,3 +16,7 @@ func (r *Receiver) runUDP(context.Context) error { return errUDPNeedsLinux }
 func newUDPSub(*Receiver, string, int, *outputMetrics) (output, error) {
 	return nil, errUDPNeedsLinux
 }
+
+func (r *Receiver) inherit(f *os.File, _ map[string][]byte) { _ = f.Close() }
+
+func (r *Receiver) handOverUDP(func(handoverFrame, int) error) error { return errUDPNeedsLinux }
