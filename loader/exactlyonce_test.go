@@ -63,14 +63,17 @@ func TestExactlyOnceUnderSIGKILL(t *testing.T) {
 	total := killDumps(t, dir)
 	copyDir(t, dir, refDir)
 
+	t0 := time.Now()
 	ref := newLoader(t, ch, refDir, "ref", nil)
 	runOnce(t, ref)
+	t.Logf("reference load: %v", time.Since(t0))
+	t0 = time.Now()
 
 	seed := uint64(time.Now().UnixNano())
 	t.Logf("kill schedule seed %d", seed)
 	rng := rand.New(rand.NewPCG(seed, 1))
 	args := []string{"-dir", dir, "-clickhouse", ch.URL, "-database", "killed", "-once",
-		"-batch-rows", "100", "-parallel", "2", "-settle", "200ms", "-log-level", "warn"}
+		"-batch-rows", "100", "-parallel", "2", "-settle", "200ms", "-retention", "0", "-log-level", "warn"}
 	kills := 0
 	var logs bytes.Buffer
 	for i := 0; i < 20; i++ {
@@ -89,12 +92,15 @@ func TestExactlyOnceUnderSIGKILL(t *testing.T) {
 			kills++
 		}
 	}
+	t.Logf("kill runs: %v", time.Since(t0))
+	t0 = time.Now()
 	// Finally let it finish.
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
 	out, err := exec.CommandContext(ctx, loaderBin, args...).CombinedOutput()
 	require.NoError(t, err, "%s", out)
 	logs.Write(out)
+	t.Logf("final run: %v", time.Since(t0))
 	t.Cleanup(func() {
 		if t.Failed() {
 			t.Logf("loader logs:\n%s", logs.String())
@@ -134,9 +140,9 @@ func TestClickHouseOutage(t *testing.T) {
 	ch := testenv.StartClickHouse(t)
 	dir := t.TempDir()
 	total := 0
-	for i := range 6 {
-		writeDump(t, dir, "fullflow", i, testWindow.Add(time.Duration(i)*time.Minute), 2500, int64(i), 0.2)
-		total += 2500
+	for i := range 4 {
+		writeDump(t, dir, "fullflow", i, testWindow.Add(time.Duration(i)*time.Minute), 1500, int64(i), 0.2)
+		total += 1500
 	}
 	l := newLoader(t, ch, dir, "outage", func(c *loader.Config) {
 		c.BatchRows = 250
@@ -160,7 +166,9 @@ func TestClickHouseOutage(t *testing.T) {
 		require.True(t, time.Now().Before(deadline), "loading did not start")
 		time.Sleep(20 * time.Millisecond)
 	}
+	t0 := time.Now()
 	ch.Stop()
+	t.Logf("server stopped in %v", time.Since(t0))
 	time.Sleep(1500 * time.Millisecond)
 	select {
 	case err := <-done:
@@ -168,13 +176,15 @@ func TestClickHouseOutage(t *testing.T) {
 	default:
 	}
 	ch.Start()
+	t0 = time.Now()
 	require.NoError(t, <-done)
+	t.Logf("load finished %v after restart", time.Since(t0))
 
 	assert.Equal(t, total, countRows(t, ch, "outage", "fullflow"))
 	assert.Equal(t, fmt.Sprint(total)+"\n", ch.Query(t, "SELECT sum(flows) FROM outage.fullflow_agg"))
 	m := metricsText(l)
 	assert.NotContains(t, m, "ipfix_loader_retries_total 0\n", "retries counted")
-	assert.Contains(t, m, `ipfix_loader_files_total{result="loaded"} 6`)
+	assert.Contains(t, m, `ipfix_loader_files_total{result="loaded"} 4`)
 	assert.Contains(t, m, `ipfix_loader_inserted_records_total{table="fullflow"} `+fmt.Sprint(total))
 }
 

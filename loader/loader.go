@@ -198,6 +198,12 @@ func (l *Loader) retry(ctx context.Context, what string, fn func() error) error 
 			return ctx.Err()
 		}
 		backoff = min(backoff*2, l.cfg.RetryMax)
+		if code := ErrorCode(err); what != "migrate" && (code == codeUnknownTable || code == codeUnknownDatabase) {
+			// Someone dropped a table or the database: create it again.
+			if err := l.migrate(ctx); err != nil {
+				l.noteFailure("migrate", err)
+			}
+		}
 	}
 }
 
@@ -242,6 +248,11 @@ func (l *Loader) ensureReady(ctx context.Context) error {
 // RunOnce loads every closed dump there is, then returns. Dumps that fail
 // (unreadable) are reported in the error.
 func (l *Loader) RunOnce(ctx context.Context) error {
+	unlock, err := lockDir(l.cfg.Dir)
+	if err != nil {
+		return err
+	}
+	defer unlock()
 	if err := l.ensureReady(ctx); err != nil {
 		return err
 	}
@@ -277,6 +288,11 @@ func (l *Loader) RunOnce(ctx context.Context) error {
 func (l *Loader) Run(ctx context.Context) error {
 	l.log.Info("loader started", "dir", l.cfg.Dir, "clickhouse", l.main.URL(), "database", l.cfg.Database,
 		"parallel", l.cfg.Parallel, "after_load", l.cfg.AfterLoad)
+	unlock, err := lockDir(l.cfg.Dir)
+	if err != nil {
+		return err
+	}
+	defer unlock()
 	if err := l.ensureReady(ctx); err != nil {
 		return nil // ctx ended
 	}
@@ -409,6 +425,11 @@ func (l *Loader) dropExpired(ctx context.Context) {
 				if len(p) != 8 || p >= cutoff {
 					continue
 				}
+				if open, err := l.unsettled(ctx, t.spec.name, p); err != nil || open {
+					// A batch of that day has an unknown outcome: recovery
+					// counts its rows there, so the day stays until then.
+					continue
+				}
 				if err := c.Exec(ctx, "ALTER TABLE "+l.schema.qualified(local)+" DROP PARTITION "+p); err != nil {
 					l.log.Warn("drop expired partition", "table", local, "partition", p, "err", err)
 					continue
@@ -418,6 +439,22 @@ func (l *Loader) dropExpired(ctx context.Context) {
 			}
 		}
 	}
+}
+
+// unsettled reports whether the ledger holds an intent without outcome for
+// table on day (YYYYMMDD).
+func (l *Loader) unsettled(ctx context.Context, table, day string) (bool, error) {
+	d, err := time.Parse("20060102", day)
+	if err != nil {
+		return false, err
+	}
+	date := literal(d.Format("2006-01-02"))
+	led := l.schema.qualified(ledgerTable)
+	n, err := l.main.QueryValue(ctx, fmt.Sprintf(
+		"SELECT count() FROM %s WHERE table = %s AND date = %s AND state = 'intent' AND batch NOT IN "+
+			"(SELECT batch FROM %s WHERE table = %s AND date = %s AND state IN ('done', 'aborted'))",
+		led, literal(table), date, led, literal(table), date))
+	return n != "0", err
 }
 
 // Status writes the backlog, the last loads and the table sizes to w.

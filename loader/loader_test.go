@@ -1,6 +1,7 @@
 package loader_test
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -204,6 +205,12 @@ func TestCorruptDumps(t *testing.T) {
 
 	mf := metricsText(l)
 	assert.Contains(t, mf, `ipfix_loader_files_total{result="bad"} 5`)
+
+	var st strings.Builder
+	require.NoError(t, l.Status(context.Background(), &st))
+	assert.Contains(t, st.String(), "backlog in "+dir+": 0 dumps")
+	assert.Contains(t, st.String(), "fullflow_1_20250314T100000Z.ipfix")
+	assert.Contains(t, st.String(), "last loads")
 }
 
 func metricsText(l *loader.Loader) string {

@@ -718,3 +718,14 @@ func columnsOf(ctx context.Context, c *Client, db, tbl string) (map[string]bool,
 	}
 	return out, nil
 }
+
+// TableColumns returns the stored columns of a raw table, nil for an
+// unknown table.
+func TableColumns(table string) []string {
+	for i := range tableSpecs {
+		if tableSpecs[i].name == table {
+			return newTable(&tableSpecs[i], i).names
+		}
+	}
+	return nil
+}

@@ -82,6 +82,23 @@ func startServers(t testing.TB, n int, cluster string) []*ClickHouse {
 	bin := findClickHouse(t)
 	chs := make([]*ClickHouse, n)
 	ports := freePorts(t, 3*n)
+	// Stop the servers of a cluster together: each holds pooled
+	// connections to the others, which a server told to stop waits for.
+	t.Cleanup(func() {
+		var wg sync.WaitGroup
+		for _, ch := range chs {
+			if ch == nil {
+				continue
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				ch.stop()
+				os.RemoveAll(ch.Dir)
+			}()
+		}
+		wg.Wait()
+	})
 	for i := range chs {
 		dir, err := os.MkdirTemp("", "ipfix-clickhouse-")
 		if err != nil {
@@ -93,10 +110,6 @@ func startServers(t testing.TB, n int, cluster string) []*ClickHouse {
 		}
 		ch.URL = fmt.Sprintf("http://127.0.0.1:%d", ch.HTTPPort)
 		chs[i] = ch
-		t.Cleanup(func() {
-			ch.stop()
-			os.RemoveAll(dir)
-		})
 	}
 	var remote string
 	if cluster != "" {

@@ -1,0 +1,99 @@
+package loader_test
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/ipfix-balancer/ipfix-balancer/ipfix"
+	ipfixgen "github.com/ipfix-balancer/ipfix-balancer/ipfix/gen"
+	"github.com/ipfix-balancer/ipfix-balancer/loader"
+)
+
+func TestSnakeCase(t *testing.T) {
+	f := func(in, want string) {
+		t.Helper()
+		assert.Equal(t, want, loader.SnakeCase(in))
+	}
+	f("sourceIPv4Address", "source_ipv4_address")
+	f("postNATSourceIPv4Address", "post_nat_source_ipv4_address")
+	f("postNAPTSourceTransportPort", "post_napt_source_transport_port")
+	f("bgpSourceAsNumber", "bgp_source_as_number")
+	f("flowStartMilliseconds", "flow_start_milliseconds")
+	f("dnsIpSource", "dns_ip_source")
+	f("timeStamp", "time_stamp")
+	f("dot1qVlanId", "dot1q_vlan_id")
+	f("ttl", "ttl")
+}
+
+func TestParseDumpName(t *testing.T) {
+	stream, dpi, w, err := loader.ParseDumpName("http_reply_3_20250314T235959Z.ipfix")
+	require.NoError(t, err)
+	assert.Equal(t, "http_reply", stream)
+	assert.Equal(t, 3, dpi)
+	assert.Equal(t, time.Date(2025, 3, 14, 23, 59, 59, 0, time.UTC), w)
+
+	for _, bad := range []string{
+		"fullflow_0_20250314T235959Z.ipfix.part",
+		"fullflow_20250314T235959Z.ipfix",
+		"fullflow_0_20251314T235959Z.ipfix",
+		"fullflow_99999999_20250314T235959Z.ipfix",
+		"Fullflow_0_20250314T235959Z.ipfix",
+	} {
+		_, _, _, err := loader.ParseDumpName(bad)
+		assert.Error(t, err, bad)
+	}
+}
+
+func TestConfigValidate(t *testing.T) {
+	cfg := loader.Default()
+	require.NoError(t, cfg.Validate())
+	cfg.Parallel, cfg.AfterLoad, cfg.BatchRows, cfg.ClickHouse = 0, "keep", 2_000_000, "127.0.0.1:8123"
+	err := cfg.Validate()
+	require.Error(t, err)
+	for _, key := range []string{"loader.parallel", "loader.after_load", "loader.batch_rows", "loader.clickhouse"} {
+		assert.Contains(t, err.Error(), key)
+	}
+}
+
+// Every field of every reference template has a column: nothing of the DPI
+// reference is skipped.
+func TestReferenceTemplatesHaveColumns(t *testing.T) {
+	for _, s := range ipfixgen.Streams() {
+		for _, v6 := range []bool{false, true} {
+			fields, err := ipfixgen.Fields(s, v6)
+			require.NoError(t, err)
+			cols := loader.TableColumns(string(s))
+			require.NotNil(t, cols, "table %s", s)
+			for _, f := range fields {
+				e := ipfix.LookupElement(f.EnterpriseNumber, f.ID)
+				require.NotNil(t, e, "%s field %d", s, f.ID)
+				name := loader.SnakeCase(e.Name)
+				if e.Type == ipfix.IPv4Address && f.Length == 16 {
+					name += "_v6"
+				}
+				assert.Contains(t, cols, name, "stream %s ipv6 %v", s, v6)
+			}
+		}
+	}
+}
+
+// Metric names follow the project's rules: ipfix_loader_ prefix, _total on
+// counters only.
+func TestMetricNames(t *testing.T) {
+	l, err := loader.New(loader.Default(), nil)
+	require.NoError(t, err)
+	names := l.Metrics().ListMetricNames()
+	require.NotEmpty(t, names)
+	for _, n := range names {
+		base := n
+		if i := strings.IndexByte(n, '{'); i >= 0 {
+			base = n[:i]
+		}
+		assert.True(t, strings.HasPrefix(base, "ipfix_loader_"), n)
+		assert.Regexp(t, `^[a-z_]+$`, base)
+	}
+}
