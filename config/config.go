@@ -163,7 +163,11 @@ type Loader struct {
 	BatchRows   int           // rows per INSERT
 	PollEvery   time.Duration // how often to look for closed dumps
 	Cluster     string        // when set, Distributed tables over this cluster
-	ShardingKey string        // sharding key of the Distributed tables
+	ShardingKey string        // column whose value picks the shard (a subscriber stays on one)
+	Shards      []string      // shard HTTP URLs; default: read from system.clusters
+	// MetricsListen is where ipfix-loader serves /metrics ("" = off); the
+	// balancer's [metrics] port would clash when both run on one host.
+	MetricsListen string
 }
 
 // Mode is what a receiver does with the messages it receives.

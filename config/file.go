@@ -67,18 +67,20 @@ type fileRecording struct {
 }
 
 type fileLoader struct {
-	Dir         string `toml:"dir"`
-	ClickHouse  string `toml:"clickhouse"`
-	Database    string `toml:"database"`
-	User        string `toml:"user"`
-	Password    string `toml:"password"`
-	Parallel    int64  `toml:"parallel"`
-	AfterLoad   string `toml:"after_load"`
-	Retention   string `toml:"retention"`
-	BatchRows   int64  `toml:"batch_rows"`
-	PollEvery   string `toml:"poll_every"`
-	Cluster     string `toml:"cluster"`
-	ShardingKey string `toml:"sharding_key"`
+	Dir           string   `toml:"dir"`
+	ClickHouse    string   `toml:"clickhouse"`
+	Database      string   `toml:"database"`
+	User          string   `toml:"user"`
+	Password      string   `toml:"password"`
+	Parallel      int64    `toml:"parallel"`
+	AfterLoad     string   `toml:"after_load"`
+	Retention     string   `toml:"retention"`
+	BatchRows     int64    `toml:"batch_rows"`
+	PollEvery     string   `toml:"poll_every"`
+	Cluster       string   `toml:"cluster"`
+	ShardingKey   string   `toml:"sharding_key"`
+	Shards        []string `toml:"shards"`
+	MetricsListen string   `toml:"metrics_listen"`
 }
 
 // Per-receiver defaults (the top-level ones live in default.toml).
@@ -196,18 +198,20 @@ func build(f *fileConfig) (*Config, []error) {
 	}
 	c.validateHasReceivers(&e)
 	c.Loader = Loader{
-		Dir:         f.Loader.Dir,
-		ClickHouse:  f.Loader.ClickHouse,
-		Database:    f.Loader.Database,
-		User:        f.Loader.User,
-		Password:    f.Loader.Password,
-		Parallel:    e.int("loader.parallel", f.Loader.Parallel),
-		AfterLoad:   f.Loader.AfterLoad,
-		Retention:   e.duration("loader.retention", f.Loader.Retention, 0),
-		BatchRows:   e.int("loader.batch_rows", f.Loader.BatchRows),
-		PollEvery:   e.duration("loader.poll_every", f.Loader.PollEvery, time.Second),
-		Cluster:     f.Loader.Cluster,
-		ShardingKey: f.Loader.ShardingKey,
+		Dir:           f.Loader.Dir,
+		ClickHouse:    f.Loader.ClickHouse,
+		Database:      f.Loader.Database,
+		User:          f.Loader.User,
+		Password:      f.Loader.Password,
+		Parallel:      e.int("loader.parallel", f.Loader.Parallel),
+		AfterLoad:     f.Loader.AfterLoad,
+		Retention:     e.duration("loader.retention", f.Loader.Retention, 0),
+		BatchRows:     e.int("loader.batch_rows", f.Loader.BatchRows),
+		PollEvery:     e.duration("loader.poll_every", f.Loader.PollEvery, time.Second),
+		Cluster:       f.Loader.Cluster,
+		ShardingKey:   f.Loader.ShardingKey,
+		Shards:        f.Loader.Shards,
+		MetricsListen: f.Loader.MetricsListen,
 	}
 	c.Loader.validate(&e)
 	if len(e) > 0 {
@@ -385,18 +389,20 @@ func toFile(c *Config) *fileConfig {
 			ControlSocket:   c.ControlSocket,
 		},
 		Loader: fileLoader{
-			Dir:         c.Loader.Dir,
-			ClickHouse:  c.Loader.ClickHouse,
-			Database:    c.Loader.Database,
-			User:        c.Loader.User,
-			Password:    c.Loader.Password,
-			Parallel:    int64(c.Loader.Parallel),
-			AfterLoad:   c.Loader.AfterLoad,
-			Retention:   formatDuration(c.Loader.Retention),
-			BatchRows:   int64(c.Loader.BatchRows),
-			PollEvery:   formatDuration(c.Loader.PollEvery),
-			Cluster:     c.Loader.Cluster,
-			ShardingKey: c.Loader.ShardingKey,
+			Dir:           c.Loader.Dir,
+			ClickHouse:    c.Loader.ClickHouse,
+			Database:      c.Loader.Database,
+			User:          c.Loader.User,
+			Password:      c.Loader.Password,
+			Parallel:      int64(c.Loader.Parallel),
+			AfterLoad:     c.Loader.AfterLoad,
+			Retention:     formatDuration(c.Loader.Retention),
+			BatchRows:     int64(c.Loader.BatchRows),
+			PollEvery:     formatDuration(c.Loader.PollEvery),
+			Cluster:       c.Loader.Cluster,
+			ShardingKey:   c.Loader.ShardingKey,
+			Shards:        c.Loader.Shards,
+			MetricsListen: c.Loader.MetricsListen,
 		},
 	}
 	for i := range c.Receivers {

@@ -88,7 +88,7 @@ func run(args []string) error {
 		cfg = fromConfig(c.Loader)
 		level = c.Log.SlogLevel()
 		if *metricsAt == "" {
-			*metricsAt = c.Metrics.Listen
+			*metricsAt = c.Loader.MetricsListen
 		}
 	}
 	set := func(dst *string, v string) {
@@ -201,6 +201,12 @@ func fromConfig(c config.Loader) loader.Config {
 	if c.PollEvery != 0 {
 		cfg.PollEvery = c.PollEvery
 	}
-	cfg.Cluster, cfg.ShardingKey = c.Cluster, c.ShardingKey
+	cfg.Cluster = c.Cluster
+	if c.ShardingKey != "" {
+		cfg.ShardingKey = c.ShardingKey
+	}
+	if len(c.Shards) > 0 {
+		cfg.Shards = c.Shards
+	}
 	return cfg
 }
