@@ -1,6 +1,7 @@
 package loader_test
 
 import (
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -81,13 +82,15 @@ func TestReferenceTemplatesHaveColumns(t *testing.T) {
 	}
 }
 
-// Metric names follow the project's rules: ipfix_loader_ prefix, _total on
-// counters only.
+// Metric names follow the project's rules (ipfix_loader_ prefix, snake_case) and
+// each one is in the README's loader metrics table.
 func TestMetricNames(t *testing.T) {
 	l, err := loader.New(loader.Default(), nil)
 	require.NoError(t, err)
 	names := l.Metrics().ListMetricNames()
 	require.NotEmpty(t, names)
+	readme, err := os.ReadFile("../README.md")
+	require.NoError(t, err)
 	for _, n := range names {
 		base := n
 		if i := strings.IndexByte(n, '{'); i >= 0 {
@@ -95,5 +98,11 @@ func TestMetricNames(t *testing.T) {
 		}
 		assert.True(t, strings.HasPrefix(base, "ipfix_loader_"), n)
 		assert.Regexp(t, `^[a-z_]+$`, base)
+		for _, suffix := range []string{"_bucket", "_sum", "_count"} {
+			if doc := strings.TrimSuffix(base, suffix); doc != base && strings.HasSuffix(doc, "_seconds") {
+				base = doc
+			}
+		}
+		assert.Contains(t, string(readme), "`"+base+"`", "README lacks %s", base)
 	}
 }
