@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Installs what `make test` needs beyond Go: tshark (decodes our IPFIX files as an
-# independent oracle) and clickhouse-server (the loader tests start a private one).
+# independent oracle), clickhouse-server (the loader tests start a private one), and
+# for packaging/packaging_test.go rpm (rpm -qlp on Debian too), dpkg-deb (dpkg on
+# RHEL-likes, from EPEL) and systemd-analyze (systemd).
 # Debian/Ubuntu use apt-get, RHEL-likes dnf/yum. Does nothing when all are present.
 set -euo pipefail
 
@@ -8,6 +10,9 @@ need=()
 command -v tshark >/dev/null 2>&1 || need+=(tshark)
 command -v clickhouse-server >/dev/null 2>&1 || need+=(clickhouse-server)
 command -v clickhouse-client >/dev/null 2>&1 || need+=(clickhouse-client)
+command -v rpm >/dev/null 2>&1 || need+=(rpm)
+command -v dpkg-deb >/dev/null 2>&1 || need+=(dpkg)
+command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)
 [ ${#need[@]} -eq 0 ] && exit 0
 
 sudo=""

@@ -164,12 +164,19 @@ func serve(cfg *config.Config, path string, log *slog.Logger) error {
 	signal.Notify(signals, syscall.SIGHUP, syscall.SIGUSR2)
 	defer signal.Stop(signals)
 	notified := false
-	ready := time.NewTicker(50 * time.Millisecond)
+	successor := 0 // PID of the process we started on SIGUSR2
+	ready := time.NewTicker(10 * time.Millisecond)
 	defer ready.Stop()
 	log.Info("ipfix-balancer starting", "version", version, "receivers", len(cfg.Receivers), "pid", os.Getpid())
 	for {
 		select {
 		case err := <-done:
+			if successor != 0 {
+				// Systemd before 250 ignores ExitType=cgroup: if we exited before the
+				// successor's own MAINPID reached it, it would stop the unit. As the main
+				// process we may always name our successor.
+				sdNotify(fmt.Sprintf("MAINPID=%d", successor))
+			}
 			return err
 		case <-ready.C:
 			if !notified && b.Running() {
@@ -195,9 +202,12 @@ func serve(cfg *config.Config, path string, log *slog.Logger) error {
 				}
 				sdNotify("READY=1")
 			case syscall.SIGUSR2:
-				if err := startSuccessor(log); err != nil {
+				pid, err := startSuccessor(log)
+				if err != nil {
 					log.Error("restart: cannot start the new process", "err", err)
+					continue
 				}
+				successor = pid
 			}
 		}
 	}
@@ -205,21 +215,22 @@ func serve(cfg *config.Config, path string, log *slog.Logger) error {
 
 // startSuccessor runs this binary again with the same arguments; the child takes
 // our sockets over through the control socket.
-func startSuccessor(log *slog.Logger) error {
+func startSuccessor(log *slog.Logger) (int, error) {
 	exe, err := os.Executable() // the path, even if the file was replaced by an upgrade
 	if err != nil {
-		return err
+		return 0, err
 	}
 	cmd := exec.Command(exe, os.Args[1:]...)
 	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
 	cmd.Env = os.Environ()
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: false}
 	if err := cmd.Start(); err != nil {
-		return err
+		return 0, err
 	}
-	log.Info("restart: new process started, handing over", "pid", cmd.Process.Pid, "exe", exe)
+	pid := cmd.Process.Pid
+	log.Info("restart: new process started, handing over", "pid", pid, "exe", exe)
 	go func() { _ = cmd.Process.Release() }()
-	return nil
+	return pid, nil
 }
 
 // sdNotify tells systemd about our state when it runs us (Type=notify).

@@ -1,49 +1,66 @@
 #!/bin/sh
 # Runs after the files are unpacked (RPM %post: $1 = 1 install, 2 upgrade;
 # deb postinst: $1 = configure, $2 = the version replaced, empty on a first
-# install). Fixes ownership the archive formats cannot be trusted with,
-# applies the sysctl drop-in, and on an upgrade restarts running services on
-# the new binaries. A first install starts nothing: the operator enables the
-# services once the config is right (systemctl enable --now ipfix-balancer).
+# install). Sets the ownership of the service's directories, applies the
+# sysctl drop-in, and on an upgrade restarts the running services on the new
+# binaries, keeping the config (the balancer without losing a message). A first
+# install starts nothing: the operator enables the services once the config is
+# right (systemctl enable --now ipfix-balancer).
+#
+# DPKG_ROOT (set by dpkg --root, and by packaging_test.go) prefixes every path
+# this script touches; services are only restarted when that root has a live
+# systemd (<root>/run/systemd/system).
 set -e
 
+root=${DPKG_ROOT:-}
 user=ipfix-balancer
 config=/etc/ipfix-balancer/balancer.toml
 
 upgrade=no
-case "$1" in
-[0-9]*) [ "$1" -ge 2 ] && upgrade=yes ;;                  # rpm
-configure) [ -n "$2" ] && upgrade=yes ;;                  # deb
-abort-upgrade | abort-remove | abort-deconfigure) exit 0 ;; # deb: nothing was changed
+case "${1:-}" in
+[0-9]*) # rpm: $1 versions installed once this one is (1 install, 2 upgrade)
+	if [ "$1" -ge 2 ]; then upgrade=yes; fi ;;
+configure) # deb: $2 is the version replaced
+	if [ -n "${2:-}" ]; then upgrade=yes; fi ;;
+abort-upgrade | abort-remove | abort-deconfigure) # deb: the old files are back
+	exit 0 ;;
 esac
 
-install -d -m 0750 -o "$user" -g "$user" /var/lib/ipfix-balancer /var/lib/ipfix-balancer/dump
-if [ "$upgrade" = no ] && [ -f "$config" ]; then
-	# The config may hold the ClickHouse password: root writes, the service reads.
-	chown "root:$user" "$config"
-	chmod 0640 "$config"
+# The package ships these owned by the user; dpkg falls back to root when it
+# cannot map the name, and an operator may have changed them.
+mkdir -p "$root/var/lib/ipfix-balancer/dump"
+chown "$user:$user" "$root/var/lib/ipfix-balancer" "$root/var/lib/ipfix-balancer/dump"
+chmod 0750 "$root/var/lib/ipfix-balancer" "$root/var/lib/ipfix-balancer/dump"
+if [ "$upgrade" = no ] && [ -f "$root$config" ]; then
+	# The config may hold the ClickHouse password: root writes, the service
+	# reads. On upgrade the operator's choice stands.
+	chown "root:$user" "$root$config"
+	chmod 0640 "$root$config"
 fi
 
 # Raise net.core.rmem_max/wmem_max to what udp_read_buffer_bytes asks for.
 # Best effort: a container may not allow it.
-if [ -x /usr/lib/systemd/systemd-sysctl ]; then
-	/usr/lib/systemd/systemd-sysctl 60-ipfix-balancer.conf >/dev/null 2>&1 || true
-elif command -v sysctl >/dev/null 2>&1; then
+if [ -z "$root" ] && command -v sysctl >/dev/null 2>&1; then
 	sysctl -q -p /usr/lib/sysctl.d/60-ipfix-balancer.conf >/dev/null 2>&1 || true
 fi
 
-if [ -d /run/systemd/system ]; then
-	systemctl daemon-reload >/dev/null 2>&1 || true
-	if [ "$upgrade" = yes ]; then
-		# The kept config must still be valid for the new binary; if it is
-		# not, leave the old process running rather than restart into a failure.
-		if ipfix-balancer -check-config -config "$config" >/dev/null; then
-			# ipfix-balancer hands its DPI connections over to the new
-			# process on restart (see ipfix-balancer-restart).
-			systemctl try-restart ipfix-balancer.service || true
-		else
-			echo "ipfix-balancer: $config is not valid for the new version; not restarting. Fix it, then run ipfix-balancer-restart." >&2
-		fi
+# Which service manager runs the services of this root: systemd, or none
+# (containers, SysV hosts; only for the real root).
+manager=none
+if [ -d "$root/run/systemd/system" ]; then
+	manager=systemd
+	systemctl daemon-reload || true
+elif [ -n "$root" ]; then
+	exit 0
+fi
+if [ "$upgrade" = yes ]; then
+	# Loss-free: a running balancer hands its DPI connections over to a
+	# process of the new binary (SIGUSR2). The wrapper first checks that the
+	# kept config suits the new version; if not, the old process keeps running.
+	if ! ipfix-balancer-restart --if-running; then
+		echo "ipfix-balancer: not restarted, the previous version keeps running; fix the problem above, then run ipfix-balancer-restart" >&2
+	fi
+	if [ "$manager" = systemd ]; then
 		systemctl try-restart ipfix-loader.service || true
 	fi
 fi

@@ -5,16 +5,15 @@
 set -e
 
 user=ipfix-balancer
-home=/var/lib/ipfix-balancer
 
 if ! getent group "$user" >/dev/null; then
 	groupadd --system "$user"
 fi
 if ! getent passwd "$user" >/dev/null; then
-	# No login shell, home is the service's working directory.
-	nologin=/usr/sbin/nologin
-	[ -x "$nologin" ] || nologin=/sbin/nologin
-	useradd --system --gid "$user" --home-dir "$home" --no-create-home \
-		--shell "$nologin" --comment "IPFIX balancer" "$user"
+	# No login shell; home is the service's working directory.
+	shell=/usr/sbin/nologin
+	[ -x "$shell" ] || shell=/sbin/nologin
+	useradd --system --gid "$user" --home-dir /var/lib/ipfix-balancer --no-create-home \
+		--shell "$shell" --comment "IPFIX balancer" "$user"
 fi
 exit 0
