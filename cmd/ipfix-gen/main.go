@@ -1,17 +1,33 @@
-// Command ipfix-gen simulates a DPI exporting IPFIX: it generates realistic
-// records of one stream (ipfix/gen) and sends them over TCP or UDP or writes
-// them to an RFC 5655 file, or it replays the messages of an IPFIX file.
+// Command ipfix-gen simulates a DPI exporting IPFIX (RFC 7011): it generates
+// realistic records of one stream with the DPI's templates (package
+// ipfix/gen) and sends them over TCP or UDP or writes an IPFIX file (RFC
+// 5655); or it replays the messages of an IPFIX file, ours or any
+// exporter's.
 //
 //	ipfix-gen -stream clickstream -records 1000000 -to tcp://127.0.0.1:1501
-//	ipfix-gen -stream fullflow -duration 1m -rate 50000 -to udp://127.0.0.1:1500
-//	ipfix-gen -stream dnsflow -records 1000 -out dns.ipfix
-//	ipfix-gen -replay dns.ipfix -loops 100 -to tcp://127.0.0.1:1500
+//	ipfix-gen -stream fullflow -duration 1m -rate 50000 -ipv6-share 0.2 -to udp://127.0.0.1:1500
+//	ipfix-gen -stream dnsflow -records 100000 -out dns.ipfix
+//	ipfix-gen -replay dns.ipfix -loops 100 [-rate MSGS] -to tcp://127.0.0.1:1500
 //
-// At the end it prints one JSON line on stdout:
+// Generation needs a bound: -records, -duration or both (whichever comes
+// first). Replay sends the file -loops times (and stops at -duration if
+// given); sequence numbers go on across loops. Messages are at most -msg-size
+// bytes (default 1400, up to 65535); over UDP one message per datagram, at
+// most -mtu minus 28 bytes (48 for IPv6), and replay splits larger messages
+// at record boundaries. Templates come first; over UDP they are re-sent
+// every -template-every (default 10s); over TCP a lost connection is
+// re-dialled with backoff (100 ms to 5 s) and the new session gets the
+// templates before the data that was in flight (at least once). SIGINT or
+// SIGTERM stops the run cleanly.
+//
+// At the end ipfix-gen prints exactly one JSON line on stdout:
 //
 //	{"messages":…,"records":…,"bytes":…,"templates":…,"seconds":…,"reconnects":…}
 //
-// Logs and a progress line every 5 seconds go to stderr.
+// messages and bytes count everything sent, template messages included;
+// templates counts template records; seconds excludes start-up (pools, file
+// loading). Logs go to stderr (log/slog), with a progress line every
+// -progress-every (5s) and the CPU time used at the end.
 package main
 
 import (
@@ -165,6 +181,9 @@ Prints one JSON summary line on stdout; logs go to stderr.
 		}
 		if o.loops < 1 {
 			return nil, fmt.Errorf("-loops %d: at least 1", o.loops)
+		}
+		if o.records != 0 {
+			return nil, errors.New("-records applies to generation; bound a replay with -loops or -duration")
 		}
 		return o, nil
 	}

@@ -577,6 +577,8 @@ func TestFlagErrors(t *testing.T) {
 	f("-ipv6-share 2", "-stream", "fullflow", "-records", "1", "-ipv6-share", "2", "-out", out)
 	f("-stream and -replay exclude each other", "-stream", "fullflow", "-replay", out, "-out", out)
 	f("-loops 0", "-replay", out, "-loops", "0", "-out", out)
+	f("-records applies to generation", "-replay", out, "-records", "5", "-out", out)
+	f("-mtu 500", "-stream", "fullflow", "-records", "1", "-mtu", "500", "-to", "udp://127.0.0.1:1")
 }
 
 func TestReplayBadFile(t *testing.T) {

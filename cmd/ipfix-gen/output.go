@@ -139,8 +139,9 @@ type tcpOutput struct {
 func (t *tcpOutput) maxMessage() int { return t.max }
 
 const (
-	minBackoff = 100 * time.Millisecond
-	maxBackoff = 5 * time.Second
+	tcpSendBuffer = 4 << 20
+	minBackoff    = 100 * time.Millisecond
+	maxBackoff    = 5 * time.Second
 	// closeGrace is how long a blocked write may go on after the run ends.
 	closeGrace = 2 * time.Second
 )
@@ -154,6 +155,10 @@ func (t *tcpOutput) dial(ctx context.Context, resend *batch, st *stats) error {
 		c, err := d.DialContext(ctx, "tcp", t.addr)
 		if err == nil {
 			t.conn = c.(*net.TCPConn)
+			// A fixed large send buffer (capped by net.core.wmem_max) took
+			// loopback replay from about 1.3 to 1.7 M messages/s on one
+			// core: fewer sleeps and wake-ups than autotuning's ramp.
+			_ = t.conn.SetWriteBuffer(tcpSendBuffer)
 			// When the run ends (signal, -duration), unblock a write to
 			// a collector that stopped reading, after a grace period.
 			conn := t.conn

@@ -90,8 +90,12 @@ func NewWithConfig(cfg Config) (*Generator, error) {
 	case cfg.IPv6Share <= 0:
 		g.tmpls = []*ipfix.Template{v4T}
 	default:
-		g.v6 = uint64(cfg.IPv6Share * (1 << 64))
 		g.tmpls = []*ipfix.Template{v4T, v6T}
+		if x := cfg.IPv6Share * (1 << 64); x >= 1<<64 { // rounds up to 1
+			g.v6All = true
+		} else {
+			g.v6 = uint64(x)
+		}
 	}
 	g.session = g.r.Uint64() >> 8
 	now := cfg.Now
@@ -175,8 +179,8 @@ func mac(b []byte, m uint64) []byte {
 
 // flow is what most records share: who talks to whom, when.
 type flow struct {
-	s       *subscriber
-	h       *host
+	s       subscriber
+	h       host
 	sub     int // index of s: picks VLAN, bridge, NAT address
 	ts      uint32
 	session uint64
@@ -184,10 +188,10 @@ type flow struct {
 
 func (g *Generator) flow() flow {
 	g.session += 1 + uint64(intn(&g.r, 64))
-	sub := g.w.subPick.pick(&g.r)
+	sub := g.w.subs.pick.pick(&g.r)
 	return flow{
-		s:       &g.w.subs[sub],
-		h:       &g.w.hosts[g.w.hostPick.pick(&g.r)],
+		s:       g.w.subs.get(sub),
+		h:       g.w.hosts.get(g.w.hosts.pick.pick(&g.r)),
 		sub:     sub,
 		ts:      g.nowSec - uint32(intn(&g.r, 3)),
 		session: g.session,
@@ -203,7 +207,7 @@ func subAddr(b []byte, s *subscriber, v6 bool) []byte {
 
 func hostAddr(b []byte, h *host, v6 bool) []byte {
 	if v6 {
-		return be64(be64(b, h.v6Hi()), uint64(h.v6Lo))
+		return be64(be64(b, h.v6Hi), h.v6Lo)
 	}
 	return be32(b, h.v4)
 }
@@ -212,9 +216,9 @@ func hostAddr(b []byte, h *host, v6 bool) []byte {
 // (host) addresses, and the session id when the template has it there.
 func (g *Generator) head(b []byte, f flow, v6, session bool) []byte {
 	b = be32(b, f.ts)
-	b = str(b, f.s.loginBytes())
-	b = subAddr(b, f.s, v6)
-	b = hostAddr(b, f.h, v6)
+	b = g.w.subs.appendLogin(b, &f.s)
+	b = subAddr(b, &f.s, v6)
+	b = hostAddr(b, &f.h, v6)
 	if session {
 		b = be64(b, f.session)
 	}
@@ -257,7 +261,7 @@ func (g *Generator) clickstream(b []byte, v6 bool) []byte {
 	f := g.flow()
 	w := g.w
 	b = g.head(b, f, v6, false)
-	b = str(b, f.h.nameBytes())
+	b = g.w.hosts.appendName(b, &f.h)
 	ht := uint8(hostTypes.pick(&g.r) + 1)
 	var method uint8
 	var dport uint16 = 443
@@ -360,7 +364,7 @@ func (g *Generator) sslReply(b []byte, v6 bool) []byte {
 		ht = 4
 	}
 	b = append(b, ht)
-	return str(b, f.h.nameBytes())
+	return g.w.hosts.appendName(b, &f.h)
 }
 
 var (
@@ -498,8 +502,8 @@ func (g *Generator) dns(b []byte, v6 bool) []byte {
 	f := g.flow()
 	w := g.w
 	b = be32(b, f.ts)
-	b = str(b, f.s.loginBytes())
-	b = subAddr(b, f.s, v6)
+	b = g.w.subs.appendLogin(b, &f.s)
+	b = subAddr(b, &f.s, v6)
 	res := intn(&g.r, len(w.resolversV4))
 	if v6 {
 		res %= len(w.resolversV6Hi)
@@ -515,7 +519,7 @@ func (g *Generator) dns(b []byte, v6 bool) []byte {
 		transport = 1
 	}
 	b = append(b, transport)
-	b = str(b, f.h.nameBytes())
+	b = g.w.hosts.appendName(b, &f.h)
 	b = be16(b, 1) // class IN
 	rt := rrTypes[rrTypeW.pick(&g.r)]
 	b = be16(b, rt)
@@ -529,7 +533,7 @@ func (g *Generator) dns(b []byte, v6 bool) []byte {
 		case rrA:
 			b = be32(append(b, 4), f.h.v4)
 		case rrAAAA:
-			b = be64(be64(append(b, 16), f.h.v6Hi()), uint64(f.h.v6Lo))
+			b = be64(be64(append(b, 16), f.h.v6Hi), f.h.v6Lo)
 		case rrHTTPS:
 			b = str(b, httpsRData)
 		case rrCNAME:
@@ -597,16 +601,16 @@ func (g *Generator) fullflow(b []byte, v6 bool) []byte {
 	b = be16(b, flags)
 	b = be16(b, sport)
 	if up {
-		b = subAddr(b, f.s, v6)
+		b = subAddr(b, &f.s, v6)
 	} else {
-		b = hostAddr(b, f.h, v6)
+		b = hostAddr(b, &f.h, v6)
 	}
 	b = be32(b, inIf)
 	b = be16(b, dport)
 	if up {
-		b = hostAddr(b, f.h, v6)
+		b = hostAddr(b, &f.h, v6)
 	} else {
-		b = subAddr(b, f.s, v6)
+		b = subAddr(b, &f.s, v6)
 	}
 	b = be32(b, outIf)
 	b = be32(b, srcAS)
@@ -636,9 +640,9 @@ func (g *Generator) fullflow(b []byte, v6 bool) []byte {
 		b = mac(b, f.s.mac)
 	}
 	b = be16(b, vlan(f.sub))
-	b = str(b, f.s.loginBytes())
+	b = g.w.subs.appendLogin(b, &f.s)
 	if chance(&g.r, 750) {
-		b = str(b, f.h.nameBytes())
+		b = g.w.hosts.appendName(b, &f.h)
 	} else {
 		b = append(b, 0) // flow of an unidentified host
 	}

@@ -146,12 +146,12 @@ func (p *powerLaw) pick(r *rand.PCG) int {
 	return k
 }
 
-// pool is a set of strings picked with a power law or explicit weights.
+// pool is a set of strings picked with a Zipf or explicit distribution. Pools
+// are small (at most some 20000 strings): their alias tables and popular
+// strings stay in the CPU caches.
 type pool struct {
-	s    []string
-	w    weighted
-	p    powerLaw
-	useP bool
+	s []string
+	w weighted
 }
 
 func newPool(s []string, w []float64) pool {
@@ -159,15 +159,10 @@ func newPool(s []string, w []float64) pool {
 }
 
 func newZipfPool(s []string, exp float64) pool {
-	return pool{s: s, p: newPowerLaw(len(s), exp), useP: true}
+	return newPool(s, zipf(len(s), exp))
 }
 
-func (p *pool) pick(r *rand.PCG) string {
-	if p.useP {
-		return p.s[p.p.pick(r)]
-	}
-	return p.s[p.w.pick(r)]
-}
+func (p *pool) pick(r *rand.PCG) string { return p.s[p.w.pick(r)] }
 
 // intn returns a number in [0,n) for n < 2^32 (Lemire's multiply; the bias
 // of skipping the rejection step is below 2^-32 n, irrelevant here).

@@ -123,8 +123,6 @@ var popularHosts = []string{
 	"okko.tv", "start.ru", "more.tv", "www.litres.ru", "www.labirint.ru", "www.ya.ru", "xn--80ajghhoc2aj1c8b.xn--p1ai",
 }
 
-var dpiProtos = []uint16{7, 7, 7, 443, 443, 443, 443, 443, 17, 53, 1935, 5222, 3478, 8801, 49152, 49155, 49157, 49160, 49200, 49211}
-
 func (w *world) buildSubscribers(r *rand.Rand, n int) {
 	w.subs = newSubscribers(r, n)
 }
