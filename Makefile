@@ -26,8 +26,8 @@ deps: ## install what the tests need (Go modules, tshark, clickhouse-server)
 	$(GO) mod download
 	./scripts/install-test-deps.sh
 
-test: deps lint ## everything CI runs: lint, all tests with -race, a bounded fuzz smoke run
-	$(GO) test -race -count=1 -timeout 15m $(PKG)
+test: deps lint ## everything CI runs: lint, all tests with -race (one package at a time: load tests share 2 cores), a bounded fuzz smoke run
+	$(GO) test -race -count=1 -p 1 -timeout 20m $(PKG)
 	@$(MAKE) --no-print-directory fuzz FUZZTIME=5s
 
 fuzz: ## run every fuzz target for FUZZTIME (default 8s)
