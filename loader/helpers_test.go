@@ -8,7 +8,6 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"sort"
 	"strconv"
@@ -28,23 +27,18 @@ import (
 var loaderBin string
 
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "ipfix-loader-bin-")
+	path, cleanup, err := testenv.Build("ipfix-loader", "../cmd/ipfix-loader", "-race")
+	if err != nil {
+		// -race needs cgo; fall back to a plain build.
+		path, cleanup, err = testenv.Build("ipfix-loader", "../cmd/ipfix-loader")
+	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	loaderBin = filepath.Join(dir, "ipfix-loader")
-	out, err := exec.Command("go", "build", "-race", "-o", loaderBin, "../cmd/ipfix-loader").CombinedOutput()
-	if err != nil {
-		// -race needs cgo; fall back to a plain build.
-		out, err = exec.Command("go", "build", "-o", loaderBin, "../cmd/ipfix-loader").CombinedOutput()
-	}
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "build ipfix-loader: %v\n%s", err, out)
-		os.Exit(1)
-	}
+	loaderBin = path
 	code := m.Run()
-	os.RemoveAll(dir)
+	cleanup()
 	os.Exit(code)
 }
 

@@ -28,18 +28,14 @@ var binary string
 
 // TestMain builds the daemon once; the tests run it as a real process.
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "ipfix-balancer-test")
+	path, cleanup, err := testenv.Build("ipfix-balancer", ".")
 	if err != nil {
-		panic(err)
-	}
-	binary = filepath.Join(dir, "ipfix-balancer")
-	out, err := exec.Command("go", "build", "-o", binary, ".").CombinedOutput()
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "build: %v\n%s", err, out)
+		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
+	binary = path
 	code := m.Run()
-	_ = os.RemoveAll(dir)
+	cleanup()
 	os.Exit(code)
 }
 

@@ -29,20 +29,14 @@ import (
 var genBinary string
 
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "ipfix-gen-test")
+	path, cleanup, err := testenv.Build("ipfix-gen", ".")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	genBinary = filepath.Join(dir, "ipfix-gen")
-	out, err := exec.Command("go", "build", "-o", genBinary, ".").CombinedOutput()
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "go build: %v\n%s", err, out)
-		os.RemoveAll(dir)
-		os.Exit(1)
-	}
+	genBinary = path
 	code := m.Run()
-	os.RemoveAll(dir)
+	cleanup()
 	os.Exit(code)
 }
 
