@@ -64,7 +64,9 @@ func newReceiverMetrics(set *metrics.Set, labels string) *receiverMetrics {
 		dropped:          make(map[string]*metrics.Counter),
 		parseErrors:      make(map[string]*metrics.Counter),
 	}
-	for _, reason := range []string{reasonNoSubreceiver, reasonMalformed} {
+	// All reasons up front: the map is read by the stats goroutine, so a reload
+	// that adds a recorder must not add keys.
+	for _, reason := range []string{reasonNoSubreceiver, reasonMalformed, reasonWriterQueueFull, reasonWriteError} {
 		m.dropped[reason] = set.NewCounter(`ipfix_balancer_dropped_messages_total{` + labels + `,reason="` + reason + `"}`)
 	}
 	for _, k := range parseErrorKinds {

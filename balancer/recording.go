@@ -41,11 +41,13 @@ const (
 
 	// chunkBytes is one piece of the writer queue. Freed chunks are reused
 	// last-in first-out, so while the writer keeps up the event loop copies
-	// into the same few chunks, still in the CPU cache: into one 64 MiB ring
-	// the same copy costs 3-5 times more (cold memory).
+	// into the same few chunks, still in the CPU cache; with one ring of
+	// queue_bytes every copy went to cold memory (BenchmarkRecording).
 	chunkBytes = 256 << 10
-	// writeBufferBytes is the writer's buffer: one write(2) per MiB.
-	writeBufferBytes = 1 << 20
+	// writeBufferBytes is the writer's buffer: one write(2) per 256 KiB. A
+	// bigger one measured no faster (the kernel copies from a buffer still in
+	// cache), and a failed write drops less.
+	writeBufferBytes = 256 << 10
 	// writebackBytes: past this many bytes written since the last hint, the
 	// kernel is asked to start writing them back, so the fsync at rotation
 	// finds little left to do and stays short.
@@ -71,10 +73,13 @@ var dumpErrorKinds = []string{"open", "write", "sync", "rename", "recover", "rem
 // Entries of the writer queue: two little-endian uint32, then the payload,
 // padded to 8 bytes. A message entry has the message length (1..65535) and its
 // data record count; a window entry says that what follows arrived in a new
-// rotation window (payload: its start, unix ns).
+// rotation window (payload: its start, unix ns); a templates entry (second
+// word: its length) is a message the writer learns templates from and does
+// not write.
 const (
-	entryHeader = 8
-	entryWindow = math.MaxUint32
+	entryHeader    = 8
+	entryWindow    = math.MaxUint32
+	entryTemplates = math.MaxUint32 - 1
 )
 
 // chunk is a piece of the writer queue. The event loop appends entries and
@@ -129,6 +134,7 @@ type recorder struct {
 	headPub   atomic.Int64 // entry bytes handed over by the loop
 	tail      atomic.Int64 // entry bytes the writer has written or dropped
 	idle      atomic.Bool  // the writer waits for notify
+	up        atomic.Bool  // dumps are being written (no write error since the last success)
 	notify    chan struct{}
 	quit      chan struct{}
 	done      chan struct{}
@@ -181,34 +187,49 @@ type dump struct {
 	broken   bool  // a write failed and the torn tail could not be cut: recover it
 }
 
+// recorderMetrics are the dump series of one receiver. A reload that changes
+// the recording settings makes a new recorder: it shares them, and the gauges
+// follow the recorder that started last (cur).
 type recorderMetrics struct {
 	messages, records, bytes *metrics.Counter
 	closed, recovered        *metrics.Counter
 	removed                  map[string]*metrics.Counter
 	errors                   map[string]*metrics.Counter
-	up                       atomic.Int64
+	cur                      atomic.Pointer[recorder]
 }
 
-func newRecorderMetrics(set *metrics.Set, labels string, rc *recorder) *recorderMetrics {
+func newRecorderMetrics(set *metrics.Set, labels string) *recorderMetrics {
 	m := &recorderMetrics{
-		messages:  set.NewCounter(`ipfix_balancer_dump_written_messages_total{` + labels + `}`),
-		records:   set.NewCounter(`ipfix_balancer_dump_written_records_total{` + labels + `}`),
-		bytes:     set.NewCounter(`ipfix_balancer_dump_written_bytes_total{` + labels + `}`),
-		closed:    set.NewCounter(`ipfix_balancer_dump_closed_files_total{` + labels + `}`),
-		recovered: set.NewCounter(`ipfix_balancer_dump_recovered_files_total{` + labels + `}`),
+		messages:  set.GetOrCreateCounter(`ipfix_balancer_dump_written_messages_total{` + labels + `}`),
+		records:   set.GetOrCreateCounter(`ipfix_balancer_dump_written_records_total{` + labels + `}`),
+		bytes:     set.GetOrCreateCounter(`ipfix_balancer_dump_written_bytes_total{` + labels + `}`),
+		closed:    set.GetOrCreateCounter(`ipfix_balancer_dump_closed_files_total{` + labels + `}`),
+		recovered: set.GetOrCreateCounter(`ipfix_balancer_dump_recovered_files_total{` + labels + `}`),
 		removed:   make(map[string]*metrics.Counter),
 		errors:    make(map[string]*metrics.Counter),
 	}
 	for _, reason := range []string{"max_bytes", "max_age"} {
-		m.removed[reason] = set.NewCounter(`ipfix_balancer_dump_removed_files_total{` + labels + `,reason="` + reason + `"}`)
+		m.removed[reason] = set.GetOrCreateCounter(`ipfix_balancer_dump_removed_files_total{` + labels + `,reason="` + reason + `"}`)
 	}
 	for _, kind := range dumpErrorKinds {
-		m.errors[kind] = set.NewCounter(`ipfix_balancer_dump_errors_total{` + labels + `,kind="` + kind + `"}`)
+		m.errors[kind] = set.GetOrCreateCounter(`ipfix_balancer_dump_errors_total{` + labels + `,kind="` + kind + `"}`)
 	}
-	m.up.Store(1)
-	set.NewGauge(`ipfix_balancer_dump_up{`+labels+`}`, func() float64 { return float64(m.up.Load()) })
-	set.NewGauge(`ipfix_balancer_dump_queue_bytes{`+labels+`}`, func() float64 {
-		return float64(max(0, rc.headPub.Load()-rc.tail.Load()))
+	up := `ipfix_balancer_dump_up{` + labels + `}`
+	queue := `ipfix_balancer_dump_queue_bytes{` + labels + `}`
+	// Bound to this m: drop those of a recorder retired by an earlier reload.
+	set.UnregisterMetric(up)
+	set.UnregisterMetric(queue)
+	set.NewGauge(up, func() float64 {
+		if rc := m.cur.Load(); rc != nil && !rc.up.Load() {
+			return 0
+		}
+		return 1
+	})
+	set.NewGauge(queue, func() float64 {
+		if rc := m.cur.Load(); rc != nil {
+			return float64(max(0, rc.headPub.Load()-rc.tail.Load()))
+		}
+		return 0
 	})
 	return m
 }
@@ -259,10 +280,17 @@ func newRecorder(r *Receiver, cfg config.Recorder) (output, error) {
 	rc.wchunk = rc.getChunk()
 	rc.rchunk = rc.wchunk
 	rc.buf.b = make([]byte, 0, writeBufferBytes+ipfix.MaxMessageLen)
-	rc.m = newRecorderMetrics(r.set, r.labels, rc)
-	for _, reason := range []string{reasonWriterQueueFull, reasonWriteError} {
-		r.m.dropped[reason] = r.set.NewCounter(`ipfix_balancer_dropped_messages_total{` + r.labels + `,reason="` + reason + `"}`)
+	// A reload replacing the recorder: same series.
+	for _, o := range r.outputs {
+		if prev, ok := o.(*recorder); ok {
+			rc.m = prev.m
+		}
 	}
+	if rc.m == nil {
+		rc.m = newRecorderMetrics(r.set, r.labels)
+		rc.m.cur.Store(rc)
+	}
+	rc.up.Store(true)
 	rc.dropFull = r.m.dropped[reasonWriterQueueFull]
 	rc.dropWrite = r.m.dropped[reasonWriteError]
 	return rc, nil
@@ -398,11 +426,34 @@ func (rc *recorder) start() {
 		return
 	}
 	rc.started = true
+	rc.m.cur.Store(rc)
+	rc.primeTemplates()
 	go rc.run()
 }
 
-// stop hands over the last batch and waits, at most ShutdownTimeout, until the
-// writer has written it and closed the current dump.
+// primeTemplates queues the templates of the exporters' live sessions: a
+// recorder made by a reload, or started after sessions were handed over, has
+// not seen them go by, and its dumps must decode alone all the same.
+func (rc *recorder) primeTemplates() {
+	seq := newSequencer()
+	msgs := rc.r.appendTemplates(nil, &seq, ipfix.MaxMessageLen)
+	for len(msgs) >= ipfix.HeaderLen {
+		n := int(binary.BigEndian.Uint16(msgs[2:4]))
+		b := rc.alloc(entryHeader + pad8(n))
+		if b == nil {
+			break
+		}
+		binary.LittleEndian.PutUint32(b, entryTemplates)
+		binary.LittleEndian.PutUint32(b[4:], uint32(n))
+		copy(b[entryHeader:], msgs[:n])
+		msgs = msgs[n:]
+	}
+	rc.flush()
+}
+
+// stop hands over the last batch; the writer writes what it holds, closes
+// the current dump and ends. At shutdown stop waits for that, at most
+// ShutdownTimeout; when a reload retires the recorder, the loop goes on.
 func (rc *recorder) stop() {
 	if rc.stopped {
 		return
@@ -413,6 +464,9 @@ func (rc *recorder) stop() {
 		return
 	}
 	close(rc.quit)
+	if ctx := rc.r.ctx; ctx != nil && ctx.Err() == nil {
+		return
+	}
 	select {
 	case <-rc.done:
 	case <-time.After(rc.r.opts.ShutdownTimeout):
@@ -425,8 +479,10 @@ func (rc *recorder) run() {
 	defer close(rc.done)
 	rc.log.Info("dump writer started", "dir", rc.dir, "rotate_every", rc.cfg.RotateEvery.String(),
 		"rotate_records", rc.cfg.RotateRecords, "queue_bytes", rc.limit)
+	// Listed before the writer makes .part files of its own.
+	leftovers, _ := filepath.Glob(filepath.Join(rc.dir, globEscape(rc.prefix)+"*"+dumpExt+partExt))
 	closerDone := make(chan struct{})
-	go rc.closeLoop(closerDone)
+	go rc.closeLoop(closerDone, leftovers)
 	t := time.NewTicker(rc.tick)
 	defer t.Stop()
 	for quit := false; ; {
@@ -465,10 +521,16 @@ func (rc *recorder) process() {
 		c := rc.rchunk
 		for n := int(c.n.Load()); rc.rpos < n; {
 			b := c.buf[rc.rpos:]
-			size := entryHeader + 8
-			if kind := binary.LittleEndian.Uint32(b); kind == entryWindow {
+			var size int
+			switch kind := binary.LittleEndian.Uint32(b); kind {
+			case entryWindow:
 				rc.win = int64(binary.LittleEndian.Uint64(b[entryHeader:]))
-			} else {
+				size = entryHeader + 8
+			case entryTemplates:
+				n := int(binary.LittleEndian.Uint32(b[4:]))
+				_, _ = rc.cache.Learn(b[entryHeader:entryHeader+n], time.Time{})
+				size = entryHeader + pad8(n)
+			default:
 				rc.message(b[entryHeader:entryHeader+int(kind)], int64(binary.LittleEndian.Uint32(b[4:])))
 				size = entryHeader + pad8(int(kind))
 			}
@@ -506,8 +568,9 @@ func (rc *recorder) message(msg []byte, records int64) {
 	}
 	if d == nil {
 		if !data {
-			// Template-only: the next dump starts with these templates anyway,
-			// and a window with no data must make no file.
+			// Template-only: the next dump starts with these templates anyway
+			// (so it counts as written), and a window with no data makes no file.
+			rc.m.messages.Inc()
 			return
 		}
 		if rc.failing && rc.now().Before(rc.retryAt) {
@@ -540,8 +603,23 @@ func (rc *recorder) message(msg []byte, records int64) {
 // open creates the next dump of the current window. On failure it enters the
 // failing state and returns nil.
 func (rc *recorder) open() *dump {
-	part := rc.pickName(rc.win) + partExt
-	f, err := os.OpenFile(part, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+	var part string
+	var f *os.File
+	var err error
+	for try := 0; try < 10; try++ {
+		part = rc.pickName(rc.win) + partExt
+		f, err = os.OpenFile(part, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+		switch {
+		case errors.Is(err, os.ErrExist):
+			continue // another process took the name since pickName looked
+		case errors.Is(err, os.ErrNotExist):
+			// Someone removed the directory: make it again.
+			if mkErr := os.MkdirAll(rc.dir, 0o755); mkErr == nil {
+				continue
+			}
+		}
+		break
+	}
 	if err != nil {
 		rc.m.errors["open"].Inc()
 		rc.setFailing("open", err)
@@ -602,7 +680,7 @@ func (rc *recorder) flushBuf() {
 			}
 			if rc.failing {
 				rc.failing = false
-				rc.m.up.Store(1)
+				rc.up.Store(true)
 				rc.log.Info("dump writes resumed", "file", d.part, "dropped_messages", rc.failDrops)
 				rc.failDrops = 0
 			}
@@ -635,7 +713,7 @@ func (rc *recorder) setFailing(op string, err error) {
 		return
 	}
 	rc.failing = true
-	rc.m.up.Store(0)
+	rc.up.Store(false)
 	rc.log.Warn("dump writes failing, dropping messages until they succeed", "dir", rc.dir, "op", op, "err", err)
 }
 
@@ -658,11 +736,13 @@ func (rc *recorder) checkClock() {
 
 // closeLoop is the closer goroutine: it recovers leftover .part files, then
 // finishes the dumps the writer hands over, in order, and applies retention.
-func (rc *recorder) closeLoop(done chan<- struct{}) {
+func (rc *recorder) closeLoop(done chan<- struct{}, leftovers []string) {
 	defer close(done)
 	// Recovery reads each leftover whole (to keep only messages that check
 	// out), which takes a while for big dumps: here, the writer does not wait.
-	rc.recoverLeftovers()
+	for _, p := range leftovers {
+		rc.recoverPart(p)
+	}
 	var tick <-chan time.Time
 	if rc.cfg.MaxBytes > 0 || rc.cfg.MaxAge > 0 {
 		t := time.NewTicker(retentionEvery)
@@ -748,19 +828,14 @@ func (rc *recorder) rename(part string) (string, error) {
 	return final, nil
 }
 
-// recoverLeftovers closes the .part files of this receiver left by a crash.
-func (rc *recorder) recoverLeftovers() {
-	parts, _ := filepath.Glob(filepath.Join(rc.dir, globEscape(rc.prefix)+"*"+dumpExt+partExt))
-	for _, p := range parts {
-		rc.recoverPart(p)
-	}
-}
-
 // recoverPart keeps the complete messages of a .part (read until the first
 // error, the torn tail cut) and closes it under its final name; a .part with
 // no data message is removed. A .part locked by a live process is left alone.
 func (rc *recorder) recoverPart(part string) {
 	f, err := os.OpenFile(part, os.O_RDWR, 0)
+	if errors.Is(err, os.ErrNotExist) {
+		return // closed meanwhile by the recorder a reload replaced
+	}
 	if err != nil {
 		rc.m.errors["recover"].Inc()
 		rc.log.Warn("cannot recover dump", "file", part, "err", err)
