@@ -56,6 +56,8 @@ func (h *tcpHandler) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
 	switch v := c.Context().(type) {
 	case *bootConn:
 		r.loop = c.EventLoop()
+		// Its job is done: closing the peer makes gnet close this end too.
+		_ = v.peer.Close()
 		h.started <- r.pin()
 	case *tcpSub:
 		v.opened(c)

@@ -23,6 +23,11 @@ type scenario struct {
 	Mode  string `json:"mode"`  // RoundRobin | All | relay (the minimal relay baseline)
 	Size  int    `json:"size"`  // message size of the replayed file
 	Main  bool   `json:"main"`  // a target depends on it
+	// Burst: instead of a steady stream, the daemon is stopped (SIGSTOP)
+	// while the sender fills its socket buffer with one pass of the file,
+	// then resumed; the rate is that of draining the buffer. It measures
+	// what the receive loop can do when a sender cannot keep it busy.
+	Burst bool `json:"burst,omitempty"`
 }
 
 func (s scenario) relay() bool { return s.Mode == "relay" }
@@ -38,7 +43,11 @@ var scenarios = []scenario{
 	{Name: "tcp-all-1400", Proto: "tcp", Mode: "All", Size: 1400, Main: true},
 	{Name: "tcp-all-16k", Proto: "tcp", Mode: "All", Size: 16384},
 	{Name: "udp-rr-1400", Proto: "udp", Mode: "RoundRobin", Size: 1400, Main: true},
+	{Name: "udp-burst-1400", Proto: "udp", Mode: "RoundRobin", Size: 1400, Main: true, Burst: true},
 }
+
+// burstCycles is the number of fill-and-drain cycles of one burst run.
+const burstCycles = 10
 
 // CPU placement on the 2-core machine: the balancer's receiver loop (and the
 // relay's thread) on daemonCPU; sinks and sender together on loadCPU, so the
@@ -91,12 +100,22 @@ type result struct {
 	InGbps   float64 `json:"in_gbit_per_s"`
 	OutGbps  float64 `json:"out_gbit_per_s"`
 	CPU      float64 `json:"cpu_percent"` // of one core, over the window
+	LoopCPU  float64 `json:"loop_cpu_percent"` // the threads pinned to daemonCPU only
 	UserCPU  float64 `json:"user_cpu_percent"`
 	SysCPU   float64 `json:"sys_cpu_percent"`
 	CPUPerIn float64 `json:"cpu_ns_per_in_message"`
 	PeakRSS  int64   `json:"peak_rss_bytes"`
 	Complete bool    `json:"complete"` // every message accounted for
 	Note     string  `json:"note,omitempty"`
+
+	// Interference: this machine is shared. IdleBefore is the idle share of
+	// all CPUs just before the run; OtherCPU is the CPU time (in % of one
+	// core, over the run) of every process that is not part of the run.
+	IdleBefore float64 `json:"machine_idle_before"`
+	// LoadCPU is the CPU of the sender and the sinks (sharing loadCPU), in %
+	// of one core over the window: near 100 means they, not the daemon, set the pace.
+	LoadCPU  float64 `json:"load_cpu_percent"`
+	OtherCPU float64 `json:"other_cpu_percent"`
 }
 
 // harness runs scenarios against the binaries in bin.
@@ -109,6 +128,7 @@ type harness struct {
 	udpRate  float64
 	perfDir  string
 	verbose  bool
+	waitIdle float64 // wait (bounded) until the machine is this idle before each run
 	files    map[int]*replayFile
 }
 
@@ -228,8 +248,11 @@ cpu = %s
 }
 
 // sinkStatsOf asks the sink child for its counters.
-func sinkStatsOf(p *proc) ([]sinkStats, error) {
-	if _, err := p.stdin.Write([]byte("stats\n")); err != nil {
+func sinkStatsOf(p *proc) ([]sinkStats, error) { return sinkCommand(p, "stats") }
+
+// sinkCommand sends "stats" or "mark" to the sink child and reads its answer.
+func sinkCommand(p *proc, cmd string) ([]sinkStats, error) {
+	if _, err := p.stdin.Write([]byte(cmd + "\n")); err != nil {
 		return nil, p.fail(err)
 	}
 	var st []sinkStats
@@ -263,6 +286,7 @@ func totals(st []sinkStats) sinkTotals {
 // before it returns.
 func (h *harness) run(parent context.Context, sc scenario, rep int) (res result) {
 	res = result{Scenario: sc.Name, Rep: rep}
+	res.IdleBefore = h.waitForIdle(parent)
 	if err := h.runErr(parent, sc, rep, &res); err != nil {
 		res.Err = err.Error()
 	}
@@ -335,10 +359,26 @@ func (h *harness) runErr(parent context.Context, sc scenario, rep int, res *resu
 		time.Sleep(300 * time.Millisecond) // perf attaches
 	}
 
+	if sc.Burst {
+		return h.burst(ctx, ps, sinkP, target, metricsURL, addr, file, res)
+	}
 	cpu0, err := readCPU(target.pid())
 	if err != nil {
 		return err
 	}
+	loop0, err := readPinnedCPU(target.pid(), daemonCPU)
+	if err != nil {
+		return err
+	}
+	sink0, err := readCPU(sinkP.pid())
+	if err != nil {
+		return err
+	}
+	mach0, err := readMachineCPU()
+	if err != nil {
+		return err
+	}
+	start := time.Now()
 	// The sender: bounded by count (loops) and by time (-duration).
 	per := h.messages
 	if sc.Size > 1400 {
@@ -351,10 +391,11 @@ func (h *harness) runErr(parent context.Context, sc scenario, rep int, res *resu
 	if sc.Proto == "udp" && h.udpRate > 0 {
 		genArgs = append(genArgs, "-rate", strconv.FormatFloat(h.udpRate, 'f', 0, 64))
 	}
-	out, _, err := ps.run(ctx, "ipfix-gen", loadCPU, filepath.Join(h.bin, "ipfix-gen"), genArgs...)
+	out, genP, err := ps.run(ctx, "ipfix-gen", loadCPU, filepath.Join(h.bin, "ipfix-gen"), genArgs...)
 	if err != nil {
 		return err
 	}
+	genCPU := genP.cmd.ProcessState.UserTime() + genP.cmd.ProcessState.SystemTime()
 	var gen struct {
 		Messages, Bytes int64
 		Seconds         float64
@@ -378,6 +419,22 @@ func (h *harness) runErr(parent context.Context, sc scenario, rep int, res *resu
 	cpu1, err := readCPU(target.pid())
 	if err != nil {
 		return err
+	}
+	loop1, err := readPinnedCPU(target.pid(), daemonCPU)
+	if err != nil {
+		return err
+	}
+	sink1, err := readCPU(sinkP.pid())
+	if err != nil {
+		return err
+	}
+	mach1, err := readMachineCPU()
+	if err != nil {
+		return err
+	}
+	if elapsed := time.Since(start); perf == nil && elapsed > 0 {
+		ours := cpu1.user + cpu1.sys - cpu0.user - cpu0.sys + sink1.user + sink1.sys - sink0.user - sink0.sys + genCPU
+		res.OtherCPU = max(0, 100*float64(mach1.busy-mach0.busy-ours)/float64(elapsed))
 	}
 	if res.PeakRSS, err = readHWM(target.pid()); err != nil {
 		return err
@@ -425,6 +482,8 @@ func (h *harness) runErr(parent context.Context, sc scenario, rep int, res *resu
 		res.UserCPU = 100 * (cpu1.user - cpu0.user).Seconds() / res.Window
 		res.SysCPU = 100 * (cpu1.sys - cpu0.sys).Seconds() / res.Window
 		res.CPU = res.UserCPU + res.SysCPU
+		res.LoopCPU = 100 * (loop1.user + loop1.sys - loop0.user - loop0.sys).Seconds() / res.Window
+		res.LoadCPU = 100 * (sink1.user + sink1.sys - sink0.user - sink0.sys + genCPU).Seconds() / res.Window
 	}
 	if res.InMessages > 0 {
 		res.CPUPerIn = float64((cpu1.user + cpu1.sys - cpu0.user - cpu0.sys).Nanoseconds()) / float64(res.InMessages)
@@ -519,4 +578,121 @@ func lastLine(b []byte) []byte {
 		s = s[i+1:]
 	}
 	return []byte(s)
+}
+
+// waitForIdle returns the machine's idle share, measured over half a second;
+// with -wait-idle it first waits, up to two minutes, for it to reach waitIdle.
+func (h *harness) waitForIdle(ctx context.Context) float64 {
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		idle, err := idleShare(500 * time.Millisecond)
+		if err != nil {
+			return 0
+		}
+		if idle >= h.waitIdle || time.Now().After(deadline) || ctx.Err() != nil {
+			return idle
+		}
+	}
+}
+
+// burst runs the fill-and-drain cycles of a Burst scenario (see scenario.Burst).
+// Rates are over the drain windows only: from the first to the last byte at
+// the sinks after the daemon resumes.
+func (h *harness) burst(ctx context.Context, ps *procs, sinkP, target *proc, metricsURL, addr string, file *replayFile, res *result) error {
+	var window, cpu, loop time.Duration
+	var user, sys time.Duration
+	var inMsgs, inBytes, outData, outBytes int64
+	for cycle := range burstCycles {
+		ss0, err := scrape(ctx, metricsURL, 5*time.Second)
+		if err != nil {
+			return target.fail(err)
+		}
+		st0, err := sinkCommand(sinkP, "mark")
+		if err != nil {
+			return err
+		}
+		if err := target.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+			return err
+		}
+		out, _, err := ps.run(ctx, "ipfix-gen", loadCPU, filepath.Join(h.bin, "ipfix-gen"),
+			"-replay", file.Path, "-loops", "1", "-to", "udp://"+addr, "-progress-every", "0")
+		var gen struct{ Messages, Bytes int64 }
+		if err == nil {
+			err = json.Unmarshal(lastLine(out), &gen)
+		}
+		res.SentMessages += gen.Messages
+		res.SentBytes += gen.Bytes
+		// The kernel has queued every datagram once the sender has returned
+		// (loopback delivers within the send call).
+		c0, cerr := readCPU(target.pid())
+		l0, lerr := readPinnedCPU(target.pid(), daemonCPU)
+		cerr = errors.Join(cerr, lerr)
+		if serr := target.cmd.Process.Signal(syscall.SIGCONT); serr != nil {
+			return serr
+		}
+		if err != nil {
+			return fmt.Errorf("burst cycle %d: %w", cycle, err)
+		}
+		if cerr != nil {
+			return cerr
+		}
+		st1, ss1, _, err := h.drain(ctx, scenario{Proto: "udp"}, sinkP, target, metricsURL, 0, 0)
+		if err != nil {
+			return err
+		}
+		c1, err := readCPU(target.pid())
+		if err != nil {
+			return err
+		}
+		l1, err := readPinnedCPU(target.pid(), daemonCPU)
+		if err != nil {
+			return err
+		}
+		loop += l1.user + l1.sys - l0.user - l0.sys
+		t0, t1 := totals(st0), totals(st1)
+		if t1.first == 0 || t1.last <= t1.first {
+			return fmt.Errorf("burst cycle %d: nothing reached the sinks", cycle)
+		}
+		window += time.Duration(t1.last - t1.first)
+		user += c1.user - c0.user
+		sys += c1.sys - c0.sys
+		cpu += c1.user + c1.sys - c0.user - c0.sys
+		inMsgs += sum(ss1, "ipfix_balancer_received_messages_total") - sum(ss0, "ipfix_balancer_received_messages_total")
+		inBytes += sum(ss1, "ipfix_balancer_received_bytes_total") - sum(ss0, "ipfix_balancer_received_bytes_total")
+		outData += t1.data - t0.data
+		outBytes += t1.bytes - t0.bytes
+		res.KernelDrops = sum(ss1, "ipfix_balancer_udp_socket_dropped_datagrams_total")
+		res.DropsByReason = sumBy(ss1, "ipfix_balancer_dropped_messages_total", "reason")
+		res.DaemonSent = sum(ss1, "ipfix_balancer_sent_messages_total")
+		res.ParseErrors = sum(ss1, "ipfix_balancer_parse_errors_total")
+		res.OutAll = t1.messages
+		res.SinkErrors = t1.errors
+	}
+	for r, n := range res.DropsByReason {
+		res.Drops += n
+		if n == 0 {
+			delete(res.DropsByReason, r)
+		}
+	}
+	res.InMessages, res.InBytes, res.OutMessages, res.OutBytes = inMsgs, inBytes, outData, outBytes
+	res.Window = window.Seconds()
+	res.Complete = res.OutAll >= res.DaemonSent && res.InMessages+res.KernelDrops >= res.SentMessages
+	res.Note = fmt.Sprintf("drain of a pre-filled socket buffer, %d cycles of %d datagrams", burstCycles, file.Messages)
+	if res.Window > 0 {
+		res.InRate = float64(inMsgs) / res.Window
+		res.OutRate = float64(outData) / res.Window
+		res.InGbps = float64(inBytes) * 8 / res.Window / 1e9
+		res.OutGbps = float64(outBytes) * 8 / res.Window / 1e9
+		res.UserCPU = 100 * user.Seconds() / res.Window
+		res.SysCPU = 100 * sys.Seconds() / res.Window
+		res.CPU = res.UserCPU + res.SysCPU
+		res.LoopCPU = 100 * loop.Seconds() / res.Window
+	}
+	if inMsgs > 0 {
+		res.CPUPerIn = float64(cpu.Nanoseconds()) / float64(inMsgs)
+	}
+	if res.PeakRSS, _ = readHWM(target.pid()); res.SinkErrors > 0 {
+		return fmt.Errorf("sinks lost IPFIX framing %d times", res.SinkErrors)
+	}
+	return nil
 }

@@ -64,9 +64,11 @@ func runHarness(args []string) error {
 	reps := fs.Int("reps", 3, "repetitions of each scenario (the table shows medians)")
 	udpRate := fs.Float64("udp-rate", 0, "UDP sender rate in messages/s (0 = as fast as it can)")
 	asJSON := fs.Bool("json", false, "print JSON instead of the Markdown table")
+	jsonFile := fs.String("json-file", "", "also write the JSON report (every run) to this file")
 	perfDir := fs.String("perf", "", "record `perf record -g` of the daemon into this directory (first repetition)")
 	keep := fs.Bool("keep", false, "keep the temporary directory (replay files, configs)")
 	verbose := fs.Bool("v", false, "copy the children's stderr to ours")
+	waitIdle := fs.Float64("wait-idle", 0, "before each run, wait up to 2 minutes for the machine to be this idle (0..1; shared machines)")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), `usage:
   bench [-bin DIR] [-scenario NAME,...|all] [-messages N] [-seconds S] [-reps R] [-json]
@@ -127,7 +129,10 @@ scenarios: %s
 	defer stop()
 
 	h := &harness{bin: binDir, self: self, tmp: tmp, messages: *messages, seconds: *seconds,
-		udpRate: *udpRate, perfDir: *perfDir, verbose: *verbose}
+		udpRate: *udpRate, perfDir: *perfDir, verbose: *verbose, waitIdle: *waitIdle}
+	// The commit of the tree when the run starts (the binaries in -bin should
+	// be built from it): other commits may land while it runs.
+	commit := gitCommit()
 	if err := h.generate(ctx); err != nil {
 		return err
 	}
@@ -142,17 +147,27 @@ scenarios: %s
 			if r.Err != "" {
 				h.logf("%s #%d: FAILED: %s", sc.Name, rep+1, r.Err)
 			} else {
-				h.logf("%s #%d: in %.0f msg/s, out %.0f msg/s (%.2f Gbit/s), drops %d, cpu %.0f%%, rss %.0f MiB%s",
+				h.logf("%s #%d: in %.0f msg/s, out %.0f msg/s (%.2f Gbit/s), drops %d, cpu %.0f%%, rss %.0f MiB, idle before %.0f%%, other load %.0f%%%s",
 					sc.Name, rep+1, r.InRate, r.OutRate, r.OutGbps, r.Drops+r.KernelDrops, r.CPU,
-					float64(r.PeakRSS)/(1<<20), completeNote(r))
+					float64(r.PeakRSS)/(1<<20), 100*r.IdleBefore, r.OtherCPU, completeNote(r))
 			}
 		}
 	}
 	rep := newReport(run, results, h, args)
+	rep.Commit = commit
+	js, err := json.MarshalIndent(rep, "", "  ")
+	if err != nil {
+		return err
+	}
+	js = append(js, '\n')
+	if *jsonFile != "" {
+		if err := os.WriteFile(*jsonFile, js, 0o644); err != nil {
+			return err
+		}
+	}
 	if *asJSON {
-		enc := json.NewEncoder(os.Stdout)
-		enc.SetIndent("", "  ")
-		return enc.Encode(rep)
+		_, err := os.Stdout.Write(js)
+		return err
 	}
 	rep.markdown(os.Stdout)
 	return nil

@@ -227,8 +227,13 @@ type procCPU struct {
 // architecture Go supports.
 const clockTick = 10 * time.Millisecond
 
-func readCPU(pid int) (procCPU, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+// readCPU reads the CPU time of process pid, or of its thread tid[0].
+func readCPU(pid int, tid ...int) (procCPU, error) {
+	path := fmt.Sprintf("/proc/%d/stat", pid)
+	if len(tid) > 0 {
+		path = fmt.Sprintf("/proc/%d/task/%d/stat", pid, tid[0])
+	}
+	b, err := os.ReadFile(path)
 	if err != nil {
 		return procCPU{}, err
 	}
@@ -266,4 +271,91 @@ func readHWM(pid int) (int64, error) {
 		}
 	}
 	return 0, fmt.Errorf("/proc/%d/status: no VmHWM", pid)
+}
+
+// machineCPU is the busy and total time of all CPUs, from /proc/stat.
+type machineCPU struct {
+	busy, total time.Duration
+}
+
+func readMachineCPU() (machineCPU, error) {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return machineCPU{}, err
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	f := strings.Fields(line)
+	if len(f) < 8 || f[0] != "cpu" {
+		return machineCPU{}, fmt.Errorf("/proc/stat: unexpected first line %q", line)
+	}
+	var m machineCPU
+	// user nice system idle iowait irq softirq steal
+	for i, v := range f[1:9] {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil {
+			return machineCPU{}, fmt.Errorf("/proc/stat: %w", err)
+		}
+		d := time.Duration(n) * clockTick
+		m.total += d
+		if i != 3 && i != 4 {
+			m.busy += d
+		}
+	}
+	return m, nil
+}
+
+// idleShare measures the share of the machine's CPU time that is idle over d.
+func idleShare(d time.Duration) (float64, error) {
+	a, err := readMachineCPU()
+	if err != nil {
+		return 0, err
+	}
+	time.Sleep(d)
+	b, err := readMachineCPU()
+	if err != nil {
+		return 0, err
+	}
+	total := b.total - a.total
+	if total <= 0 {
+		return 1, nil
+	}
+	return 1 - float64(b.busy-a.busy)/float64(total), nil
+}
+
+// readPinnedCPU adds the CPU time of the threads of pid whose affinity is
+// exactly cpus (Cpus_allowed_list): the pinned receiver loop (or relay thread).
+// Threads that ended are not counted.
+func readPinnedCPU(pid int, cpus string) (procCPU, error) {
+	dir := fmt.Sprintf("/proc/%d/task", pid)
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return procCPU{}, err
+	}
+	var total procCPU
+	for _, e := range ents {
+		st, err := os.ReadFile(dir + "/" + e.Name() + "/status")
+		if err != nil {
+			continue // the thread ended
+		}
+		pinned := false
+		for l := range strings.SplitSeq(string(st), "\n") {
+			if v, ok := strings.CutPrefix(l, "Cpus_allowed_list:"); ok {
+				pinned = strings.TrimSpace(v) == cpus
+			}
+		}
+		if !pinned {
+			continue
+		}
+		tid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		c, err := readCPU(pid, tid)
+		if err != nil {
+			continue
+		}
+		total.user += c.user
+		total.sys += c.sys
+	}
+	return total, nil
 }

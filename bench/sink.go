@@ -177,7 +177,8 @@ func (s *sink) read(c net.Conn) {
 
 // runSink is `bench sink`: it listens on -n loopback ports, prints
 // {"addrs":[...]} and then answers each "stats" line on stdin with one JSON
-// line of []sinkStats. It exits when stdin closes.
+// line of []sinkStats. A "mark" line restarts first_ns at the next read (and
+// is answered like "stats"). It exits when stdin closes.
 func runSink(args []string) error {
 	fs := flag.NewFlagSet("sink", flag.ContinueOnError)
 	n := fs.Int("n", 2, "number of sink listeners")
@@ -214,7 +215,13 @@ func runSink(args []string) error {
 	}
 	in := bufio.NewScanner(os.Stdin)
 	for in.Scan() {
-		if in.Text() != "stats" {
+		switch in.Text() {
+		case "stats":
+		case "mark":
+			for _, s := range sinks {
+				s.first.Store(0)
+			}
+		default:
 			continue
 		}
 		st := make([]sinkStats, len(sinks))
