@@ -51,6 +51,9 @@ type Receiver struct {
 	loop     gnet.EventLoop
 	eng      gnet.Engine
 	sessions map[*session]gnet.Conn // UDP sessions have a nil Conn
+	// exclusive is set while dispatch hands a message to one output only (a
+	// RoundRobin data message): the output may rewrite its header in place.
+	exclusive bool
 	// passOn, once a successor process asks for our sessions, passes each new
 	// exporter connection on at once.
 	passOn func(handoverFrame, int) error
@@ -227,7 +230,10 @@ func (r *Receiver) dispatch(s *session, msg []byte) {
 	if pick < 0 {
 		m.dropped[reasonNoSubreceiver].Inc()
 	} else {
+		// The message goes to this output alone: it may number it in place.
+		r.exclusive = true
 		r.outputs[pick].send(msg, odid, records)
+		r.exclusive = false
 	}
 	if templates {
 		// Every subreceiver needs every template to decode what it is sent later.

@@ -109,11 +109,18 @@ func (s *tcpSub) send(msg []byte, odid uint32, records int) {
 			return
 		}
 	}
-	n := len(s.hdrs)
-	s.hdrs = append(s.hdrs, msg[:16]...)
-	hdr := s.hdrs[n : n+16]
-	s.seq.put(hdr, odid, records)
-	s.iov = append(s.iov, hdr, msg[16:])
+	if s.r.exclusive {
+		// Ours alone (the read buffer is writable until the read is consumed):
+		// number it in place and send it as one slice.
+		s.seq.put(msg[:16], odid, records)
+		s.iov = append(s.iov, msg)
+	} else {
+		n := len(s.hdrs)
+		s.hdrs = append(s.hdrs, msg[:16]...)
+		hdr := s.hdrs[n : n+16]
+		s.seq.put(hdr, odid, records)
+		s.iov = append(s.iov, hdr, msg[16:])
+	}
 	s.m.batchMessages++
 	s.m.batchBytes += len(msg)
 	s.m.batchRecords += records
