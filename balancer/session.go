@@ -18,6 +18,7 @@ type session struct {
 	// would keep it too, but Peek then copies every following read whole; owning
 	// the tail keeps reads zero-copy and is what a restart hands over.
 	carry    []byte
+	spare    []byte // the carry's other buffer (see completeCarry)
 	lastSeen time.Time
 	// adopted holds the templates of a session handed over by the predecessor
 	// until the loop registers it; passed marks one handed on to a successor.

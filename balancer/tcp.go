@@ -163,10 +163,11 @@ func (r *Receiver) completeCarry(s *session, buf []byte) (used int, err error) {
 	s.carry = append(s.carry, buf[used:used+more]...)
 	used += more
 	if len(s.carry) == size {
-		// Written before the carry is reused: outputs reference it until flush.
+		// Outputs reference the message until the batch is written, so it moves to
+		// the spare buffer, untouched until the next message completes (after that
+		// flush), and the tail of this read goes into the other one.
 		r.dispatch(s, s.carry)
-		r.flush()
-		s.carry = s.carry[:0]
+		s.carry, s.spare = s.spare[:0], s.carry
 	}
 	return used, nil
 }
