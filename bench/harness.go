@@ -99,7 +99,7 @@ type result struct {
 	OutRate  float64 `json:"out_msgs_per_s"`
 	InGbps   float64 `json:"in_gbit_per_s"`
 	OutGbps  float64 `json:"out_gbit_per_s"`
-	CPU      float64 `json:"cpu_percent"` // of one core, over the window
+	CPU      float64 `json:"cpu_percent"`      // of one core, over the window
 	LoopCPU  float64 `json:"loop_cpu_percent"` // the threads pinned to daemonCPU only
 	UserCPU  float64 `json:"user_cpu_percent"`
 	SysCPU   float64 `json:"sys_cpu_percent"`

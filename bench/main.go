@@ -147,8 +147,8 @@ scenarios: %s
 			if r.Err != "" {
 				h.logf("%s #%d: FAILED: %s", sc.Name, rep+1, r.Err)
 			} else {
-				h.logf("%s #%d: in %.0f msg/s, out %.0f msg/s (%.2f Gbit/s), drops %d, cpu %.0f%%, rss %.0f MiB, idle before %.0f%%, other load %.0f%%%s",
-					sc.Name, rep+1, r.InRate, r.OutRate, r.OutGbps, r.Drops+r.KernelDrops, r.CPU,
+				h.logf("%s #%d: in %.0f msg/s, out %.0f msg/s (%.2f Gbit/s), drops %d, cpu %.0f%% (pinned thread %.0f%%), rss %.0f MiB, idle before %.0f%%, other load %.0f%%%s",
+					sc.Name, rep+1, r.InRate, r.OutRate, r.OutGbps, r.Drops+r.KernelDrops, r.CPU, r.LoopCPU,
 					float64(r.PeakRSS)/(1<<20), 100*r.IdleBefore, r.OtherCPU, completeNote(r))
 			}
 		}

@@ -23,6 +23,7 @@ type summary struct {
 	InGbps  float64 `json:"in_gbit_per_s"`
 	OutGbps float64 `json:"out_gbit_per_s"`
 	CPU     float64 `json:"cpu_percent"`
+	LoopCPU float64 `json:"loop_cpu_percent"`
 	UserCPU float64 `json:"user_cpu_percent"`
 	SysCPU  float64 `json:"sys_cpu_percent"`
 	CPUPer  float64 `json:"cpu_ns_per_in_message"`
@@ -74,7 +75,7 @@ func median(v []float64) float64 {
 
 func summarise(sc scenario, rs []result) summary {
 	s := summary{Scenario: sc}
-	var in, out, ig, og, cpu, ucpu, scpu, per, rss, snd, other, load []float64
+	var in, out, ig, og, cpu, loop, ucpu, scpu, per, rss, snd, other, load []float64
 	reasons := map[string]bool{}
 	for _, r := range rs {
 		if r.Scenario != sc.Name {
@@ -91,6 +92,7 @@ func summarise(sc scenario, rs []result) summary {
 		ig = append(ig, r.InGbps)
 		og = append(og, r.OutGbps)
 		cpu = append(cpu, r.CPU)
+		loop = append(loop, r.LoopCPU)
 		ucpu = append(ucpu, r.UserCPU)
 		scpu = append(scpu, r.SysCPU)
 		per = append(per, r.CPUPerIn)
@@ -109,6 +111,7 @@ func summarise(sc scenario, rs []result) summary {
 	}
 	s.InRate, s.OutRate, s.InGbps, s.OutGbps = median(in), median(out), median(ig), median(og)
 	s.CPU, s.UserCPU, s.SysCPU, s.CPUPer = median(cpu), median(ucpu), median(scpu), median(per)
+	s.LoopCPU = median(loop)
 	s.PeakRSS, s.Sender, s.Other, s.Load = median(rss), median(snd), median(other), median(load)
 	if len(in) > 0 {
 		s.MinIn, s.MaxIn = slices.Min(in), slices.Max(in)
@@ -192,11 +195,11 @@ func (r *report) markdown(w io.Writer) {
 		fmt.Fprintf(w, "- replay file %d B: %d messages (%d data), mean %d B\n", f.Size, f.Messages, f.Data, f.Bytes/f.Messages)
 	}
 	fmt.Fprintln(w)
-	fmt.Fprintln(w, "| scenario | runs | in msg/s (min–max) | out msg/s | in Gbit/s | out Gbit/s | drops | CPU % (usr+sys) | CPU ns/msg | peak RSS | sender msg/s | sender+sinks CPU % | other load % |")
-	fmt.Fprintln(w, "|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+	fmt.Fprintln(w, "| scenario | runs | in msg/s (min–max) | out msg/s | in Gbit/s | out Gbit/s | drops | CPU % (usr+sys) | pinned thread CPU % | CPU ns/msg | peak RSS | sender msg/s | sender+sinks CPU % | other load % |")
+	fmt.Fprintln(w, "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
 	for _, s := range r.Summaries {
 		if s.Runs == 0 {
-			fmt.Fprintf(w, "| %s | 0 of %d | FAILED: %s | | | | | | | | | | |\n", s.Scenario.Name, s.Failed,
+			fmt.Fprintf(w, "| %s | 0 of %d | FAILED: %s | | | | | | | | | | | |\n", s.Scenario.Name, s.Failed,
 				mdEscape(firstLine(strings.Join(s.Errors, "; "))))
 			continue
 		}
@@ -217,9 +220,13 @@ func (r *report) markdown(w io.Writer) {
 		if s.Scenario.relay() {
 			drops = "–"
 		}
-		fmt.Fprintf(w, "| %s | %s | %s (%s–%s) | %s | %.2f | %.2f | %s | %.0f (%.0f+%.0f) | %.0f | %.0f MiB | %s | %.0f | %.0f |\n",
+		sender, load, other := si(s.Sender), fmt.Sprintf("%.0f", s.Load), fmt.Sprintf("%.0f", s.Other)
+		if s.Scenario.Burst {
+			sender, load, other = "–", "–", "–"
+		}
+		fmt.Fprintf(w, "| %s | %s | %s (%s–%s) | %s | %.2f | %.2f | %s | %.0f (%.0f+%.0f) | %.0f | %.0f | %.0f MiB | %s | %s | %s |\n",
 			s.Scenario.Name, runs, si(s.InRate), si(s.MinIn), si(s.MaxIn), si(s.OutRate), s.InGbps, s.OutGbps,
-			drops, s.CPU, s.UserCPU, s.SysCPU, s.CPUPer, s.PeakRSS/(1<<20), si(s.Sender), s.Load, s.Other)
+			drops, s.CPU, s.UserCPU, s.SysCPU, s.LoopCPU, s.CPUPer, s.PeakRSS/(1<<20), sender, load, other)
 	}
 	if len(r.Targets) > 0 {
 		fmt.Fprintln(w)
