@@ -9,9 +9,11 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/ipfix-balancer/ipfix-balancer/balancer"
@@ -44,7 +46,15 @@ func receiverConfig(mode config.Mode, subs ...*testenv.Collector) config.Receive
 // startReceiver runs a receiver until the end of the test.
 func startReceiver(t testing.TB, cfg config.Receiver) *balancer.Receiver {
 	t.Helper()
-	r, err := balancer.New(cfg, balancer.Options{ShutdownTimeout: 2 * time.Second})
+	r, _ := runReceiver(t, cfg, balancer.Options{ShutdownTimeout: 2 * time.Second})
+	return r
+}
+
+// runReceiver runs a receiver until stop is called (once, also at the end of the
+// test): stop ends Run, which drains the outputs, and checks it returned cleanly.
+func runReceiver(t testing.TB, cfg config.Receiver, opts balancer.Options) (r *balancer.Receiver, stop func()) {
+	t.Helper()
+	r, err := balancer.New(cfg, opts)
 	require.NoError(t, err)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -56,17 +66,22 @@ func startReceiver(t testing.TB, cfg config.Receiver) *balancer.Receiver {
 	case <-time.After(5 * time.Second):
 		t.Fatal("receiver not ready after 5s")
 	}
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			require.NoError(t, err)
-		case <-time.After(10 * time.Second):
-			t.Error("receiver did not stop within 10s")
-		}
-		require.NoError(t, r.Close())
-	})
-	return r
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			cancel()
+			wait := opts.ShutdownTimeout + 10*time.Second
+			select {
+			case err := <-done:
+				assert.NoError(t, err)
+			case <-time.After(wait):
+				t.Errorf("receiver did not stop within %v", wait)
+			}
+			assert.NoError(t, r.Close())
+		})
+	}
+	t.Cleanup(stop)
+	return r, stop
 }
 
 // traffic is a deterministic exporter session: a fixed-length flow template and a

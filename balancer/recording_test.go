@@ -97,32 +97,7 @@ func startRecording(t testing.TB, cfg config.Receiver, clk *fakeClock) *recordin
 	if _, ok := t.(*testing.B); ok {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	r, err := balancer.New(cfg, opts)
-	require.NoError(t, err)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- r.Run(ctx) }()
-	select {
-	case <-r.Ready():
-	case err := <-done:
-		t.Fatalf("receiver did not start: %v", err)
-	case <-time.After(5 * time.Second):
-		t.Fatal("receiver not ready after 5s")
-	}
-	var once sync.Once
-	stop := func() {
-		once.Do(func() {
-			cancel()
-			select {
-			case err := <-done:
-				assert.NoError(t, err)
-			case <-time.After(40 * time.Second):
-				t.Error("receiver did not stop within 40s")
-			}
-			assert.NoError(t, r.Close())
-		})
-	}
-	t.Cleanup(stop)
+	r, stop := runReceiver(t, cfg, opts)
 	return &recording{Receiver: r, stop: stop}
 }
 
