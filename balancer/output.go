@@ -40,6 +40,11 @@ const (
 // the count of data records sent before this message in the session).
 type sequencer struct {
 	next map[uint32]uint32
+	// The domain of the last message and its counter, kept out of the map: a
+	// DPI stream nearly always carries one domain, so the map is rarely touched.
+	last     uint32
+	lastNext uint32
+	hasLast  bool
 }
 
 func newSequencer() sequencer { return sequencer{next: make(map[uint32]uint32, 4)} }
@@ -47,11 +52,22 @@ func newSequencer() sequencer { return sequencer{next: make(map[uint32]uint32, 4
 // put writes the sequence number for a message of records data records into hdr
 // (a copy of the message header) and advances the domain's counter.
 func (s *sequencer) put(hdr []byte, odid uint32, records int) {
-	seq := s.next[odid]
-	binary.BigEndian.PutUint32(hdr[8:12], seq)
-	if records > 0 {
-		s.next[odid] = seq + uint32(records)
+	if !s.hasLast || s.last != odid {
+		if s.hasLast {
+			s.next[s.last] = s.lastNext
+		}
+		s.last, s.lastNext, s.hasLast = odid, s.next[odid], true
 	}
+	binary.BigEndian.PutUint32(hdr[8:12], s.lastNext)
+	s.lastNext += uint32(records)
+}
+
+// at is the sequence number the next message of domain odid gets.
+func (s *sequencer) at(odid uint32) uint32 {
+	if s.hasLast && s.last == odid {
+		return s.lastNext
+	}
+	return s.next[odid]
 }
 
 // outputMetrics are one output's counters. Event-loop code accumulates into the

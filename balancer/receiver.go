@@ -306,7 +306,7 @@ func (r *Receiver) appendTemplates(dst []byte, seq *sequencer, maxSize int) []by
 	now := uint32(r.opts.Now().Unix())
 	for s := range r.sessions {
 		for _, odid := range s.templates.Domains() {
-			dst = s.templates.AppendTemplateMessages(dst, odid, now, seq.next[odid], maxSize)
+			dst = s.templates.AppendTemplateMessages(dst, odid, now, seq.at(odid), maxSize)
 		}
 	}
 	return dst

@@ -253,7 +253,7 @@ func (u *udpSub) prime(odid uint32) {
 		return
 	}
 	start := len(u.arena)
-	u.arena = u.r.cur.templates.AppendTemplateMessages(u.arena, odid, uint32(u.r.opts.Now().Unix()), u.seq.next[odid], u.payload)
+	u.arena = u.r.cur.templates.AppendTemplateMessages(u.arena, odid, uint32(u.r.opts.Now().Unix()), u.seq.at(odid), u.payload)
 	u.addMessages(start)
 }
 

@@ -11,7 +11,10 @@ const resyncWindow = 1 << 20
 // taken in serial-number arithmetic and wrap at 2^32. The zero value is ready;
 // not safe for concurrent use.
 type SequenceTracker struct {
-	next       map[uint32]uint32 // expected sequence number per domain
+	next       map[uint32]uint32 // expected sequence number per domain but the last
+	last       uint32            // the last domain observed, and its expected number
+	lastNext   uint32
+	hasLast    bool
 	lost       uint64
 	outOfOrder uint64
 	resets     uint64
@@ -23,30 +26,47 @@ type SequenceTracker struct {
 // counted lost when the gap was seen). A message far behind (more than 2^20
 // records) is taken as an exporter restart: tracking restarts from it.
 func (s *SequenceTracker) Observe(odid, seq uint32, records int) (lost uint64, outOfOrder bool) {
-	if s.next == nil {
-		s.next = make(map[uint32]uint32)
-	}
-	want, ok := s.next[odid]
+	want, ok := s.lookup(odid)
 	if !ok {
-		s.next[odid] = seq + uint32(records)
+		s.store(odid, seq+uint32(records))
 		return 0, false
 	}
 	diff := int32(seq - want)
 	switch {
 	case diff == 0:
-		s.next[odid] = seq + uint32(records)
+		s.store(odid, seq+uint32(records))
 	case diff > 0:
 		lost = uint64(diff)
 		s.lost += lost
-		s.next[odid] = seq + uint32(records)
+		s.store(odid, seq+uint32(records))
 	case diff >= -resyncWindow:
 		s.outOfOrder++
 		return 0, true
 	default:
 		s.resets++
-		s.next[odid] = seq + uint32(records)
+		s.store(odid, seq+uint32(records))
 	}
 	return lost, false
+}
+
+// lookup and store keep the last domain out of the map: an exporter session
+// nearly always carries one domain, and Observe runs for every message.
+func (s *SequenceTracker) lookup(odid uint32) (uint32, bool) {
+	if s.hasLast && s.last == odid {
+		return s.lastNext, true
+	}
+	want, ok := s.next[odid]
+	return want, ok
+}
+
+func (s *SequenceTracker) store(odid, next uint32) {
+	if s.hasLast && s.last != odid {
+		if s.next == nil {
+			s.next = make(map[uint32]uint32)
+		}
+		s.next[s.last] = s.lastNext
+	}
+	s.last, s.lastNext, s.hasLast = odid, next, true
 }
 
 // Lost returns the total records lost in gaps.
@@ -60,4 +80,9 @@ func (s *SequenceTracker) OutOfOrder() uint64 { return s.outOfOrder }
 func (s *SequenceTracker) Resets() uint64 { return s.resets }
 
 // Forget drops the state of domain odid.
-func (s *SequenceTracker) Forget(odid uint32) { delete(s.next, odid) }
+func (s *SequenceTracker) Forget(odid uint32) {
+	if s.hasLast && s.last == odid {
+		s.hasLast = false
+	}
+	delete(s.next, odid)
+}
