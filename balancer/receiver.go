@@ -188,16 +188,18 @@ func (r *Receiver) countParseError(err error) {
 func (r *Receiver) dispatch(s *session, msg []byte) {
 	r.cur = s
 	m := r.m
-	m.batchMessages++
-	m.batchBytes += len(msg)
 	odid := binary.BigEndian.Uint32(msg[12:16])
 
 	records, dataSets, templates, unknown, err := scan(s.templates, odid, msg)
 	if err != nil {
+		// Counted as dropped, not as received: received series count messages
+		// that were forwarded or recorded.
 		r.countParseError(err)
 		m.dropped[reasonMalformed].Inc()
 		return
 	}
+	m.batchMessages++
+	m.batchBytes += len(msg)
 	if templates {
 		m.templateSets.Inc()
 		if _, err := s.templates.Learn(msg, r.opts.Now()); err != nil {

@@ -337,11 +337,21 @@ func (l *udpLoop) handle(n int) {
 			continue
 		}
 		l.cur = s
-		// A bad message is dropped alone: the datagram's other messages are framed
-		// by their own headers (RFC 7011 §10.3.3).
-		if bad, err := ipfix.SplitDatagram(l.bufs[i][:m.Len], l.onMsg); bad > 0 {
-			r.m.parseErrors[parseErrorKind(err)].Add(bad)
-			r.m.dropped[reasonMalformed].Add(bad)
+		// A message with bad sets is dropped alone by dispatch (which walks the
+		// sets anyway): the datagram's other messages are framed by their own
+		// headers (RFC 7011 §10.3.3). Only a header that cannot frame ends it.
+		for d := l.bufs[i][:m.Len]; len(d) > 0; {
+			size, err := ipfix.FrameLength(d)
+			if err == nil && size == 0 {
+				err = ipfix.ErrShortMessage // the header claims more than the datagram holds
+			}
+			if err != nil {
+				r.countParseError(err)
+				r.m.dropped[reasonMalformed].Inc()
+				break
+			}
+			l.onMsg(d[:size])
+			d = d[size:]
 		}
 	}
 	l.cur = nil
