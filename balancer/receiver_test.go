@@ -223,16 +223,20 @@ func TestMalformedInputClosesConnection(t *testing.T) {
 func TestPinning(t *testing.T) {
 	c := testenv.StartCollector(t, "tcp")
 	cfg := receiverConfig(config.All, c)
-	cpu := runtime.NumCPU() - 1
-	set, err := affinity.Parse(fmt.Sprint(cpu))
+	cpu := pinToLastCPU(t, &cfg)
+	startReceiver(t, cfg)
+	assert.True(t, threadPinnedTo(t, cpu), "no thread of this process is pinned to CPU %s", cpu)
+}
+
+// pinToLastCPU sets cfg to pin its loop to this machine's last CPU, returned as
+// it appears in Cpus_allowed_list.
+func pinToLastCPU(t testing.TB, cfg *config.Receiver) string {
+	t.Helper()
+	cpu := fmt.Sprint(runtime.NumCPU() - 1)
+	set, err := affinity.Parse(cpu)
 	require.NoError(t, err)
 	cfg.CPU = set
-	startReceiver(t, cfg)
-	want := fmt.Sprint(cpu)
-	if runtime.NumCPU() == 1 {
-		t.Log("one CPU: every thread is on CPU 0 already")
-	}
-	assert.True(t, threadPinnedTo(t, want), "no thread of this process is pinned to CPU %s", want)
+	return cpu
 }
 
 func TestPinningMissingCPURunsUnpinned(t *testing.T) {
@@ -249,20 +253,21 @@ func TestPinningMissingCPURunsUnpinned(t *testing.T) {
 
 func threadPinnedTo(t testing.TB, cpus string) bool {
 	t.Helper()
+	if runtime.NumCPU() == 1 {
+		return true // every thread is on CPU 0 already
+	}
 	tasks, err := filepath.Glob("/proc/self/task/*/status")
 	require.NoError(t, err)
 	for _, p := range tasks {
 		b, err := os.ReadFile(p)
 		if err != nil {
-			continue
+			continue // the thread exited
 		}
 		for _, line := range strings.Split(string(b), "\n") {
 			if v, ok := strings.CutPrefix(line, "Cpus_allowed_list:"); ok && strings.TrimSpace(v) == cpus {
-				if runtime.NumCPU() > 1 {
-					return true
-				}
+				return true
 			}
 		}
 	}
-	return runtime.NumCPU() == 1
+	return false
 }

@@ -3,7 +3,6 @@ package balancer_test
 import (
 	"bytes"
 	"encoding/binary"
-	"fmt"
 	"io"
 	"net"
 	"net/netip"
@@ -311,12 +310,9 @@ func TestUDPToTCPStalledSubreceiver(t *testing.T) {
 func TestUDPPinning(t *testing.T) {
 	c := testenv.StartCollector(t, "tcp")
 	cfg := udpReceiverConfig(config.All, c)
-	cpu := runtime.NumCPU() - 1
-	set, err := affinity.Parse(fmt.Sprint(cpu))
-	require.NoError(t, err)
-	cfg.CPU = set
+	cpu := pinToLastCPU(t, &cfg)
 	r := startReceiver(t, cfg)
-	assert.True(t, threadPinnedTo(t, fmt.Sprint(cpu)), "no thread of this process is pinned to CPU %d", cpu)
+	assert.True(t, threadPinnedTo(t, cpu), "no thread of this process is pinned to CPU %s", cpu)
 	tr := makeTraffic(t, 100, 1, 1400, 1)
 	conn := dialUDP(t, r.Addr())
 	for _, m := range tr.messages {
