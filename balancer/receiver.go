@@ -51,9 +51,12 @@ type Receiver struct {
 	loop     gnet.EventLoop
 	eng      gnet.Engine
 	sessions map[*session]gnet.Conn // UDP sessions have a nil Conn
-	// exclusive is set while dispatch hands a message to one output only (a
-	// RoundRobin data message): the output may rewrite its header in place.
-	exclusive bool
+	// headerFree is set while dispatch hands a message to outputs and no output
+	// holds a reference to its header yet: the first TCP subreceiver to take it
+	// numbers it in place and sends it as one slice (the read buffer is ours until
+	// the read is consumed); the others copy the header unless the number already
+	// there is theirs too (All mode with every subreceiver keeping up).
+	headerFree bool
 	// passOn, once a successor process asks for our sessions, passes each new
 	// exporter connection on at once.
 	passOn func(handoverFrame, int) error
@@ -223,9 +226,12 @@ func (r *Receiver) dispatch(s *session, msg []byte) {
 	}
 
 	if r.cfg.Mode != config.RoundRobin || dataSets == 0 {
+		// Not in Recording mode: the dump keeps the exporter's own numbers.
+		r.headerFree = r.cfg.Mode == config.All
 		for _, o := range r.outputs {
 			o.send(msg, odid, records)
 		}
+		r.headerFree = false
 		return
 	}
 	pick := r.nextAvailable()
@@ -233,9 +239,9 @@ func (r *Receiver) dispatch(s *session, msg []byte) {
 		m.dropped[reasonNoSubreceiver].Inc()
 	} else {
 		// The message goes to this output alone: it may number it in place.
-		r.exclusive = true
+		r.headerFree = true
 		r.outputs[pick].send(msg, odid, records)
-		r.exclusive = false
+		r.headerFree = false
 	}
 	if templates {
 		// Every subreceiver needs every template to decode what it is sent later.

@@ -77,6 +77,46 @@ func TestAll(t *testing.T) {
 	}
 }
 
+// In All mode each subreceiver gets its own gap-free numbering. One that was down
+// and dropped messages comes back behind the other: the first output numbers a
+// message in place, the second then copies the header to write its own number.
+func TestAllNumbersEachSubreceiver(t *testing.T) {
+	a, b := testenv.StartCollector(t, "tcp"), testenv.StartCollector(t, "tcp")
+	a.Stop()
+	cfg := receiverConfig(config.All, a, b)
+	cfg.QueueBytes = 64 << 10
+	r := startReceiver(t, cfg)
+	conn, err := net.Dial("tcp", r.Addr().String())
+	require.NoError(t, err)
+	defer conn.Close()
+
+	first := makeTraffic(t, 20000, 1, 1400, 1)
+	_, err = conn.Write(first.stream())
+	require.NoError(t, err)
+	require.True(t, b.WaitRecords(first.count, 10*time.Second), "b got %d of %d", b.Stats().Records, first.count)
+	dropsA := `ipfix_balancer_dropped_messages_total{stream="fullflow",dpi="0",subreceiver="` + a.Addr() + `",reason="subreceiver_down"}`
+	require.Positive(t, metricValue(t, r, dropsA), "a must have dropped while down")
+
+	a.Restart()
+	upA := `ipfix_balancer_subreceiver_up{stream="fullflow",dpi="0",subreceiver="` + a.Addr() + `"}`
+	waitFor(t, 10*time.Second, "a up", func() bool { return metricValue(t, r, upA) == 1 })
+	queued := a.Stats().Records
+	second := makeTraffic(t, 20000, 1, 1400, 100001)
+	_, err = conn.Write(second.stream()[len(second.messages[0]):]) // the session has the templates
+	require.NoError(t, err)
+	more := second.count - countRecordsIn(t, second, 0)
+	require.True(t, b.WaitRecords(first.count+more, 10*time.Second), "b got %d of %d", b.Stats().Records, first.count+more)
+	require.True(t, a.WaitRecords(queued+more, 10*time.Second), "a got %d of %d", a.Stats().Records, queued+more)
+
+	assert.Positive(t, queued, "a gets what was queued while it was down")
+	assert.Less(t, queued, first.count)
+	for name, c := range map[string]*testenv.Collector{"a": a, "b": b} {
+		assert.Zero(t, c.Stats().SequenceGaps, "%s saw sequence gaps", name)
+		assert.Zero(t, c.Stats().Undecoded, name)
+	}
+	assert.Equal(t, first.count+more, b.Stats().Records)
+}
+
 // A subreceiver that starts after the balancer gets everything: what arrives
 // while the first connection is being made waits in its queue.
 func TestSubreceiverLateStartLosesNothing(t *testing.T) {

@@ -72,7 +72,9 @@ func (s *tcpSub) name() string { return s.label }
 func (s *tcpSub) available() bool {
 	switch s.state {
 	case stateUp:
-		return s.conn.OutboundBuffered()+s.m.batchBytes < s.hwm
+		// The current batch does not count: send writes it out before it would
+		// cross the mark.
+		return s.conn.OutboundBuffered() < s.hwm
 	case stateConnecting:
 		return len(s.pending) < s.hwm
 	default:
@@ -98,7 +100,17 @@ func (s *tcpSub) send(msg []byte, odid uint32, records int) {
 		s.pendingRecords = append(s.pendingRecords, int32(records))
 		return
 	}
-	if s.conn.OutboundBuffered()+s.m.batchBytes+len(msg) > s.hwm {
+	if s.conn.OutboundBuffered()+s.m.batchBytes+len(msg) > s.hwm && s.m.batchBytes > 0 {
+		// The batch is not queued yet: write it now, and count against the mark
+		// only what the kernel does not take (a mark below one read's worth must
+		// not drop while the subreceiver keeps up).
+		s.flush()
+		if s.state != stateUp {
+			s.send(msg, odid, records)
+			return
+		}
+	}
+	if s.conn.OutboundBuffered()+len(msg) > s.hwm {
 		s.r.countDrop(s.m, reasonQueueFull)
 		return
 	}
@@ -109,9 +121,10 @@ func (s *tcpSub) send(msg []byte, odid uint32, records int) {
 			return
 		}
 	}
-	if s.r.exclusive {
-		// Ours alone (the read buffer is writable until the read is consumed):
-		// number it in place and send it as one slice.
+	if s.r.headerFree || binary.BigEndian.Uint32(msg[8:12]) == s.seq.at(odid) {
+		// Ours to number (see Receiver.headerFree), or numbered as we would:
+		// send it as one slice.
+		s.r.headerFree = false
 		s.seq.put(msg[:16], odid, records)
 		s.iov = append(s.iov, msg)
 	} else {

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/ipfix-balancer/ipfix-balancer/ipfix"
+	ipfixgen "github.com/ipfix-balancer/ipfix-balancer/ipfix/gen"
 )
 
 // benchMessages encodes n records of one template into messages of maxSize.
@@ -203,5 +204,38 @@ func BenchmarkDecodeTestdata(b *testing.B) {
 			}
 			b.ReportMetric(float64(n-perFile)/time.Since(start).Seconds(), "records/s")
 		})
+	}
+}
+
+// BenchmarkRecordCountFullflow counts the records of 1400-byte data sets of the
+// generator's fullflow template (two variable-length fields, so every record is
+// walked): the per-message cost the balancer pays for sequence numbers.
+func BenchmarkRecordCountFullflow(b *testing.B) {
+	g, err := ipfixgen.New(ipfixgen.Fullflow, 1, 0)
+	if err != nil {
+		b.Fatal(err)
+	}
+	t := g.Templates()[0]
+	var bodies [][]byte
+	var want []int
+	for range 64 {
+		var body []byte
+		n := 0
+		for len(body) < 1400-16-4-100 {
+			_, body = g.Next(body)
+			n++
+		}
+		bodies = append(bodies, body)
+		want = append(want, n)
+	}
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		k := i % len(bodies)
+		n, err := t.RecordCount(bodies[k])
+		if err != nil || n != want[k] {
+			b.Fatal(n, want[k], err)
+		}
+		i++
 	}
 }
