@@ -7,6 +7,7 @@ import (
 	"net"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/ipfix-balancer/ipfix-balancer/ipfix"
@@ -24,6 +25,9 @@ const (
 type streamBatch struct {
 	buf     []byte
 	records []int32
+	// done is how much of buf the loop already wrote (its messages are numbered
+	// and those it completed are counted); the writer sends the rest.
+	done int
 }
 
 // streamSub is a TCP subreceiver of a receiver without a gnet loop (a UDP
@@ -33,10 +37,16 @@ type streamBatch struct {
 // one writev each. Bytes handed over and not yet written are bounded by the
 // high-water mark; what does not fit is dropped and counted.
 //
-// Sequence numbers are written by the writer, per connection and domain, just
-// before writing: a new connection starts a new transport session, and its
-// templates (fetched from the loop when it connects) must be numbered as the
-// data that follows them on that connection (RFC 7011 §3.1).
+// While the writer has nothing in flight and the connection is up, the loop
+// writes a batch itself with one non-blocking write and hands over only what the
+// socket did not take: a subreceiver that keeps up costs no thread hand-off.
+// Whoever writes owns the connection's sequence numbers; inflight == 0 passes
+// them from the writer to the loop, a queued batch passes them back.
+//
+// Sequence numbers are written per connection and domain just before writing: a
+// new connection starts a new transport session, and its templates (fetched from
+// the loop when it connects) must be numbered as the data that follows them on
+// that connection (RFC 7011 §3.1).
 type streamSub struct {
 	r    *Receiver
 	addr string
@@ -58,6 +68,10 @@ type streamSub struct {
 	lastBatch int // size of the last batch flushed (loop only)
 	conn      net.Conn
 	stopped   bool
+	// raw is the connection for the loop's direct writes: set once the templates
+	// are written, cleared before the connection is closed.
+	raw syscall.RawConn
+	seq sequencer // the current connection's numbers (see above)
 
 	wake   chan struct{}
 	ctx    context.Context
@@ -130,7 +144,7 @@ func (s *streamSub) recycle(bs []*streamBatch) {
 	s.mu.Lock()
 	for _, b := range bs {
 		if s.freeBytes+cap(b.buf) <= s.hwm {
-			b.buf, b.records = b.buf[:0], b.records[:0]
+			b.buf, b.records, b.done = b.buf[:0], b.records[:0], 0
 			s.free = append(s.free, b)
 			s.freeBytes += cap(b.buf)
 		}
@@ -143,15 +157,71 @@ func (s *streamSub) flush() {
 	if b == nil || len(b.records) == 0 {
 		return
 	}
-	s.cur = nil
 	s.lastBatch = len(b.buf)
-	s.m.queued.Store(s.inflight.Add(int64(len(b.buf))))
+	if s.inflight.Load() == 0 && subState(s.state.Load()) == stateUp && s.writeDirect(b) {
+		b.buf, b.records = b.buf[:0], b.records[:0]
+		return // all written; the batch is reused
+	}
+	s.cur = nil
+	s.m.queued.Store(s.inflight.Add(int64(len(b.buf) - b.done)))
 	s.mu.Lock()
 	s.queue = append(s.queue, b)
 	s.mu.Unlock()
 	select {
 	case s.wake <- struct{}{}:
 	default:
+	}
+}
+
+// writeDirect numbers b and writes what the socket takes now, without blocking;
+// it reports whether all of b was written. Loop only, with nothing in flight.
+func (s *streamSub) writeDirect(b *streamBatch) bool {
+	s.mu.Lock()
+	raw := s.raw
+	s.mu.Unlock()
+	if raw == nil {
+		return false
+	}
+	renumber(b.buf, b.records, &s.seq)
+	n := 0
+	_ = raw.Write(func(fd uintptr) bool {
+		for n < len(b.buf) {
+			w, err := syscall.Write(int(fd), b.buf[n:])
+			if err == syscall.EINTR {
+				continue
+			}
+			if err != nil || w <= 0 {
+				break // EAGAIN: the writer waits for room; an error: it reports it
+			}
+			n += w
+		}
+		return true
+	})
+	b.done = n
+	s.countWritten(b, 0, n)
+	return n == len(b.buf)
+}
+
+// countWritten counts the messages of b that end in (from, to] as sent.
+func (s *streamSub) countWritten(b *streamBatch, from, to int) {
+	var msgs, bytes, records int
+	off := 0
+	for _, r := range b.records {
+		n := int(binary.BigEndian.Uint16(b.buf[off+2 : off+4]))
+		off += n
+		if off > to {
+			break
+		}
+		if off > from {
+			msgs++
+			bytes += n
+			records += int(r)
+		}
+	}
+	if msgs > 0 {
+		s.m.sentMessages.Add(msgs)
+		s.m.sentBytes.Add(bytes)
+		s.m.sentRecords.Add(records)
 	}
 }
 
@@ -238,7 +308,7 @@ func (s *streamSub) serve(c net.Conn) error {
 	s.mu.Unlock()
 	defer func() {
 		s.mu.Lock()
-		s.conn = nil
+		s.conn, s.raw = nil, nil
 		s.mu.Unlock()
 		_ = c.Close()
 	}()
@@ -254,10 +324,18 @@ func (s *streamSub) serve(c net.Conn) error {
 	if !ok {
 		return net.ErrClosed
 	}
-	seq := newSequencer()
-	renumber(prime, nil, &seq)
+	s.seq = newSequencer()
+	renumber(prime, nil, &s.seq)
 	if _, err := c.Write(prime); err != nil {
 		return err
+	}
+	if sc, ok := c.(syscall.Conn); ok {
+		raw, err := sc.SyscallConn()
+		if err == nil {
+			s.mu.Lock()
+			s.raw = raw
+			s.mu.Unlock()
+		}
 	}
 	s.setState(stateUp, nil)
 
@@ -281,8 +359,10 @@ func (s *streamSub) serve(c net.Conn) error {
 		}
 		bufs = bufs[:0]
 		for _, b := range taken {
-			renumber(b.buf, b.records, &seq)
-			bufs = append(bufs, b.buf)
+			if b.done == 0 { // else the loop numbered it and wrote its start
+				renumber(b.buf, b.records, &s.seq)
+			}
+			bufs = append(bufs, b.buf[b.done:])
 		}
 		w := bufs // WriteTo consumes its receiver
 		n, err := w.WriteTo(c)
@@ -318,34 +398,28 @@ func (s *streamSub) templates(dead <-chan struct{}) ([]byte, bool) {
 
 // account counts the messages of batches of which written bytes reached the
 // socket as sent, the rest as dropped, and releases their queue bytes.
+// Bytes the loop wrote (before done) were counted by it.
 func (s *streamSub) account(bs []*streamBatch, written int) {
-	var msgs, bytes, records, lost, total int
+	var lost, total int
 	for _, b := range bs {
-		total += len(b.buf)
+		rest := len(b.buf) - b.done
+		total += rest
+		upto := b.done + min(max(written, 0), rest)
+		s.countWritten(b, b.done, upto)
 		off := 0
-		for _, r := range b.records {
-			n := int(binary.BigEndian.Uint16(b.buf[off+2 : off+4]))
-			off += n
-			if off <= written {
-				msgs++
-				bytes += n
-				records += int(r)
-			} else {
+		for range b.records {
+			off += int(binary.BigEndian.Uint16(b.buf[off+2 : off+4]))
+			if off > upto {
 				lost++
 			}
 		}
-		written -= len(b.buf)
-	}
-	m := s.m
-	if msgs > 0 {
-		m.sentMessages.Add(msgs)
-		m.sentBytes.Add(bytes)
-		m.sentRecords.Add(records)
+		written -= rest
+		b.done = 0
 	}
 	if lost > 0 {
-		m.dropped[reasonSubreceiverDown].Add(lost)
+		s.m.dropped[reasonSubreceiverDown].Add(lost)
 	}
-	m.queued.Store(s.inflight.Add(-int64(total)))
+	s.m.queued.Store(s.inflight.Add(-int64(total)))
 }
 
 // dropQueued counts what is still queued when the writer ends.

@@ -302,6 +302,10 @@ func TestUDPToTCPStalledSubreceiver(t *testing.T) {
 	require.True(t, healthy.WaitRecords(want, 20*time.Second), "healthy got %d of %d", healthy.Stats().Records, want)
 	assert.Equal(t, want, healthy.Stats().Records)
 	assert.Zero(t, healthy.Stats().Undecoded)
+	// Written partly by the loop, partly by the writer goroutine: counted once.
+	sentRecords := `ipfix_balancer_sent_records_total{` + udpLabels + `,subreceiver="` + healthy.Addr() + `"}`
+	waitFor(t, 5*time.Second, "sent records counted", func() bool { return metricValue(t, r, sentRecords) >= float64(want) })
+	assert.Equal(t, float64(want), metricValue(t, r, sentRecords))
 	assert.Positive(t, metricValue(t, r, `ipfix_balancer_dropped_messages_total{`+udpLabels+`,subreceiver="`+stalled.Addr()+`",reason="queue_full"}`))
 	assert.LessOrEqual(t, metricValue(t, r, `ipfix_balancer_queue_bytes{`+udpLabels+`,subreceiver="`+stalled.Addr()+`"}`), float64(cfg.QueueBytes))
 }
