@@ -65,7 +65,10 @@ type Receiver struct {
 	inheritedSources map[string][]byte
 	// cur is the session whose message dispatch is routing: outputs that re-pack
 	// (UDP subreceivers) read its templates in send.
-	cur     *session
+	cur *session
+	// msgData and msgTemplates tell what the message being dispatched carries
+	// (a data set, a template set), so outputs need not walk its sets again.
+	msgData, msgTemplates bool
 	extract []byte // template-only copies of this batch (RoundRobin)
 
 	addr      net.Addr
@@ -203,6 +206,7 @@ func (r *Receiver) dispatch(s *session, msg []byte) {
 	}
 	m.batchMessages++
 	m.batchBytes += len(msg)
+	r.msgData, r.msgTemplates = dataSets > 0, templates
 	if templates {
 		m.templateSets.Inc()
 		if _, err := s.templates.Learn(msg, r.opts.Now()); err != nil {
@@ -246,6 +250,7 @@ func (r *Receiver) dispatch(s *session, msg []byte) {
 	if templates {
 		// Every subreceiver needs every template to decode what it is sent later.
 		t := r.templateExtract(msg)
+		r.msgData = false
 		for i, o := range r.outputs {
 			if i != pick {
 				o.send(t, odid, 0)

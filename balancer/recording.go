@@ -72,7 +72,8 @@ var dumpErrorKinds = []string{"open", "write", "sync", "rename", "recover", "rem
 
 // Entries of the writer queue: two little-endian uint32, then the payload,
 // padded to 8 bytes. A message entry has the message length (1..65535) and its
-// data record count; a window entry says that what follows arrived in a new
+// data record count, with flagData and flagTemplates set when it carries such
+// sets (the loop checked the message: the writer does not walk it); a window entry says that what follows arrived in a new
 // rotation window (payload: its start, unix ns); a templates entry (second
 // word: its length) is a message the writer learns templates from and does
 // not write.
@@ -80,6 +81,10 @@ const (
 	entryHeader    = 8
 	entryWindow    = math.MaxUint32
 	entryTemplates = math.MaxUint32 - 1
+
+	flagData      = 1 << 31
+	flagTemplates = 1 << 30
+	recordsMask   = flagTemplates - 1
 )
 
 // chunk is a piece of the writer queue. The event loop appends entries and
@@ -337,7 +342,7 @@ func (rc *recorder) send(msg []byte, _ uint32, records int) {
 	if !rc.room(need, rc.limit-rc.reserve) {
 		// Templates go in the reserve: without them every later dump of the
 		// domain would be undecodable, which costs more than the message.
-		if !hasTemplateSet(msg) || !rc.room(need, rc.limit) {
+		if !rc.r.msgTemplates || !rc.room(need, rc.limit) {
 			rc.dropFull.Inc()
 			return
 		}
@@ -347,8 +352,15 @@ func (rc *recorder) send(msg []byte, _ uint32, records int) {
 		rc.dropFull.Inc()
 		return
 	}
+	word := uint32(records) & recordsMask
+	if rc.r.msgData {
+		word |= flagData
+	}
+	if rc.r.msgTemplates {
+		word |= flagTemplates
+	}
 	binary.LittleEndian.PutUint32(b, uint32(len(msg)))
-	binary.LittleEndian.PutUint32(b[4:], uint32(records))
+	binary.LittleEndian.PutUint32(b[4:], word)
 	copy(b[entryHeader:], msg)
 }
 
@@ -531,7 +543,8 @@ func (rc *recorder) process() {
 				_, _ = rc.cache.Learn(b[entryHeader:entryHeader+n], time.Time{})
 				size = entryHeader + pad8(n)
 			default:
-				rc.message(b[entryHeader:entryHeader+int(kind)], int64(binary.LittleEndian.Uint32(b[4:])))
+				word := binary.LittleEndian.Uint32(b[4:])
+				rc.message(b[entryHeader:entryHeader+int(kind)], int64(word&recordsMask), word&flagData != 0, word&flagTemplates != 0)
 				size = entryHeader + pad8(int(kind))
 			}
 			// Counted only now: flushBuf reports as written what is before
@@ -554,8 +567,7 @@ func (rc *recorder) process() {
 
 // message writes one message to the current dump, opening, rotating or
 // dropping as needed. Writer goroutine.
-func (rc *recorder) message(msg []byte, records int64) {
-	data, templates := setKinds(msg)
+func (rc *recorder) message(msg []byte, records int64, data, templates bool) {
 	if templates {
 		// Learned even when the message is dropped: later dumps need them.
 		_, _ = rc.cache.Learn(msg, time.Time{})
@@ -584,8 +596,8 @@ func (rc *recorder) message(msg []byte, records int64) {
 			return
 		}
 	}
-	if err := d.fw.WriteMessage(msg); err != nil {
-		// The loop checked it already; a bad message is not ours to write.
+	if err := d.fw.WriteChecked(msg, data); err != nil {
+		// Only the buffer's Write can fail, and dumpBuffer does not.
 		rc.r.m.dropped[reasonMalformed].Inc()
 		return
 	}
@@ -1035,8 +1047,6 @@ func setKinds(msg []byte) (data, templates bool) {
 }
 
 func hasDataSet(msg []byte) bool { d, _ := setKinds(msg); return d }
-
-func hasTemplateSet(msg []byte) bool { _, t := setKinds(msg); return t }
 
 func fileExists(path string) bool {
 	_, err := os.Lstat(path)

@@ -37,9 +37,20 @@ func NewTestRecorder(cfg config.Receiver, opts Options) (*TestRecorder, error) {
 	return &TestRecorder{r: r, o: r.outputs[0]}, nil
 }
 
-func (t *TestRecorder) Start()                       { t.o.start() }
-func (t *TestRecorder) Send(msg []byte, records int) { t.o.send(msg, 0, records) }
-func (t *TestRecorder) Flush()                       { t.o.flush() }
-func (t *TestRecorder) Pending() int                 { return t.o.pendingBytes() }
-func (t *TestRecorder) Stop()                        { t.o.stop() }
-func (t *TestRecorder) Metrics() *metrics.Set        { return t.r.set }
+func (t *TestRecorder) Start() { t.o.start() }
+
+// Send hands msg to the recorder as dispatch would; data and templates are
+// what its sets carry (dispatch knows them from its own walk).
+func (t *TestRecorder) Send(msg []byte, records int, data, templates bool) {
+	t.r.msgData, t.r.msgTemplates = data, templates
+	t.o.send(msg, 0, records)
+}
+
+func (t *TestRecorder) Flush()                { t.o.flush() }
+func (t *TestRecorder) Pending() int          { return t.o.pendingBytes() }
+func (t *TestRecorder) Stop()                 { t.o.stop() }
+func (t *TestRecorder) Metrics() *metrics.Set { return t.r.set }
+
+// HasDataSet and HasTemplateSet tell what a message's sets carry.
+func HasDataSet(msg []byte) bool     { d, _ := setKinds(msg); return d }
+func HasTemplateSet(msg []byte) bool { _, t := setKinds(msg); return t }

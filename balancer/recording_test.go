@@ -1001,6 +1001,10 @@ func BenchmarkRecording(b *testing.B) {
 		for i := range tr.messages {
 			records[i] = countRecordsIn(b, tr, i)
 		}
+		kinds := make([][2]bool, len(tr.messages))
+		for i, m := range tr.messages {
+			kinds[i] = [2]bool{balancer.HasDataSet(m), balancer.HasTemplateSet(m)}
+		}
 		b.Run(fmt.Sprintf("writer/%dB", size), func(b *testing.B) {
 			cfg := recordingConfig(benchDir(b), "fullflow", 10*time.Minute)
 			rec, err := balancer.NewTestRecorder(cfg, balancer.Options{ShutdownTimeout: time.Minute, Logger: slog.New(slog.DiscardHandler)})
@@ -1022,7 +1026,7 @@ func BenchmarkRecording(b *testing.B) {
 				hot++
 			}
 			i := 1 // message 0 carries the templates: once
-			rec.Send(tr.messages[0], records[0])
+			rec.Send(tr.messages[0], records[0], kinds[0][0], kinds[0][1])
 			// This goroutine plays the event loop: its thread's CPU time is the
 			// loop's share (waiting below sleeps, costing none).
 			runtime.LockOSThread()
@@ -1037,7 +1041,7 @@ func BenchmarkRecording(b *testing.B) {
 						time.Sleep(100 * time.Microsecond)
 					}
 				}
-				rec.Send(tr.messages[i], records[i])
+				rec.Send(tr.messages[i], records[i], kinds[i][0], kinds[i][1])
 				nrec += records[i]
 				if i++; i == hot {
 					i = 1

@@ -36,8 +36,15 @@ func (fw *FileWriter) WriteMessage(msg []byte) error {
 	if err := CheckMessage(msg); err != nil {
 		return err
 	}
+	return fw.WriteChecked(msg, hasDataSet(msg))
+}
+
+// WriteChecked is WriteMessage for a message the caller has already checked
+// (CheckMessage or an equivalent walk of its sets) and whose sets it knows:
+// hasData tells whether it carries a data set. It saves walking the sets again.
+func (fw *FileWriter) WriteChecked(msg []byte, hasData bool) error {
 	odid := binary.BigEndian.Uint32(msg[12:16])
-	if !fw.primed[odid] && hasDataSet(msg) {
+	if !fw.primed[odid] && hasData {
 		fw.primed[odid] = true
 		if fw.cache != nil {
 			fw.scratch = fw.cache.AppendTemplateMessages(fw.scratch[:0], odid,
