@@ -69,7 +69,8 @@ type Receiver struct {
 	// msgData and msgTemplates tell what the message being dispatched carries
 	// (a data set, a template set), so outputs need not walk its sets again.
 	msgData, msgTemplates bool
-	extract               []byte // template-only copies of this batch (RoundRobin)
+
+	extract []byte // template-only copies of this batch (RoundRobin)
 
 	addr      net.Addr
 	ready     chan struct{}
