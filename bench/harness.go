@@ -20,7 +20,7 @@ import (
 type scenario struct {
 	Name  string `json:"name"`
 	Proto string `json:"proto"` // exporter to balancer: tcp | udp
-	Mode  string `json:"mode"`  // RoundRobin | All | relay (the minimal relay baseline)
+	Mode  string `json:"mode"`  // RoundRobin | All | relay | relay-all (the minimal relay baselines)
 	Size  int    `json:"size"`  // message size of the replayed file
 	Main  bool   `json:"main"`  // a target depends on it
 	// Burst: instead of a steady stream, the daemon is stopped (SIGSTOP)
@@ -30,7 +30,15 @@ type scenario struct {
 	Burst bool `json:"burst,omitempty"`
 }
 
-func (s scenario) relay() bool { return s.Mode == "relay" }
+func (s scenario) relay() bool { return s.Mode == "relay" || s.Mode == "relay-all" }
+
+// copies is how many sinks get each byte (All and relay-all: every sink).
+func (s scenario) copies() int {
+	if s.Mode == "All" || s.Mode == "relay-all" {
+		return sinkCount
+	}
+	return 1
+}
 
 // scenarios, in the order they run within one repetition. Each balancer
 // scenario that has a relay counterpart runs right next to it, so that the
@@ -41,6 +49,7 @@ var scenarios = []scenario{
 	{Name: "tcp-rr-16k", Proto: "tcp", Mode: "RoundRobin", Size: 16384},
 	{Name: "relay-16k", Proto: "tcp", Mode: "relay", Size: 16384},
 	{Name: "tcp-all-1400", Proto: "tcp", Mode: "All", Size: 1400, Main: true},
+	{Name: "relay-all-1400", Proto: "tcp", Mode: "relay-all", Size: 1400, Main: true},
 	{Name: "tcp-all-16k", Proto: "tcp", Mode: "All", Size: 16384},
 	{Name: "udp-rr-1400", Proto: "udp", Mode: "RoundRobin", Size: 1400, Main: true},
 	{Name: "udp-burst-1400", Proto: "udp", Mode: "RoundRobin", Size: 1400, Main: true, Burst: true},
@@ -318,7 +327,7 @@ func (h *harness) runErr(parent context.Context, sc scenario, rep int, res *resu
 	var target *proc
 	var addr, metricsURL string
 	if sc.relay() {
-		target, err = ps.start("relay", "", h.self, relayArgs(daemonCPU, hello.Addrs)...)
+		target, err = ps.start("relay", "", h.self, relayArgs(daemonCPU, sc.Mode == "relay-all", hello.Addrs)...)
 		if err != nil {
 			return err
 		}
@@ -454,9 +463,9 @@ func (h *harness) runErr(parent context.Context, sc scenario, rep int, res *resu
 	}
 	if sc.relay() {
 		mean := float64(file.Bytes) / float64(file.Messages)
-		res.InBytes = t.bytes
-		res.InMessages = int64(float64(t.bytes) / mean)
-		res.OutMessages = res.InMessages
+		res.InBytes = t.bytes / int64(sc.copies())
+		res.InMessages = int64(float64(res.InBytes) / mean)
+		res.OutMessages = res.InMessages * int64(sc.copies())
 	} else {
 		res.InMessages = sum(samples, "ipfix_balancer_received_messages_total")
 		res.InBytes = sum(samples, "ipfix_balancer_received_bytes_total")
@@ -546,7 +555,7 @@ func (h *harness) drain(ctx context.Context, sc scenario, sinkP, target *proc, m
 		}
 		idle := now.Sub(lastChange)
 		if sc.relay() {
-			if t.bytes >= sentBytes {
+			if t.bytes >= sentBytes*int64(sc.copies()) {
 				return st, nil, true, nil
 			}
 		} else if idle >= quiet {

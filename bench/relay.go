@@ -28,6 +28,7 @@ func runRelay(args []string) error {
 	fs.Func("to", "sink address (repeat for each sink)", func(s string) error { to = append(to, s); return nil })
 	cpu := fs.String("cpu", "", "CPU list to pin the relaying thread to (like the balancer's cpu key)")
 	readBytes := fs.Int("read-bytes", 256<<10, "read buffer size (the balancer's gnet read buffer is 256 KiB)")
+	all := fs.Bool("all", false, "write every read to every sink (the baseline of All mode)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -83,7 +84,7 @@ func runRelay(args []string) error {
 		if err != nil {
 			return err
 		}
-		next, err = relay(fd, sinks, buf, next)
+		next, err = relay(fd, sinks, buf, next, *all)
 		_ = unix.Close(fd)
 		if err != nil {
 			return err
@@ -110,8 +111,9 @@ func blockingFD(c net.Conn) (int, error) {
 	return fd, nil
 }
 
-// relay copies src to the sinks, one whole read per sink in turn, until EOF.
-func relay(src int, sinks []int, buf []byte, next int) (int, error) {
+// relay copies src to the sinks, one whole read per sink in turn (all: to
+// every sink), until EOF.
+func relay(src int, sinks []int, buf []byte, next int, all bool) (int, error) {
 	for {
 		n, err := unix.Read(src, buf)
 		if err == unix.EINTR {
@@ -122,6 +124,14 @@ func relay(src int, sinks []int, buf []byte, next int) (int, error) {
 		}
 		if n == 0 {
 			return next, nil
+		}
+		if all {
+			for _, fd := range sinks {
+				if err := writeAll(fd, buf[:n]); err != nil {
+					return next, err
+				}
+			}
+			continue
 		}
 		if err := writeAll(sinks[next], buf[:n]); err != nil {
 			return next, err
@@ -145,8 +155,11 @@ func writeAll(fd int, b []byte) error {
 }
 
 // relayArgs builds the command line of a relay child.
-func relayArgs(cpu string, sinks []string) []string {
+func relayArgs(cpu string, all bool, sinks []string) []string {
 	args := []string{"relay", "-cpu", cpu}
+	if all {
+		args = append(args, "-all")
+	}
 	for _, s := range sinks {
 		args = append(args, "-to", s)
 	}

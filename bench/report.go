@@ -147,7 +147,7 @@ func newReport(run []scenario, rs []result, h *harness, args []string) *report {
 		s, found := by[name]
 		return s, found && s.Runs > 0
 	}
-	for _, p := range [][2]string{{"tcp-rr-1400", "relay-1400"}, {"tcp-rr-16k", "relay-16k"}} {
+	for _, p := range [][2]string{{"tcp-rr-1400", "relay-1400"}, {"tcp-rr-16k", "relay-16k"}, {"tcp-all-1400", "relay-all-1400"}} {
 		b, ok1 := ok(p[0])
 		rl, ok2 := ok(p[1])
 		if ok1 && ok2 && rl.InRate > 0 {
@@ -179,7 +179,7 @@ func newReport(run []scenario, rs []result, h *harness, args []string) *report {
 		r.Targets = append(r.Targets, target{What: "UDP in, 1400 B datagrams, draining a full socket buffer", Goal: "≥ 800 k pps", Value: s.InRate,
 			Measured: fmt.Sprintf("%s pps (kernel drops %d)", si(s.InRate), s.MaxKernel), Met: s.InRate >= 800e3})
 	}
-	for _, name := range []string{"tcp-rr-1400", "tcp-rr-16k"} {
+	for _, name := range []string{"tcp-rr-1400", "tcp-rr-16k", "tcp-all-1400"} {
 		if v, found := r.Ratios[name]; found {
 			r.Targets = append(r.Targets, target{What: "ratio to the minimal relay, " + name, Goal: "≥ 0.85", Value: v,
 				Measured: fmt.Sprintf("%.2f", v), Met: v >= 0.85})
