@@ -100,6 +100,11 @@ func TestAllNumbersEachSubreceiver(t *testing.T) {
 	a.Restart()
 	upA := `ipfix_balancer_subreceiver_up{stream="fullflow",dpi="0",subreceiver="` + a.Addr() + `"}`
 	waitFor(t, 10*time.Second, "a up", func() bool { return metricValue(t, r, upA) == 1 })
+	sentA := `ipfix_balancer_sent_records_total{stream="fullflow",dpi="0",subreceiver="` + a.Addr() + `"}`
+	waitFor(t, 10*time.Second, "a got what was queued", func() bool {
+		n := metricValue(t, r, sentA)
+		return n > 0 && float64(a.Stats().Records) == n
+	})
 	queued := a.Stats().Records
 	second := makeTraffic(t, 20000, 1, 1400, 100001)
 	_, err = conn.Write(second.stream()[len(second.messages[0]):]) // the session has the templates

@@ -25,9 +25,16 @@ const (
 type streamBatch struct {
 	buf     []byte
 	records []int32
-	// done is how much of buf the loop already wrote (its messages are numbered
-	// and those it completed are counted); the writer sends the rest.
-	done int
+	// numberedFor is the connection for which the loop wrote the sequence
+	// numbers (it tried to write b itself; 0: it did not); done is how much of
+	// buf it wrote (the messages it completed are counted). The writer sends the
+	// rest, numbered afresh if the connection is another one by then.
+	numberedFor uint64
+	done        int
+}
+
+func (b *streamBatch) reset() {
+	b.buf, b.records, b.numberedFor, b.done = b.buf[:0], b.records[:0], 0, 0
 }
 
 // streamSub is a TCP subreceiver of a receiver without a gnet loop (a UDP
@@ -69,9 +76,11 @@ type streamSub struct {
 	conn      net.Conn
 	stopped   bool
 	// raw is the connection for the loop's direct writes: set once the templates
-	// are written, cleared before the connection is closed.
-	raw syscall.RawConn
-	seq sequencer // the current connection's numbers (see above)
+	// are written, cleared before the connection is closed; conns counts the
+	// connections served (raw belongs to the last).
+	raw   syscall.RawConn
+	conns uint64
+	seq   sequencer // the current connection's numbers (see above)
 
 	wake   chan struct{}
 	ctx    context.Context
@@ -144,7 +153,7 @@ func (s *streamSub) recycle(bs []*streamBatch) {
 	s.mu.Lock()
 	for _, b := range bs {
 		if s.freeBytes+cap(b.buf) <= s.hwm {
-			b.buf, b.records, b.done = b.buf[:0], b.records[:0], 0
+			b.reset()
 			s.free = append(s.free, b)
 			s.freeBytes += cap(b.buf)
 		}
@@ -159,7 +168,7 @@ func (s *streamSub) flush() {
 	}
 	s.lastBatch = len(b.buf)
 	if s.inflight.Load() == 0 && subState(s.state.Load()) == stateUp && s.writeDirect(b) {
-		b.buf, b.records = b.buf[:0], b.records[:0]
+		b.reset()
 		return // all written; the batch is reused
 	}
 	s.cur = nil
@@ -177,12 +186,13 @@ func (s *streamSub) flush() {
 // it reports whether all of b was written. Loop only, with nothing in flight.
 func (s *streamSub) writeDirect(b *streamBatch) bool {
 	s.mu.Lock()
-	raw := s.raw
+	raw, conn := s.raw, s.conns
 	s.mu.Unlock()
 	if raw == nil {
 		return false
 	}
 	renumber(b.buf, b.records, &s.seq)
+	b.numberedFor = conn
 	n := 0
 	_ = raw.Write(func(fd uintptr) bool {
 		for n < len(b.buf) {
@@ -305,6 +315,8 @@ func (s *streamSub) serve(c net.Conn) error {
 		return net.ErrClosed
 	}
 	s.conn = c
+	s.conns++
+	id := s.conns
 	s.mu.Unlock()
 	defer func() {
 		s.mu.Lock()
@@ -359,7 +371,7 @@ func (s *streamSub) serve(c net.Conn) error {
 		}
 		bufs = bufs[:0]
 		for _, b := range taken {
-			if b.done == 0 { // else the loop numbered it and wrote its start
+			if b.numberedFor != id {
 				renumber(b.buf, b.records, &s.seq)
 			}
 			bufs = append(bufs, b.buf[b.done:])
@@ -414,7 +426,6 @@ func (s *streamSub) account(bs []*streamBatch, written int) {
 			}
 		}
 		written -= rest
-		b.done = 0
 	}
 	if lost > 0 {
 		s.m.dropped[reasonSubreceiverDown].Add(lost)

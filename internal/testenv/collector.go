@@ -34,10 +34,11 @@ type CollectorStats struct {
 // with a template cache per session, like a real collector, and keeps a multiset
 // of the records it decoded, so tests can compare what arrived with what was sent.
 type Collector struct {
-	t     testing.TB
-	proto string
-	addr  string
-	stall bool
+	t        testing.TB
+	proto    string
+	addr     string
+	stall    bool
+	throttle int // bytes per second, 0: as fast as it can
 
 	mu      sync.Mutex
 	ln      net.Listener
@@ -59,6 +60,12 @@ type CollectorOption func(*Collector)
 // Stalled makes a TCP collector accept connections and never read from them, as a
 // collector stuck on its disk would.
 func Stalled() CollectorOption { return func(c *Collector) { c.stall = true } }
+
+// Throttled makes a TCP collector read at most about bytesPerSecond, in 8 KiB
+// reads: a collector slower than its input, so the sender meets a full socket.
+func Throttled(bytesPerSecond int) CollectorOption {
+	return func(c *Collector) { c.throttle = bytesPerSecond }
+}
 
 // CountByID makes the collector count records by their first field, which the
 // sender numbers 1, 2, 3…: cheap enough for millions of records (see IDCounts).
@@ -205,7 +212,13 @@ func (c *Collector) serve(conn net.Conn) {
 		return
 	}
 	s := newCollectorSession()
-	fr := ipfix.NewFileReader(conn)
+	var r io.Reader = conn
+	if c.throttle > 0 {
+		// A small receive buffer: the sender meets the slowness, not our kernel.
+		_ = conn.(*net.TCPConn).SetReadBuffer(64 << 10)
+		r = &throttledReader{r: conn, pause: time.Duration(throttleRead * int(time.Second) / c.throttle)}
+	}
+	fr := ipfix.NewFileReader(r)
 	for {
 		msg, err := fr.Next()
 		if err != nil {
@@ -318,4 +331,19 @@ func closed(conn net.Conn) <-chan struct{} {
 		}
 	}()
 	return ch
+}
+
+// throttleRead is the most a throttled collector reads at once.
+const throttleRead = 8 << 10
+
+// throttledReader sleeps pause after every read of at most throttleRead bytes.
+type throttledReader struct {
+	r     io.Reader
+	pause time.Duration
+}
+
+func (t *throttledReader) Read(p []byte) (int, error) {
+	n, err := t.r.Read(p[:min(len(p), throttleRead)])
+	time.Sleep(t.pause)
+	return n, err
 }
