@@ -18,8 +18,10 @@ import (
 )
 
 // readBufferBytes is gnet's per-loop read buffer: one read, one dispatch batch and
-// one writev per subreceiver. At 256 KiB a batch holds ~180 messages of 1400 B.
-const readBufferBytes = 256 << 10
+// one writev per subreceiver. At 1 MiB a batch holds ~750 messages of 1400 B; it
+// cost ~11% less CPU per message than 256 KiB in bench/ (fewer writev calls, and
+// fewer wake-ups of each subreceiver's reader, which a VM makes dear).
+const readBufferBytes = 1 << 20
 
 // bootConn marks the socketpair end registered on the loop at start: its OnOpen is
 // the only deterministic moment to run code on the loop's thread before traffic

@@ -27,7 +27,7 @@ func runRelay(args []string) error {
 	var to []string
 	fs.Func("to", "sink address (repeat for each sink)", func(s string) error { to = append(to, s); return nil })
 	cpu := fs.String("cpu", "", "CPU list to pin the relaying thread to (like the balancer's cpu key)")
-	readBytes := fs.Int("read-bytes", 256<<10, "read buffer size (the balancer's gnet read buffer is 256 KiB)")
+	readBytes := fs.Int("read-bytes", 1<<20, "read buffer size (the balancer's gnet read buffer is 1 MiB)")
 	all := fs.Bool("all", false, "write every read to every sink (the baseline of All mode)")
 	if err := fs.Parse(args); err != nil {
 		return err
