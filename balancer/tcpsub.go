@@ -158,6 +158,15 @@ func (s *tcpSub) write(bufs [][]byte) {
 	if c == nil {
 		return
 	}
+	if c.OutboundBuffered() > 0 {
+		// gnet writes its buffer when the socket reports room, maybe after this
+		// read: try now, so that once the subreceiver has caught up this batch
+		// goes straight to the socket instead of being copied behind the rest.
+		_ = c.Flush()
+		if s.conn != c { // the write failed and closed the connection
+			return
+		}
+	}
 	if c.OutboundBuffered() == 0 {
 		n, err := s.w.write(c.Fd(), bufs)
 		if err != nil {
