@@ -25,8 +25,9 @@ import (
 const (
 	// udpBatch is the number of datagrams one recvmmsg takes: one dispatch batch
 	// and one flush per output. Measured: recvmmsg(64) into preallocated buffers
-	// reads ~3× what gnet's one-recvfrom-per-datagram loop does.
-	udpBatch = 64
+	// reads ~3× what gnet's one-recvfrom-per-datagram loop does, and 256 drains a
+	// full socket 5-10% faster than 64 (fewer writes to each subreceiver).
+	udpBatch = 256
 	// udpSlot holds any UDP payload (at most 65507 bytes over IPv4), so no
 	// datagram is ever truncated. Untouched pages of a slot cost no memory.
 	udpSlot = 1 << 16
