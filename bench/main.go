@@ -73,7 +73,7 @@ func runHarness(args []string) error {
 		fmt.Fprintf(fs.Output(), `usage:
   bench [-bin DIR] [-scenario NAME,...|all] [-messages N] [-seconds S] [-reps R] [-json]
   bench sink -n 2 [-raw]             (child: counting sink)
-  bench relay -to A -to B [-cpu 0]   (child: minimal relay)
+  bench relay -to A -to B [-cpu 0] [-all]   (child: minimal relay; -all replicates)
 
 scenarios: %s
 
