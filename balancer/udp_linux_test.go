@@ -75,6 +75,28 @@ func (s *udpSender) wait() {
 	})
 }
 
+// sendRounds sends tr rounds times, its templates only the first time (one
+// exporter session), calling after(records sent so far) after each round; it
+// returns the data records sent.
+func sendRounds(t testing.TB, snd *udpSender, conn *net.UDPConn, tr *traffic, rounds int, after func(want int)) int {
+	t.Helper()
+	first := countRecordsIn(t, tr, 0)
+	want := 0
+	for i := range rounds {
+		msgs := tr.messages
+		want += tr.count
+		if i > 0 {
+			msgs = msgs[1:] // the session has the templates
+			want -= first
+		}
+		for _, m := range msgs {
+			snd.send(conn, m)
+		}
+		after(want)
+	}
+	return want
+}
+
 func subUp(t testing.TB, r *balancer.Receiver, c *testenv.Collector) bool {
 	return metricValue(t, r, `ipfix_balancer_subreceiver_up{`+udpLabels+`,subreceiver="`+subLabel(c)+`"}`) == 1
 }
@@ -284,21 +306,11 @@ func TestUDPToTCPStalledSubreceiver(t *testing.T) {
 	tr := makeTraffic(t, 20000, 1, 16000, 1)
 	conn := dialUDP(t, r.Addr())
 	snd := &udpSender{t: t, r: r, pace: 20}
-	const rounds = 16 // ~16 MB: more than the kernel buffers of the stalled connection hold
-	want := 0
-	for i := range rounds {
-		msgs := tr.messages
-		want += tr.count
-		if i > 0 {
-			msgs = msgs[1:] // the session has the templates
-			want -= countRecordsIn(t, tr, 0)
-		}
-		for _, m := range msgs {
-			snd.send(conn, m)
-		}
+	// ~16 MB: more than the kernel buffers of the stalled connection hold.
+	want := sendRounds(t, snd, conn, tr, 16, func(want int) {
 		// Paced by the healthy collector (slow under -race), which must lose nothing.
 		require.True(t, healthy.WaitRecords(want, 10*time.Second), "healthy got %d of %d", healthy.Stats().Records, want)
-	}
+	})
 	require.True(t, healthy.WaitRecords(want, 20*time.Second), "healthy got %d of %d", healthy.Stats().Records, want)
 	assert.Equal(t, want, healthy.Stats().Records)
 	assert.Zero(t, healthy.Stats().Undecoded)
@@ -313,8 +325,9 @@ func TestUDPToTCPStalledSubreceiver(t *testing.T) {
 
 // A TCP subreceiver of a UDP receiver slower than its input: the loop and the
 // writer goroutine take turns writing to it (the loop while the writer has
-// nothing in flight, often into a full socket), and the collector still gets
-// every record with gap-free sequence numbers, each counted once.
+// nothing in flight, the writer with what the socket did not take), and the
+// collector still gets every record with gap-free sequence numbers, each
+// counted once.
 func TestUDPToTCPSlowSubreceiver(t *testing.T) {
 	slow := testenv.StartCollector(t, "tcp", testenv.Throttled(2<<20))
 	cfg := udpReceiverConfig(config.All, slow)
@@ -326,24 +339,13 @@ func TestUDPToTCPSlowSubreceiver(t *testing.T) {
 	snd := &udpSender{t: t, r: r, pace: 20}
 	queued := `ipfix_balancer_queue_bytes{` + udpLabels + `,subreceiver="` + slow.Addr() + `"}`
 	// ~9 MB in bursts, more than the kernel buffers between us and the
-	// collector hold (seconds at 2 MB/s). Each burst starts when the writer has
-	// just emptied its queue into a full socket: the loop's own write then
-	// finds no room and hands the whole batch over.
-	const rounds = 9
-	want := 0
-	for i := range rounds {
-		msgs := tr.messages
-		want += tr.count
-		if i > 0 {
-			msgs = msgs[1:] // the session has the templates
-			want -= countRecordsIn(t, tr, 0)
-		}
-		for _, m := range msgs {
-			snd.send(conn, m)
-		}
+	// collector hold (seconds at 2 MB/s). Each burst starts once the writer has
+	// emptied its queue into a nearly full socket, so the loop writes again and
+	// hands over what the socket does not take.
+	want := sendRounds(t, snd, conn, tr, 9, func(int) {
 		snd.wait()
 		waitFor(t, 10*time.Second, "writer queue empty", func() bool { return metricValue(t, r, queued) == 0 })
-	}
+	})
 	require.True(t, slow.WaitRecords(want, 30*time.Second), "got %d of %d", slow.Stats().Records, want)
 	st := slow.Stats()
 	assert.Equal(t, want, st.Records)
