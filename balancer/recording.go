@@ -73,10 +73,10 @@ var dumpErrorKinds = []string{"open", "write", "sync", "rename", "recover", "rem
 // Entries of the writer queue: two little-endian uint32, then the payload,
 // padded to 8 bytes. A message entry has the message length (1..65535) and its
 // data record count, with flagData and flagTemplates set when it carries such
-// sets (the loop checked the message: the writer does not walk it); a window entry says that what follows arrived in a new
-// rotation window (payload: its start, unix ns); a templates entry (second
-// word: its length) is a message the writer learns templates from and does
-// not write.
+// sets (the loop checked the message: the writer does not walk it). A window
+// entry says that what follows arrived in a new rotation window (payload: its
+// start, unix ns); a templates entry (second word: its length) is a message
+// the writer learns templates from and does not write.
 const (
 	entryHeader    = 8
 	entryWindow    = math.MaxUint32
@@ -596,11 +596,7 @@ func (rc *recorder) message(msg []byte, records int64, data, templates bool) {
 			return
 		}
 	}
-	if err := d.fw.WriteChecked(msg, data); err != nil {
-		// Only the buffer's Write can fail, and dumpBuffer does not.
-		rc.r.m.dropped[reasonMalformed].Inc()
-		return
-	}
+	_ = d.fw.WriteChecked(msg, data) // into dumpBuffer, whose Write never fails
 	d.records += records
 	rc.bufMsgs++
 	rc.bufRecs += int(records)
