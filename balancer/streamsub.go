@@ -9,6 +9,9 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/ipfix-balancer/ipfix-balancer/ipfix"
 )
@@ -196,14 +199,15 @@ func (s *streamSub) writeDirect(b *streamBatch) bool {
 	n := 0
 	_ = raw.Write(func(fd uintptr) bool {
 		for n < len(b.buf) {
-			w, err := syscall.Write(int(fd), b.buf[n:])
-			if err == syscall.EINTR {
+			// Raw, as the socket is non-blocking: see iovWriter.write.
+			w, _, errno := unix.RawSyscall(unix.SYS_WRITE, fd, uintptr(unsafe.Pointer(&b.buf[n])), uintptr(len(b.buf)-n))
+			if errno == unix.EINTR {
 				continue
 			}
-			if err != nil || w <= 0 {
+			if errno != 0 || int(w) <= 0 {
 				break // EAGAIN: the writer waits for room; an error: it reports it
 			}
-			n += w
+			n += int(w)
 		}
 		return true
 	})

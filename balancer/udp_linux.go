@@ -298,7 +298,8 @@ func (l *udpLoop) recv() (int, error) {
 	for i := range l.msgs {
 		l.msgs[i].Hdr.Namelen = unix.SizeofSockaddrInet6
 	}
-	n, _, errno := unix.Syscall6(unix.SYS_RECVMMSG, uintptr(l.fd), uintptr(unsafe.Pointer(&l.msgs[0])),
+	// Raw, as it never blocks (MSG_DONTWAIT): see iovWriter.write.
+	n, _, errno := unix.RawSyscall6(unix.SYS_RECVMMSG, uintptr(l.fd), uintptr(unsafe.Pointer(&l.msgs[0])),
 		uintptr(len(l.msgs)), unix.MSG_DONTWAIT, 0, 0)
 	if errno != 0 {
 		return 0, errno

@@ -337,7 +337,7 @@ func (u *udpSub) sendBatch(now time.Time) {
 				h.SetIovlen(1)
 			}
 		}
-		n, _, errno := unix.Syscall6(unix.SYS_SENDMMSG, uintptr(u.fd), uintptr(unsafe.Pointer(&u.msgs[0])),
+		n, _, errno := unix.RawSyscall6(unix.SYS_SENDMMSG, uintptr(u.fd), uintptr(unsafe.Pointer(&u.msgs[0])), // raw: see iovWriter.write
 			uintptr(len(chunk)), unix.MSG_DONTWAIT, 0, 0)
 		clear(u.iovs[:2*len(chunk)]) // do not keep the receive buffers reachable
 		if errno == 0 {
