@@ -276,7 +276,48 @@ func (r *Receiver) nextAvailable() int {
 
 // scan walks the sets of msg: data records it carries (by the session's templates),
 // data sets, whether it has template sets, and data sets with unknown templates.
+// It reads set headers in place: this runs for every message, and the
+// SetIterator's values cost half as much as counting the records. Anything odd
+// goes to scanSets, whose errors say what and where.
 func scan(c *ipfix.TemplateCache, odid uint32, msg []byte) (records, dataSets int, templates bool, unknown int, err error) {
+	end := len(msg)
+	if end < ipfix.HeaderLen || int(binary.BigEndian.Uint16(msg[2:4])) != end {
+		return scanSets(c, odid, msg)
+	}
+	for off := ipfix.HeaderLen; off < end; {
+		if end-off < ipfix.SetHeaderLen {
+			return scanSets(c, odid, msg)
+		}
+		id := binary.BigEndian.Uint16(msg[off:])
+		n := int(binary.BigEndian.Uint16(msg[off+2:]))
+		if n < ipfix.SetHeaderLen || n > end-off {
+			return scanSets(c, odid, msg)
+		}
+		switch {
+		case id == ipfix.TemplateSetID || id == ipfix.OptionsTemplateSetID:
+			templates = true
+		case id >= ipfix.MinDataSetID:
+			dataSets++
+			t := c.Lookup(odid, id)
+			if t == nil {
+				unknown++
+				break
+			}
+			k, err := t.RecordCount(msg[off+ipfix.SetHeaderLen : off+n])
+			if err != nil {
+				return scanSets(c, odid, msg)
+			}
+			records += k
+		default:
+			return scanSets(c, odid, msg)
+		}
+		off += n
+	}
+	return records, dataSets, templates, unknown, nil
+}
+
+// scanSets is scan with ipfix.SetIterator, for messages scan finds odd.
+func scanSets(c *ipfix.TemplateCache, odid uint32, msg []byte) (records, dataSets int, templates bool, unknown int, err error) {
 	it := ipfix.Sets(msg)
 	for set, ok := it.Next(); ok; set, ok = it.Next() {
 		switch {
