@@ -27,19 +27,8 @@ import (
 var loaderBin string
 
 func TestMain(m *testing.M) {
-	path, cleanup, err := testenv.Build("ipfix-loader", "../cmd/ipfix-loader", "-race")
-	if err != nil {
-		// -race needs cgo; fall back to a plain build.
-		path, cleanup, err = testenv.Build("ipfix-loader", "../cmd/ipfix-loader")
-	}
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	loaderBin = path
-	code := m.Run()
-	cleanup()
-	os.Exit(code)
+	// -race needs cgo; without it RunWithBinary builds a plain binary.
+	os.Exit(testenv.RunWithBinary(m, &loaderBin, "ipfix-loader", "../cmd/ipfix-loader", "-race"))
 }
 
 // testWindow is the recording window of generated dumps.

@@ -28,15 +28,7 @@ var binary string
 
 // TestMain builds the daemon once; the tests run it as a real process.
 func TestMain(m *testing.M) {
-	path, cleanup, err := testenv.Build("ipfix-balancer", ".")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	binary = path
-	code := m.Run()
-	cleanup()
-	os.Exit(code)
+	os.Exit(testenv.RunWithBinary(m, &binary, "ipfix-balancer", "."))
 }
 
 // daemon is a running ipfix-balancer and its successors after restarts. They all

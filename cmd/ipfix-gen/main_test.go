@@ -6,7 +6,6 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"io"
 	"net"
 	"os"
@@ -25,19 +24,11 @@ import (
 	"github.com/ipfix-balancer/ipfix-balancer/ipfix"
 )
 
-// binary is the ipfix-gen built once for the whole-binary tests.
+// genBinary is the ipfix-gen built once for the whole-binary tests.
 var genBinary string
 
 func TestMain(m *testing.M) {
-	path, cleanup, err := testenv.Build("ipfix-gen", ".")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	genBinary = path
-	code := m.Run()
-	cleanup()
-	os.Exit(code)
+	os.Exit(testenv.RunWithBinary(m, &genBinary, "ipfix-gen", "."))
 }
 
 // result is one run of the binary.

@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"testing"
 )
 
 // Build compiles the command at pkg (a package path relative to the calling
@@ -24,4 +25,22 @@ func Build(name, pkg string, flags ...string) (path string, cleanup func(), err 
 		return "", nil, fmt.Errorf("go %v: %w\n%s", args, err, out)
 	}
 	return path, cleanup, nil
+}
+
+// RunWithBinary is the whole TestMain of a package whose tests run a real
+// binary: it builds the command at pkg (with flags, or without them if that
+// fails, e.g. -race without cgo), stores its path in *path, runs the tests and
+// removes the binary. It returns the exit code for os.Exit.
+func RunWithBinary(m *testing.M, path *string, name, pkg string, flags ...string) int {
+	p, cleanup, err := Build(name, pkg, flags...)
+	if err != nil && len(flags) > 0 {
+		p, cleanup, err = Build(name, pkg)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer cleanup()
+	*path = p
+	return m.Run()
 }
