@@ -219,6 +219,21 @@ func decodeAlone(t testing.TB, path string, msgs [][]byte) map[string]int {
 }
 
 // dataMessages drops the template-only messages a dump starts with.
+// readDumps reads files, checks that each decodes alone, and returns their
+// data messages in order and the fingerprints of all their records.
+func readDumps(t testing.TB, files []string) (data [][]byte, records map[string]int) {
+	t.Helper()
+	records = make(map[string]int)
+	for _, f := range files {
+		msgs := readDump(t, f)
+		for k, v := range decodeAlone(t, f, msgs) {
+			records[k] += v
+		}
+		data = append(data, dataMessages(msgs)...)
+	}
+	return data, records
+}
+
 func dataMessages(msgs [][]byte) [][]byte {
 	var out [][]byte
 	for _, m := range msgs {
@@ -437,15 +452,7 @@ func TestRecordingRotationStorm(t *testing.T) {
 	t.Logf("%d messages (%d MB) in %v across %d clock windows: %d dumps", len(tr.messages), len(tr.stream())>>20, elapsed.Round(time.Millisecond), windows, len(files))
 	require.Greater(t, len(files), 100, "no storm")
 	assert.GreaterOrEqual(t, float64(len(files)), closedBeforeStop)
-	var data [][]byte
-	all := make(map[string]int)
-	for _, f := range files {
-		msgs := readDump(t, f)
-		for k, v := range decodeAlone(t, f, msgs) {
-			all[k] += v
-		}
-		data = append(data, dataMessages(msgs)...)
-	}
+	data, all := readDumps(t, files)
 	requireSameMessages(t, data, tr.messages, "data messages of all dumps vs sent")
 	assert.Equal(t, tr.records, all)
 	parts, _ := filepath.Glob(filepath.Join(dir, "fullflow", "*.part"))
@@ -937,15 +944,7 @@ func TestRecordingReload(t *testing.T) {
 	assert.Equal(t, float64(1), r.metric(t, "ipfix_balancer_dump_up"))
 	r.stop()
 
-	var data [][]byte
-	all := make(map[string]int)
-	for _, f := range closedDumps(t, dir, "fullflow") {
-		msgs := readDump(t, f)
-		for k, v := range decodeAlone(t, f, msgs) {
-			all[k] += v
-		}
-		data = append(data, dataMessages(msgs)...)
-	}
+	data, all := readDumps(t, closedDumps(t, dir, "fullflow"))
 	requireSameMessages(t, data, tr.messages, "dumps across the reload")
 	assert.Equal(t, tr.records, all)
 	assert.Zero(t, c.Stats().Undecoded, "the new export target gets the templates first")
