@@ -216,14 +216,16 @@ func (s *streamSub) writeDirect(b *streamBatch) bool {
 	return n == len(b.buf)
 }
 
-// countWritten counts the messages of b that end in (from, to] as sent.
-func (s *streamSub) countWritten(b *streamBatch, from, to int) {
+// countWritten counts the messages of b that end in (from, to] as sent and
+// returns how many end after to (not written).
+func (s *streamSub) countWritten(b *streamBatch, from, to int) (unwritten int) {
 	var msgs, bytes, records int
 	off := 0
-	for _, r := range b.records {
+	for i, r := range b.records {
 		n := int(binary.BigEndian.Uint16(b.buf[off+2 : off+4]))
 		off += n
 		if off > to {
+			unwritten = len(b.records) - i
 			break
 		}
 		if off > from {
@@ -237,6 +239,7 @@ func (s *streamSub) countWritten(b *streamBatch, from, to int) {
 		s.m.sentBytes.Add(bytes)
 		s.m.sentRecords.Add(records)
 	}
+	return unwritten
 }
 
 func (s *streamSub) start() { go s.run() }
@@ -420,15 +423,7 @@ func (s *streamSub) account(bs []*streamBatch, written int) {
 	for _, b := range bs {
 		rest := len(b.buf) - b.done
 		total += rest
-		upto := b.done + min(max(written, 0), rest)
-		s.countWritten(b, b.done, upto)
-		off := 0
-		for range b.records {
-			off += int(binary.BigEndian.Uint16(b.buf[off+2 : off+4]))
-			if off > upto {
-				lost++
-			}
-		}
+		lost += s.countWritten(b, b.done, b.done+min(max(written, 0), rest))
 		written -= rest
 	}
 	if lost > 0 {
