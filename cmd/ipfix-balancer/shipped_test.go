@@ -1,0 +1,77 @@
+package main_test
+
+import (
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/ipfix-balancer/ipfix-balancer/internal/testenv"
+)
+
+// The files we ship, run as they are (only ports and directories moved): a
+// restart by SIGUSR2 switches processes with the metrics listener on, /metrics
+// answers before and after, and a stop leaves no .part dump.
+func TestRestartOnShippedConfig(t *testing.T) {
+	for _, rel := range []string{"config/default.toml", "packaging/balancer.toml"} {
+		t.Run(filepath.Base(rel), func(t *testing.T) {
+			s := testenv.ShippedConfig(t, rel)
+			require.NotEmpty(t, s.Metrics, "the shipped file turns metrics on")
+			require.NotEmpty(t, s.ControlSocket)
+			d := startDaemon(t, s.Path)
+			scrape(t, s.Metrics)
+			for i := range 3 {
+				old := d.pid()
+				d.restart()
+				require.NotEqual(t, old, d.pid(), "restart %d: the PID must change", i+1)
+				body := scrape(t, s.Metrics)
+				assert.Contains(t, body, "ipfix_balancer_received_messages_total")
+			}
+			d.stop()
+			assert.NotContains(t, d.logText(), "panic")
+			assert.Empty(t, findParts(t, s.DumpDir), "a clean stop leaves no .part dump")
+		})
+	}
+}
+
+// scrape reads /metrics at addr, which must answer within a few seconds.
+func scrape(t *testing.T, addr string) string {
+	t.Helper()
+	c := &http.Client{Timeout: 2 * time.Second}
+	var last error
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		resp, err := c.Get("http://" + addr + "/metrics")
+		if err != nil {
+			last = err
+			continue
+		}
+		body, err := io.ReadAll(resp.Body)
+		_ = resp.Body.Close()
+		if err == nil && resp.StatusCode == http.StatusOK {
+			return string(body)
+		}
+		last = err
+	}
+	t.Fatalf("/metrics at %s does not answer: %v", addr, last)
+	return ""
+}
+
+// findParts lists the .part files under dir.
+func findParts(t *testing.T, dir string) []string {
+	t.Helper()
+	var parts []string
+	_ = filepath.Walk(dir, func(p string, info os.FileInfo, err error) error {
+		if err == nil && strings.HasSuffix(p, ".part") {
+			parts = append(parts, p)
+		}
+		return nil
+	})
+	return parts
+}
+
