@@ -74,4 +74,3 @@ func findParts(t *testing.T, dir string) []string {
 	})
 	return parts
 }
-
