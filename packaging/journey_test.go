@@ -64,16 +64,7 @@ func journey(t *testing.T, root, shipped string, ch *testenv.ClickHouse, databas
 			_ = syscall.Kill(pid, syscall.SIGKILL)
 		}
 	})
-	env := append(os.Environ(),
-		"IPFIX_BALANCER_BIN="+bin,
-		"IPFIX_BALANCER_CONFIG="+s.Path,
-		"IPFIX_BALANCER_UNIT=ipfix-balancer-test-"+strconv.Itoa(os.Getpid())+".service",
-		"IPFIX_BALANCER_USER=ipfix-balancer-test-nobody",
-		"IPFIX_BALANCER_LOG="+logFile,
-		"IPFIX_BALANCER_STATE_DIR="+dir,
-		"IPFIX_BALANCER_RUNTIME_DIR="+filepath.Dir(s.ControlSocket),
-		"IPFIX_BALANCER_TIMEOUT=30",
-	)
+	env := wrapperEnv(bin, s.Path, logFile, dir)
 	balancerLog := func() string { return readFile(t, logFile) }
 	wrapper := func(name string) string {
 		t.Helper()

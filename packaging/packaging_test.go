@@ -620,17 +620,7 @@ func TestWrappersWithoutSystemd(t *testing.T) {
 			_ = syscall.Kill(pid, syscall.SIGKILL)
 		}
 	})
-	env := append(os.Environ(),
-		"IPFIX_BALANCER_BIN="+bin,
-		"IPFIX_BALANCER_CONFIG="+cfg,
-		// A unit no systemd knows: these wrappers never touch a real service.
-		"IPFIX_BALANCER_UNIT=ipfix-balancer-test-"+strconv.Itoa(os.Getpid())+".service",
-		"IPFIX_BALANCER_USER=ipfix-balancer-test-nobody",
-		"IPFIX_BALANCER_LOG="+logFile,
-		"IPFIX_BALANCER_STATE_DIR="+dir,
-		"IPFIX_BALANCER_RUNTIME_DIR="+filepath.Join(dir, "run"),
-		"IPFIX_BALANCER_TIMEOUT=20",
-	)
+	env := wrapperEnv(bin, cfg, logFile, dir)
 	wrapper := func(name string, extraEnv ...string) (string, error) {
 		t.Helper()
 		cmd := exec.Command(filepath.Join(root, "usr/bin", name))
@@ -706,6 +696,22 @@ func TestWrappersWithoutSystemd(t *testing.T) {
 	out2, err := cmd.CombinedOutput()
 	require.NoError(t, err, "%s", out2)
 	assert.Empty(t, balancerPids(bin))
+}
+
+// wrapperEnv is the environment that points the installed wrappers at a test's
+// own binary, config, log and directories, without systemd.
+func wrapperEnv(bin, cfg, logFile, dir string) []string {
+	return append(os.Environ(),
+		"IPFIX_BALANCER_BIN="+bin,
+		"IPFIX_BALANCER_CONFIG="+cfg,
+		// A unit no systemd knows: these wrappers never touch a real service.
+		"IPFIX_BALANCER_UNIT=ipfix-balancer-test-"+strconv.Itoa(os.Getpid())+".service",
+		"IPFIX_BALANCER_USER=ipfix-balancer-test-nobody",
+		"IPFIX_BALANCER_LOG="+logFile,
+		"IPFIX_BALANCER_STATE_DIR="+dir,
+		"IPFIX_BALANCER_RUNTIME_DIR="+filepath.Join(dir, "run"),
+		"IPFIX_BALANCER_TIMEOUT=30",
+	)
 }
 
 // assertOpen checks that the peer has not closed c: a read times out.
