@@ -159,7 +159,10 @@ func serve(cfg *config.Config, path string, log *slog.Logger) error {
 			// The successor serves /metrics on the same socket from now on.
 			select {
 			case <-b.HandedOver():
-				_ = srv.Close()
+				// Requests being answered finish; idle connections close.
+				sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+				defer cancel()
+				_ = srv.Shutdown(sctx)
 			case <-ctx.Done():
 			}
 		}()
