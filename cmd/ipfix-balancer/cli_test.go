@@ -1,0 +1,135 @@
+package main_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// cliResult is what a short run of the binary printed and its exit status.
+type cliResult struct {
+	stdout, stderr string
+	code           int
+}
+
+// runCLI runs the binary in an empty directory and waits at most timeout for
+// it to exit: a command line that is not a daemon's must not start one (it
+// would record into ./dump of that directory).
+func runCLI(t *testing.T, timeout time.Duration, args ...string) cliResult {
+	t.Helper()
+	dir := t.TempDir()
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, binary, args...)
+	cmd.Dir = dir
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	if ctx.Err() != nil {
+		t.Fatalf("ipfix-balancer %q still running after %v (started a daemon?); stderr:\n%s", args, timeout, stderr.String())
+	}
+	code := 0
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		code = ee.ExitCode()
+	} else {
+		require.NoError(t, err)
+	}
+	_, statErr := os.Stat(filepath.Join(dir, "dump"))
+	assert.True(t, os.IsNotExist(statErr), "ipfix-balancer %q created ./dump", args)
+	return cliResult{stdout.String(), stderr.String(), code}
+}
+
+// A forgotten -config, "help" or a misspelt subcommand is an error naming the
+// stray argument, with the usage; it never starts the default daemon.
+func TestStrayArgumentsAreAnError(t *testing.T) {
+	for _, args := range [][]string{
+		{"balancer.toml"},
+		{"convert-conifg", "old.env"},
+		{"-config", "x.toml", "extra"},
+	} {
+		t.Run(strings.Join(args, " "), func(t *testing.T) {
+			r := runCLI(t, 5*time.Second, args...)
+			assert.Equal(t, 2, r.code)
+			assert.Contains(t, r.stderr, strconv.Quote(args[len(args)-1]))
+			assert.Contains(t, r.stderr, "usage:")
+			assert.Empty(t, r.stdout)
+		})
+	}
+}
+
+// "help", -h and -help print the usage and exit 0, as ipfix-loader and
+// ipfix-gen do.
+func TestHelpExitsZero(t *testing.T) {
+	for _, arg := range []string{"help", "-h", "-help", "--help"} {
+		t.Run(arg, func(t *testing.T) {
+			r := runCLI(t, 5*time.Second, arg)
+			assert.Equal(t, 0, r.code, "stderr:\n%s", r.stderr)
+			assert.Contains(t, r.stdout+r.stderr, "usage:")
+			assert.Contains(t, r.stdout+r.stderr, "convert-config")
+		})
+	}
+}
+
+// -control-socket overrides [balancer] control_socket, so that a development
+// run (make run) never reaches the service's socket under /run.
+func TestControlSocketFlag(t *testing.T) {
+	sock := filepath.Join(t.TempDir(), "dev.sock")
+	r := runCLI(t, 5*time.Second, "-control-socket", sock, "-print-config")
+	require.Equal(t, 0, r.code, r.stderr)
+	assert.Contains(t, r.stdout, fmt.Sprintf("control_socket = %q", sock))
+	assert.NotContains(t, r.stdout, "/run/ipfix-balancer")
+
+	long := "/tmp/" + strings.Repeat("x", 120) + ".sock"
+	r = runCLI(t, 5*time.Second, "-control-socket", long, "-check-config")
+	assert.Equal(t, 1, r.code)
+	assert.Contains(t, r.stderr, "balancer.control_socket")
+}
+
+// Before the first reload the reload timestamp is the start time, not the
+// zero time.Time (-62135596800).
+func TestReloadTimestampBeforeFirstReload(t *testing.T) {
+	dir := t.TempDir()
+	port, metricsPort := freePort(t), freePort(t)
+	config := filepath.Join(dir, "balancer.toml")
+	require.NoError(t, os.WriteFile(config, []byte(fmt.Sprintf(`
+[metrics]
+listen = "127.0.0.1:%d"
+[balancer]
+control_socket = %q
+[[receiver]]
+stream = "fullflow"
+listen = "127.0.0.1:%d"
+[receiver.recording]
+dir = %q
+`, metricsPort, filepath.Join(dir, "control.sock"), port, filepath.Join(dir, "dump"))), 0o600))
+	before := time.Now().Unix()
+	startDaemon(t, config)
+
+	client := &http.Client{Timeout: 5 * time.Second}
+	resp, err := client.Get(fmt.Sprintf("http://127.0.0.1:%d/metrics", metricsPort))
+	require.NoError(t, err)
+	body, err := io.ReadAll(resp.Body)
+	_ = resp.Body.Close()
+	require.NoError(t, err)
+	m := regexp.MustCompile(`(?m)^ipfix_balancer_config_last_reload_success_timestamp_seconds (\S+)$`).FindSubmatch(body)
+	require.NotNil(t, m, "no reload timestamp in /metrics:\n%s", body)
+	got, err := strconv.ParseFloat(string(m[1]), 64)
+	require.NoError(t, err)
+	assert.GreaterOrEqual(t, got, float64(before), "reload timestamp before the first reload")
+	assert.LessOrEqual(t, got, float64(time.Now().Unix()))
+}
