@@ -242,3 +242,6 @@ func (l *Loader) validate(e *errs) {
 		}
 	}
 }
+
+// Warnings returns what is valid but will not work as written on this machine.
+func (c *Config) Warnings() []string { return nil }
