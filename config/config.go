@@ -311,7 +311,7 @@ func Parse(data []byte, name string) (*Config, error) {
 	if err != nil {
 		panic("BUG: default.toml: " + err.Error())
 	}
-	return parseTOML(data, base)
+	return parseTOML(data, name, base)
 }
 
 // looksLikeEnv reports whether data is a legacy .env file: a line (after

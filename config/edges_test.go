@@ -51,9 +51,10 @@ func TestWrongCaseKeyDoesNotStopValidation(t *testing.T) {
 	_, err := Parse([]byte("[[receiver]]\nstream = \"fullflow\"\nMode = \"All\"\ndpi = -4\n[Loader]\ndir = \"x\"\n[loader]\nparallel = 0\n"), "test.toml")
 	require.Error(t, err)
 	assert.Equal(t, strings.Join([]string{
+		`test.toml:1: receiver[fullflow/-4].recording.dir: mode Recording needs a dump directory`,
 		`test.toml:3: unknown key receiver[0].Mode`,
-		`test.toml:5: unknown key Loader`,
 		`test.toml:4: receiver[fullflow/-4].dpi: -4: outside 0..65535`,
+		`test.toml:5: unknown key Loader`,
 		`test.toml:8: loader.parallel: 0: outside 1..64`,
 	}, "\n"), err.Error())
 }
