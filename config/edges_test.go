@@ -115,3 +115,12 @@ func TestConvertEnvIsSparse(t *testing.T) {
 	assert.Contains(t, s, "[loader]\ndir = \"/var/lib/ipfix-balancer/dump\"\n")
 	assert.Contains(t, s, "subreceivers = [\"10.0.0.2:9920\"]\n")
 }
+
+func TestSubreceiverHostPortProtoIPv6(t *testing.T) {
+	s, err := parseSubreceiver("[fe80::1]:9920/udp", TCP)
+	require.NoError(t, err)
+	assert.Equal(t, Subreceiver{Addr: "[fe80::1]:9920", Proto: UDP}, s)
+	s, err = parseSubreceiver("fe80::1/9920/udp", TCP)
+	require.NoError(t, err)
+	assert.Equal(t, Subreceiver{Addr: "[fe80::1]:9920", Proto: UDP}, s)
+}

@@ -366,7 +366,9 @@ func (p *envParser) convertReceiver(r *envReceiver) fileReceiver {
 	modeValue, hasMode := get("BALANCER")
 	if hasMode {
 		if err := mode.UnmarshalText([]byte(modeValue.value)); err != nil {
-			p.errorf(modeValue.line, "%s: %v", modeValue.key, err)
+			// The legacy words: Disabled is what the legacy GUI offers for
+			// recording.
+			p.errorf(modeValue.line, "%s: %q: bad mode (want RoundRobin, All or Disabled)", modeValue.key, modeValue.value)
 		}
 	}
 	fr.Mode = mode.String()
