@@ -57,15 +57,18 @@ func runCLI(t *testing.T, timeout time.Duration, args ...string) cliResult {
 // A forgotten -config, "help" or a misspelt subcommand is an error naming the
 // stray argument, with the usage; it never starts the default daemon.
 func TestStrayArgumentsAreAnError(t *testing.T) {
-	for _, args := range [][]string{
-		{"balancer.toml"},
-		{"convert-conifg", "old.env"},
-		{"-config", "x.toml", "extra"},
+	for _, tc := range []struct {
+		args  []string
+		stray string
+	}{
+		{[]string{"balancer.toml"}, "balancer.toml"},
+		{[]string{"convert-conifg", "old.env"}, "convert-conifg"},
+		{[]string{"-config", "x.toml", "extra"}, "extra"},
 	} {
-		t.Run(strings.Join(args, " "), func(t *testing.T) {
-			r := runCLI(t, 5*time.Second, args...)
+		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
+			r := runCLI(t, 5*time.Second, tc.args...)
 			assert.Equal(t, 2, r.code)
-			assert.Contains(t, r.stderr, strconv.Quote(args[len(args)-1]))
+			assert.Contains(t, r.stderr, "unexpected argument "+strconv.Quote(tc.stray))
 			assert.Contains(t, r.stderr, "usage:")
 			assert.Empty(t, r.stdout)
 		})
@@ -132,4 +135,15 @@ dir = %q
 	require.NoError(t, err)
 	assert.GreaterOrEqual(t, got, float64(before), "reload timestamp before the first reload")
 	assert.LessOrEqual(t, got, float64(time.Now().Unix()))
+}
+
+// -check-config accepts a cpu the machine lacks (the receiver runs unpinned)
+// but warns, naming the receiver.
+func TestCheckConfigWarnsMissingCPU(t *testing.T) {
+	config := filepath.Join(t.TempDir(), "balancer.toml")
+	require.NoError(t, os.WriteFile(config, []byte("[[receiver]]\nstream = \"fullflow\"\ncpu = 1023\nrecording.dir = \"d\"\n"), 0o600))
+	r := runCLI(t, 5*time.Second, "-config", config, "-check-config")
+	assert.Equal(t, 0, r.code, r.stderr)
+	assert.Contains(t, r.stderr, "warning: receiver[fullflow/0].cpu: 1023: no cpu 1023 on this machine")
+	assert.Contains(t, r.stdout, "configuration ok: 1 receivers")
 }
