@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -146,4 +147,34 @@ func TestCheckConfigWarnsMissingCPU(t *testing.T) {
 	assert.Equal(t, 0, r.code, r.stderr)
 	assert.Contains(t, r.stderr, "warning: receiver[fullflow/0].cpu: 1023: no cpu 1023 on this machine")
 	assert.Contains(t, r.stdout, "configuration ok: 1 receivers")
+}
+
+// An exporter that closes its connection is a normal end, logged without an
+// error (not err="read: EOF").
+func TestExporterCloseIsNotAnError(t *testing.T) {
+	dir := t.TempDir()
+	port := freePort(t)
+	config := filepath.Join(dir, "balancer.toml")
+	require.NoError(t, os.WriteFile(config, []byte(fmt.Sprintf(`
+[metrics]
+listen = ""
+[balancer]
+control_socket = %q
+[[receiver]]
+stream = "fullflow"
+listen = "127.0.0.1:%d"
+[receiver.recording]
+dir = %q
+`, filepath.Join(dir, "control.sock"), port, filepath.Join(dir, "dump"))), 0o600))
+	d := startDaemon(t, config)
+	conn, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+	require.NoError(t, err)
+	d.waitLog("exporter connected", 1)
+	require.NoError(t, conn.Close())
+	d.waitLog("exporter disconnected", 1)
+	for _, line := range strings.Split(d.logText(), "\n") {
+		if strings.Contains(line, "exporter disconnected") {
+			assert.NotContains(t, line, "err=", "a normal close logged as an error")
+		}
+	}
 }
