@@ -3,8 +3,8 @@ package balancer
 import (
 	"context"
 	"errors"
-	"io"
 	"fmt"
+	"io"
 	"net"
 	"net/netip"
 	"os"
