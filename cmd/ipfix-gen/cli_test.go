@@ -28,7 +28,7 @@ func TestFlagErrorsSayWhatIsWanted(t *testing.T) {
 	for _, s := range ipfixgen.Streams() {
 		names = append(names, string(s))
 	}
-	assert.Contains(t, res.stderr, `-stream "foo": unknown stream (want `+strings.Join(names, ", ")+`)`)
+	assert.Contains(t, res.stderr, `-stream: unknown stream "foo" (want `+strings.Join(names, ", ")+`)`)
 }
 
 // -h and -help print the usage and exit 0, as the other binaries do.
