@@ -34,10 +34,23 @@ func main() {
 	}
 }
 
-func run(args []string) error {
-	cmd := ""
+// setup is the parsed command line.
+type setup struct {
+	cmd     string // "", "migrate" or "status"
+	cfg     loader.Config
+	metrics string // host:port of /metrics; "" = none
+	once    bool
+	level   slog.Level
+	version bool
+}
+
+// configure parses the command line: flags override the [loader] section of
+// -config, or of the embedded default configuration (config/default.toml)
+// without -config, so that the defaults are the ones the README shows.
+func configure(args []string) (*setup, error) {
+	s := &setup{level: slog.LevelInfo}
 	if len(args) > 0 && (args[0] == "migrate" || args[0] == "status") {
-		cmd, args = args[0], args[1:]
+		s.cmd, args = args[0], args[1:]
 	}
 	fs := flag.NewFlagSet("ipfix-loader", flag.ContinueOnError)
 	fs.Usage = func() {
@@ -62,31 +75,28 @@ func run(args []string) error {
 		showVer    = fs.Bool("version", false, "print the version and exit")
 	)
 	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return nil
-		}
-		return err
+		return nil, err
 	}
 	if *showVer {
-		fmt.Println("ipfix-loader", version)
-		return nil
+		s.version = true
+		return s, nil
 	}
 	if rest := fs.Args(); len(rest) > 0 {
-		if cmd != "" || len(rest) > 1 || (rest[0] != "migrate" && rest[0] != "status") {
-			return fmt.Errorf("unexpected arguments %q", rest)
+		if s.cmd != "" || len(rest) > 1 || (rest[0] != "migrate" && rest[0] != "status") {
+			return nil, fmt.Errorf("unexpected arguments %q", rest)
 		}
-		cmd = rest[0]
+		s.cmd = rest[0]
 	}
+	s.once = *once
 
 	cfg := loader.Default()
-	level := slog.LevelInfo
 	if *configFile != "" {
 		c, err := config.Load(*configFile)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		cfg = fromConfig(c.Loader)
-		level = c.Log.SlogLevel()
+		s.level = c.Log.SlogLevel()
 		if *metricsAt == "" {
 			*metricsAt = c.Loader.MetricsListen
 		}
@@ -113,7 +123,7 @@ func run(args []string) error {
 	if *retention != "" {
 		d, err := time.ParseDuration(*retention)
 		if err != nil {
-			return fmt.Errorf("-retention: %w", err)
+			return nil, fmt.Errorf("-retention: %w", err)
 		}
 		cfg.Retention = d
 	}
@@ -122,18 +132,34 @@ func run(args []string) error {
 	}
 	switch *logLevel {
 	case "debug":
-		level = slog.LevelDebug
+		s.level = slog.LevelDebug
 	case "warn":
-		level = slog.LevelWarn
+		s.level = slog.LevelWarn
 	case "error":
-		level = slog.LevelError
+		s.level = slog.LevelError
 	case "info":
-		level = slog.LevelInfo
+		s.level = slog.LevelInfo
 	}
-	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	s.cfg, s.metrics = cfg, *metricsAt
+	return s, nil
+}
+
+func run(args []string) error {
+	s, err := configure(args)
+	if err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil
+		}
+		return err
+	}
+	if s.version {
+		fmt.Println("ipfix-loader", version)
+		return nil
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: s.level}))
 	slog.SetDefault(log)
 
-	l, err := loader.New(cfg, log)
+	l, err := loader.New(s.cfg, log)
 	if err != nil {
 		return err
 	}
@@ -142,7 +168,7 @@ func run(args []string) error {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 
-	switch cmd {
+	switch s.cmd {
 	case "migrate":
 		mctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 		defer cancel()
@@ -153,22 +179,22 @@ func run(args []string) error {
 		return l.Status(sctx, os.Stdout)
 	}
 
-	if *metricsAt != "" {
+	if s.metrics != "" {
 		metrics.RegisterSet(l.Metrics())
 		defer metrics.UnregisterSet(l.Metrics(), true)
 		mux := http.NewServeMux()
 		mux.HandleFunc("/metrics", func(w http.ResponseWriter, _ *http.Request) {
 			metrics.WritePrometheus(w, true)
 		})
-		srv := &http.Server{Addr: *metricsAt, Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+		srv := &http.Server{Addr: s.metrics, Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 		go func() {
 			if err := srv.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
-				log.Error("metrics listener", "addr", *metricsAt, "err", err)
+				log.Error("metrics listener", "addr", s.metrics, "err", err)
 			}
 		}()
 		defer srv.Close()
 	}
-	if *once {
+	if s.once {
 		return l.RunOnce(ctx)
 	}
 	return l.Run(ctx)
