@@ -4,6 +4,11 @@
 //	ipfix-loader [-config FILE] [-dir DUMPDIR] [-clickhouse http://HOST:8123] [-database NAME] [-once]
 //	ipfix-loader [flags] migrate   create or update the database and tables, then exit
 //	ipfix-loader [flags] status    print the backlog, the last loads and the table sizes
+//
+// Without -config the [loader] section of the embedded default configuration
+// applies (dumps in ./dump, where `make run` records; ClickHouse at
+// http://127.0.0.1:8123; /metrics on 127.0.0.1:9741). With -once, a ClickHouse
+// that stays unreachable for -retry-for (20s) ends the run with status 1.
 package main
 
 import (
@@ -58,8 +63,8 @@ func configure(args []string) (*setup, error) {
 		fs.PrintDefaults()
 	}
 	var (
-		configFile = fs.String("config", "", "TOML configuration file (its [loader] section); flags override it")
-		dir        = fs.String("dir", "", "dump directory (<dir>/<stream>/<stream>_<dpi>_<time>.ipfix)")
+		configFile = fs.String("config", "", "TOML configuration file (its [loader] section); flags override it; default: the embedded one (make run's)")
+		dir        = fs.String("dir", "", "dump directory (default: [loader] dir, ./dump without -config)")
 		chURL      = fs.String("clickhouse", "", "ClickHouse HTTP URL (default http://127.0.0.1:8123)")
 		database   = fs.String("database", "", "database (default ipfix)")
 		once       = fs.Bool("once", false, "load the dumps that are there, then exit")
@@ -68,7 +73,8 @@ func configure(args []string) (*setup, error) {
 		afterLoad  = fs.String("after-load", "", "move (to loaded/) or delete")
 		cluster    = fs.String("cluster", "", "ClickHouse cluster to shard over")
 		shards     = fs.String("shards", "", "comma-separated HTTP URLs of the cluster's shards, in shard order")
-		metricsAt  = fs.String("metrics", "", "host:port to serve /metrics on (default: none)")
+		metricsAt  = fs.String("metrics", "", "host:port to serve /metrics on, \"\" for none (default: [loader] metrics_listen, 127.0.0.1:9741)")
+		retryFor   = fs.Duration("retry-for", 20*time.Second, "with -once: give up (exit 1) when ClickHouse stays unreachable this long; 0 retries forever")
 		retention  = fs.String("retention", "", "retention of the raw tables, e.g. 24h; 0 keeps them forever")
 		settle     = fs.Duration("settle", 0, "wait before counting a batch of unknown outcome at recovery (default 2s)")
 		logLevel   = fs.String("log-level", "", "debug, info, warn or error")
@@ -89,17 +95,21 @@ func configure(args []string) (*setup, error) {
 	}
 	s.once = *once
 
-	cfg := loader.Default()
+	// One definition of the defaults: the embedded configuration's [loader].
+	c := config.Default()
 	if *configFile != "" {
-		c, err := config.Load(*configFile)
-		if err != nil {
+		var err error
+		if c, err = config.Load(*configFile); err != nil {
 			return nil, err
 		}
-		cfg = fromConfig(c.Loader)
-		s.level = c.Log.SlogLevel()
-		if *metricsAt == "" {
-			*metricsAt = c.Loader.MetricsListen
-		}
+	}
+	cfg := fromConfig(c.Loader)
+	s.level = c.Log.SlogLevel()
+	if !flagSet(fs, "metrics") {
+		*metricsAt = c.Loader.MetricsListen
+	}
+	if s.once {
+		cfg.GiveUpAfter = *retryFor
 	}
 	set := func(dst *string, v string) {
 		if v != "" {
@@ -198,6 +208,13 @@ func run(args []string) error {
 		return l.RunOnce(ctx)
 	}
 	return l.Run(ctx)
+}
+
+// flagSet reports whether the flag name was given on the command line.
+func flagSet(fs *flag.FlagSet, name string) bool {
+	found := false
+	fs.Visit(func(f *flag.Flag) { found = found || f.Name == name })
+	return found
 }
 
 // fromConfig maps the [loader] section of the shared TOML file onto the
