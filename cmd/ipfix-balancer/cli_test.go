@@ -178,3 +178,38 @@ dir = %q
 		}
 	}
 }
+
+// makeDryRun returns the commands `make -n target` would run at the root of
+// the checkout.
+func makeDryRun(t *testing.T, target string, env ...string) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "make", "-n", "--no-print-directory", target)
+	cmd.Dir = filepath.Join("..", "..")
+	cmd.Env = append(os.Environ(), env...)
+	out, err := cmd.CombinedOutput()
+	require.NoError(t, err, "make -n %s:\n%s", target, out)
+	return string(out)
+}
+
+// `make run` gives the daemon a control socket of its own: with the system
+// one it would take over the sessions of the service running on the host.
+func TestMakeRunHasItsOwnControlSocket(t *testing.T) {
+	runtimeDir := t.TempDir()
+	out := makeDryRun(t, "run", "XDG_RUNTIME_DIR="+runtimeDir)
+	assert.Contains(t, out, "bin/ipfix-balancer -control-socket "+filepath.Join(runtimeDir, "ipfix-balancer-dev.sock"))
+	assert.NotContains(t, out, "/run/ipfix-balancer/")
+
+	out = makeDryRun(t, "run", "XDG_RUNTIME_DIR=")
+	abs, err := filepath.Abs(filepath.Join("..", "..", "bin", "control.sock"))
+	require.NoError(t, err)
+	assert.Contains(t, out, "bin/ipfix-balancer -control-socket "+abs)
+}
+
+// `make clean` removes what the build made, never ./dump: recorded data.
+func TestMakeCleanKeepsDumps(t *testing.T) {
+	out := makeDryRun(t, "clean")
+	assert.Contains(t, out, "rm -rf bin dist")
+	assert.NotContains(t, out, "dump")
+}
