@@ -93,3 +93,31 @@ func runOnceDown(t *testing.T, cwd string, args ...string) string {
 	t.Logf("gave up after %v", time.Since(start).Round(time.Second))
 	return stderr.String()
 }
+
+// -h, -help and help print the usage and exit 0; a bad flag or a stray
+// argument is a usage error: exit 2, as ipfix-balancer and ipfix-gen do.
+func TestUsageExitCodes(t *testing.T) {
+	f := func(code int, want string, args ...string) {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		cmd := exec.CommandContext(ctx, binary, args...)
+		cmd.Dir = t.TempDir()
+		out, err := cmd.CombinedOutput()
+		got := 0
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			got = ee.ExitCode()
+		} else {
+			require.NoError(t, err)
+		}
+		assert.Equal(t, code, got, "ipfix-loader %q:\n%s", args, out)
+		assert.Contains(t, string(out), want, "ipfix-loader %q", args)
+	}
+	f(0, "usage: ipfix-loader", "-h")
+	f(0, "usage: ipfix-loader", "-help")
+	f(0, "usage: ipfix-loader", "help")
+	f(2, "flag provided but not defined: -no-such-flag", "-no-such-flag")
+	f(2, `unexpected argument "frobnicate"`, "frobnicate")
+	f(2, `unexpected argument "loader.toml"`, "-once", "loader.toml")
+}
