@@ -34,9 +34,28 @@ var version = "dev"
 
 func main() {
 	if err := run(os.Args[1:]); err != nil {
+		var ue usageError
+		if errors.As(err, &ue) {
+			// The flag package has printed what is wrong and the usage.
+			if ue.err != nil {
+				fmt.Fprintln(os.Stderr, "ipfix-loader:", ue.err)
+			}
+			os.Exit(2)
+		}
 		fmt.Fprintln(os.Stderr, "ipfix-loader:", err)
 		os.Exit(1)
 	}
+}
+
+// usageError is a command line that is not one: exit status 2, as the flag
+// package and the other binaries do.
+type usageError struct{ err error }
+
+func (e usageError) Error() string {
+	if e.err == nil {
+		return "bad usage"
+	}
+	return e.err.Error()
 }
 
 // setup is the parsed command line.
@@ -54,13 +73,20 @@ type setup struct {
 // without -config, so that the defaults are the ones the README shows.
 func configure(args []string) (*setup, error) {
 	s := &setup{level: slog.LevelInfo}
-	if len(args) > 0 && (args[0] == "migrate" || args[0] == "status") {
-		s.cmd, args = args[0], args[1:]
-	}
 	fs := flag.NewFlagSet("ipfix-loader", flag.ContinueOnError)
 	fs.Usage = func() {
-		fmt.Fprintln(fs.Output(), "usage: ipfix-loader [-config FILE] [-dir DUMPDIR] [-clickhouse http://HOST:8123] [-database NAME] [-once] [migrate|status]")
+		fmt.Fprintln(fs.Output(), "usage: ipfix-loader [-config FILE] [-dir DUMPDIR] [-clickhouse http://HOST:8123] [-database NAME] [-once] [migrate|status|help]")
 		fs.PrintDefaults()
+	}
+	if len(args) > 0 {
+		switch args[0] {
+		case "migrate", "status":
+			s.cmd, args = args[0], args[1:]
+		case "help":
+			fs.SetOutput(os.Stdout)
+			fs.Usage()
+			return nil, flag.ErrHelp
+		}
 	}
 	var (
 		configFile = fs.String("config", "", "TOML configuration file (its [loader] section); flags override it; default: the embedded one (make run's)")
@@ -81,7 +107,10 @@ func configure(args []string) (*setup, error) {
 		showVer    = fs.Bool("version", false, "print the version and exit")
 	)
 	if err := fs.Parse(args); err != nil {
-		return nil, err
+		if errors.Is(err, flag.ErrHelp) {
+			return nil, err
+		}
+		return nil, usageError{}
 	}
 	if *showVer {
 		s.version = true
@@ -89,7 +118,12 @@ func configure(args []string) (*setup, error) {
 	}
 	if rest := fs.Args(); len(rest) > 0 {
 		if s.cmd != "" || len(rest) > 1 || (rest[0] != "migrate" && rest[0] != "status") {
-			return nil, fmt.Errorf("unexpected arguments %q", rest)
+			stray := rest[0]
+			if s.cmd == "" && (rest[0] == "migrate" || rest[0] == "status") {
+				stray = rest[1]
+			}
+			fs.Usage()
+			return nil, usageError{fmt.Errorf("unexpected argument %q (a configuration file goes after -config; subcommands: migrate, status, help)", stray)}
 		}
 		s.cmd = rest[0]
 	}
