@@ -13,7 +13,7 @@ import (
 )
 
 // unknownKeys reports every key of data the decoder did not use, as
-// "unknown key receiver[0].recording.rotate_evry at line 12". Keys in the
+// *lineError "unknown key receiver[0].recording.rotate_evry" at line 12. Keys in the
 // wrong case count as unknown too: the decoder would match "Listen" to
 // "listen", and a config file has one spelling.
 //
