@@ -121,3 +121,18 @@ func TestUsageExitCodes(t *testing.T) {
 	f(2, `unexpected argument "frobnicate"`, "frobnicate")
 	f(2, `unexpected argument "loader.toml"`, "-once", "loader.toml")
 }
+
+// Before anything was recorded there is no ./dump: the loader says so, not
+// "lock dump/.ipfix-loader.lock: no such file or directory".
+func TestMissingDumpDirSaysSo(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, binary, "-once", "-metrics", "", "-clickhouse", "http://"+closedPort(t))
+	cmd.Dir = t.TempDir()
+	out, err := cmd.CombinedOutput()
+	var ee *exec.ExitError
+	require.True(t, errors.As(err, &ee), "exit status 0 without a dump directory:\n%s", out)
+	assert.Equal(t, 1, ee.ExitCode())
+	assert.Contains(t, string(out), `ipfix-loader: dump directory "dump" does not exist`)
+	assert.NotContains(t, string(out), ".ipfix-loader.lock")
+}
