@@ -16,6 +16,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"net/http"
 	"os"
@@ -202,6 +203,14 @@ func run(args []string) error {
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: s.level}))
 	slog.SetDefault(log)
+	if s.cmd == "" {
+		// The lock file lives in the dump directory: without this check a
+		// loader run before anything was recorded would only say that the
+		// lock file could not be created.
+		if _, err := os.Stat(s.cfg.Dir); errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("dump directory %q does not exist: nothing recorded yet (make run records into ./dump), or set -dir or [loader] dir", s.cfg.Dir)
+		}
+	}
 
 	l, err := loader.New(s.cfg, log)
 	if err != nil {
