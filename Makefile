@@ -18,9 +18,15 @@ build: ## build ipfix-balancer, ipfix-loader and ipfix-gen into bin/
 	@mkdir -p $(BIN)
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/ ./cmd/...
 
-run: build ## run the balancer on its embedded default config (Ctrl-C stops it)
+# A development run hands its sockets over through a control socket of its own:
+# the system one (/run/ipfix-balancer/control.sock) belongs to the service, whose
+# exporter sessions a run would take over. A second `make run` takes over from
+# the first through it. Override: make run RUN_SOCKET=/path/to.sock
+RUN_SOCKET ?= $(if $(XDG_RUNTIME_DIR),$(XDG_RUNTIME_DIR)/ipfix-balancer-dev.sock,$(CURDIR)/$(BIN)/control.sock)
+
+run: build ## run the balancer on its embedded default config, recording into ./dump (Ctrl-C stops it)
 	@echo "metrics: http://127.0.0.1:9740/metrics  —  send traffic: bin/ipfix-gen -stream fullflow -records 100000 -to tcp://127.0.0.1:1500"
-	$(BIN)/ipfix-balancer
+	$(BIN)/ipfix-balancer -control-socket $(RUN_SOCKET)
 
 deps: ## install what the tests need (Go modules, tshark, clickhouse-server)
 	$(GO) mod download
@@ -53,5 +59,5 @@ rpm: build ## build the RPM package into dist/
 deb: build ## build the .deb package into dist/
 	./packaging/build.sh deb
 
-clean: ## remove build outputs
-	rm -rf $(BIN) dist dump
+clean: ## remove build outputs (never ./dump: it holds recorded data)
+	rm -rf $(BIN) dist

@@ -50,7 +50,10 @@ func NewBalancer(cfg *config.Config, opts Options) (*Balancer, error) {
 		opts.Logger = slog.Default()
 	}
 	b := &Balancer{opts: opts, log: opts.Logger, set: metrics.NewSet(), cfg: cfg,
-		receivers: make(map[string]*running), handover: make(chan struct{})}
+		receivers: make(map[string]*running), handover: make(chan struct{}),
+		// The configuration loaded at start is the last good one until a
+		// reload (as Prometheus's own reload timestamp): never year 1.
+		lastReload: time.Now()}
 	b.reloadsOK = b.set.NewCounter(`ipfix_balancer_config_reloads_total{result="success"}`)
 	b.reloadsFailed = b.set.NewCounter(`ipfix_balancer_config_reloads_total{result="failure"}`)
 	b.set.NewGauge(`ipfix_balancer_config_last_reload_success_timestamp_seconds`, func() float64 {

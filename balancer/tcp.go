@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/netip"
 	"os"
@@ -195,7 +196,8 @@ func (h *tcpHandler) OnClose(c gnet.Conn, err error) gnet.Action {
 		if len(v.carry) > 0 {
 			r.countParseError(ipfix.ErrShortMessage)
 		}
-		if err != nil && !errors.Is(err, net.ErrClosed) {
+		// io.EOF: the exporter closed its connection, a normal end.
+		if err != nil && !errors.Is(err, net.ErrClosed) && !errors.Is(err, io.EOF) {
 			r.log.Info("exporter disconnected", "exporter", v.remote, "err", err)
 		} else {
 			r.log.Info("exporter disconnected", "exporter", v.remote)

@@ -11,14 +11,22 @@ import (
 )
 
 // parseSubreceiver parses a subreceiver or export address: "host:port"
-// ("[v6]:port"), or the legacy "ip/port" and "ip/port/proto" (an empty proto,
-// "10.0.0.3/3440/", means proto). The host is an IP address or a host name.
+// ("[v6]:port"), "host:port/proto", or the legacy "ip/port" and
+// "ip/port/proto" (an empty proto, "10.0.0.3/3440/", means proto). The host is an IP address or a host name.
 // Errors quote the whole entry: `"10.0.0.3/34x0": bad port`.
 func parseSubreceiver(s string, proto Proto) (Subreceiver, error) {
 	in := s
 	s = strings.TrimSpace(s)
 	var host, port, p string
-	if strings.Contains(s, "/") {
+	h, pr, slash := strings.Cut(s, "/")
+	if hh, pp, err := net.SplitHostPort(strings.TrimSpace(h)); slash && err == nil {
+		// "host:port/proto" ("[v6]:port/proto"). The legacy "ip/port" has
+		// no port before its slash: SplitHostPort fails on it, IPv6 too.
+		host, port, p = hh, pp, strings.TrimSpace(pr)
+		if p == "" || strings.Contains(p, "/") {
+			return Subreceiver{}, fmt.Errorf("%q: bad proto (want tcp or udp)", in)
+		}
+	} else if strings.Contains(s, "/") {
 		parts := strings.Split(s, "/")
 		if len(parts) > 3 {
 			return Subreceiver{}, fmt.Errorf("%q: want host:port, ip/port or ip/port/proto", in)

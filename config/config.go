@@ -292,9 +292,11 @@ func Load(path string) (*Config, error) {
 // default, except that the [[receiver]] tables of data, when there are any,
 // replace the default receivers. Per-receiver defaults are then filled (port
 // and rotation by stream, dpi by order), every key the decoder did not use is
-// an error ("unknown key receiver[0].recording.rotate_evry at line 12"), and
-// the result is validated. All problems are reported at once, joined; a TOML
-// syntax error is reported alone, with its line, column and a caret.
+// an error, and the result is validated. All problems are reported at once,
+// joined, in file order, each as "name:line: problem"
+// ("test.toml:12: unknown key receiver[0].recording.rotate_evry"); a TOML
+// syntax or type error is reported alone, with its line (and column and a
+// caret for syntax).
 //
 // When name ends in ".env" or data holds legacy IPFIX_<STREAM>_<PARAM>[N]=
 // lines, data is parsed with [ParseEnv] instead and its warnings are logged
@@ -311,7 +313,7 @@ func Parse(data []byte, name string) (*Config, error) {
 	if err != nil {
 		panic("BUG: default.toml: " + err.Error())
 	}
-	return parseTOML(data, base)
+	return parseTOML(data, name, base)
 }
 
 // looksLikeEnv reports whether data is a legacy .env file: a line (after

@@ -421,14 +421,14 @@ Mode = "All"
 [Loader]
 dir = "x"
 `,
-		"unknown key metrics.lisen at line 4",
-		"unknown key receiver[1].dpo at line 12",
-		"unknown key receiver[1].recording.rotate_evry at line 15",
-		"unknown key receiver[1].recordin at line 16",
-		"unknown key receiver[2].recording.rotate_evry at line 23",
-		`unknown key receiver[2]."quoted key" at line 24`,
-		"unknown key receiver[2].Mode at line 25",
-		"unknown key Loader at line 27",
+		"test.toml:4: unknown key metrics.lisen",
+		"test.toml:12: unknown key receiver[1].dpo",
+		"test.toml:15: unknown key receiver[1].recording.rotate_evry",
+		"test.toml:16: unknown key receiver[1].recordin",
+		"test.toml:23: unknown key receiver[2].recording.rotate_evry",
+		`test.toml:24: unknown key receiver[2]."quoted key"`,
+		"test.toml:25: unknown key receiver[2].Mode",
+		"test.toml:27: unknown key Loader",
 	)
 
 	// Bad values are all reported at once, with their key paths.
@@ -482,48 +482,49 @@ parallel = 0
 cluster = "main"
 sharding_key = ""
 `,
-		`balancer.stats_every: "1 minute": bad duration (want e.g. "90s", "10m", "1h30m")`,
-		`metrics.listen: "127.0.0.1": want host:port`,
-		`log.level: "verbose": want debug, info, warn or error`,
-		`balancer.shutdown_timeout: 0s: must be positive`,
-		`receiver[fullflow/0].subreceivers: mode RoundRobin needs at least one subreceiver`,
-		`receiver[clickstream/1].proto: "sctp": bad proto (want tcp or udp)`,
-		`receiver[clickstream/1].subreceiver_proto: "tcp6": bad proto (want tcp or udp)`,
-		`receiver[clickstream/1].mode: "Balanced": bad mode (want RoundRobin, All or Recording)`,
-		`receiver[clickstream/1].subreceivers[2]: "10.0.0.3/34x0": bad port`,
-		`receiver[clickstream/1].subreceivers[3]: "10.0.0.1:3440": same as receiver[clickstream/1].subreceivers[0]`,
-		`receiver[clickstream/1].subreceivers[4]: "10.0.0.300:1": bad host`,
-		`receiver[clickstream/1].subreceivers[5]: "0.0.0.0:1": unspecified address`,
-		`receiver[clickstream/1].cpu: cpu list "0-3,x": "x": not a cpu number`,
-		`receiver[clickstream/1].template_lifetime: "-1s": negative duration`,
-		`receiver[clickstream/1].recording.export[0]: "10.0.0.2/9920/http": bad proto (want tcp or udp)`,
-		`receiver[clickstream/1].recording.max_age: "forever": bad duration (want e.g. "90s", "10m", "1h30m")`,
-		`receiver[clickstream/1].queue_bytes: 1000: outside 65536..1099511627776`,
-		`receiver[clickstream/1].mtu: 100: outside 576..65535`,
-		`receiver[clickstream/1].recording.rotate_every: 500ms: below the minimum 1s`,
-		`receiver[2].listen: "localhost:1500": want an IP address, not a host name`,
-		`receiver[2].stream: "Fullflow": want a label of a-z, 0-9 and _ (fullflow, clickstream, dnsflow...)`,
-		`receiver[2].recording.dir: mode Recording needs a dump directory`,
-		`receiver[sip/0].listen: required: stream sip has no default port`,
-		`receiver[sip/0].recording.dir: mode Recording needs a dump directory`,
-		`receiver[dnsflow/0].cpu: 4096: cpu number outside 0..1023`,
-		`receiver[dnsflow/0].listen: tcp 0.0.0.0:1500: already used by receiver[fullflow/0] (tcp 0.0.0.0:1500)`,
-		`receiver[dnsflow/0]: duplicate stream and dpi (receivers 4 and 5)`,
-		`loader.clickhouse: "127.0.0.1:8123": want an http:// or https:// URL`,
-		`loader.parallel: 0: outside 1..64`,
-		`loader.after_load: "keep": want move or delete`,
-		`loader.sharding_key: missing: a cluster needs a sharding key`,
+		`test.toml:3: metrics.listen: "127.0.0.1": want host:port`,
+		`test.toml:5: log.level: "verbose": want debug, info, warn or error`,
+		`test.toml:7: balancer.stats_every: "1 minute": bad duration (want e.g. "90s", "10m", "1h30m")`,
+		`test.toml:8: balancer.shutdown_timeout: 0s: must be positive`,
+		// A problem of a key the file does not set is at its table's line.
+		`test.toml:9: receiver[fullflow/0].subreceivers: mode RoundRobin needs at least one subreceiver`,
+		`test.toml:15: receiver[clickstream/1].mode: "Balanced": bad mode (want RoundRobin, All or Recording)`,
+		`test.toml:16: receiver[clickstream/1].proto: "sctp": bad proto (want tcp or udp)`,
+		`test.toml:17: receiver[clickstream/1].subreceivers[2]: "10.0.0.3/34x0": bad port`,
+		`test.toml:17: receiver[clickstream/1].subreceivers[3]: "10.0.0.1:3440": same as receiver[clickstream/1].subreceivers[0]`,
+		`test.toml:17: receiver[clickstream/1].subreceivers[4]: "10.0.0.300:1": bad host`,
+		`test.toml:17: receiver[clickstream/1].subreceivers[5]: "0.0.0.0:1": unspecified address`,
+		`test.toml:18: receiver[clickstream/1].subreceiver_proto: "tcp6": bad proto (want tcp or udp)`,
+		`test.toml:19: receiver[clickstream/1].cpu: cpu list "0-3,x": "x": not a cpu number`,
+		`test.toml:20: receiver[clickstream/1].queue_bytes: 1000: outside 65536..1099511627776`,
+		`test.toml:21: receiver[clickstream/1].mtu: 100: outside 576..65535`,
+		`test.toml:22: receiver[clickstream/1].template_lifetime: "-1s": negative duration`,
+		`test.toml:24: receiver[clickstream/1].recording.rotate_every: 500ms: below the minimum 1s`,
+		`test.toml:25: receiver[clickstream/1].recording.export[0]: "10.0.0.2/9920/http": bad proto (want tcp or udp)`,
+		`test.toml:26: receiver[clickstream/1].recording.max_age: "forever": bad duration (want e.g. "90s", "10m", "1h30m")`,
+		`test.toml:27: receiver[2].recording.dir: mode Recording needs a dump directory`,
+		`test.toml:28: receiver[2].stream: "Fullflow": want a label of a-z, 0-9 and _ (fullflow, clickstream, dnsflow...)`,
+		`test.toml:29: receiver[2].listen: "localhost:1500": want an IP address, not a host name`,
+		`test.toml:30: receiver[sip/0].listen: required: stream sip has no default port`,
+		`test.toml:30: receiver[sip/0].recording.dir: mode Recording needs a dump directory`,
+		`test.toml:35: receiver[dnsflow/0].cpu: 4096: cpu number outside 0..1023`,
+		`test.toml:36: receiver[dnsflow/0].listen: tcp 0.0.0.0:1500: already used by receiver[fullflow/0] (tcp 0.0.0.0:1500)`,
+		`test.toml:39: receiver[dnsflow/0]: duplicate stream and dpi (receivers 4 and 5)`,
+		`test.toml:45: loader.clickhouse: "127.0.0.1:8123": want an http:// or https:// URL`,
+		`test.toml:46: loader.after_load: "keep": want move or delete`,
+		`test.toml:47: loader.parallel: 0: outside 1..64`,
+		`test.toml:49: loader.sharding_key: missing: a cluster needs a sharding key`,
 	)
 
 	// No receivers at all.
-	f("receiver = []\n", "receiver: no receivers")
-	// A value of the wrong type stops the decoder, which names the key and line.
+	f("receiver = []\n", "test.toml:1: receiver: no receivers")
+	// A value of the wrong type stops the decoder; the file, line and key are named.
 	f("[[receiver]]\nstream = \"fullflow\"\nmtu = \"big\"\n",
-		`toml: line 3 (last key "receiver.mtu"): incompatible types: TOML value has type string; destination has type integer`)
+		`test.toml:3: receiver[0].mtu: incompatible types: TOML value has type string; destination has type integer`)
 	f("[[receiver]]\nstream = \"fullflow\"\ncpu = [1, 2]\nrecording.dir = \"d\"\n",
-		`receiver[fullflow/0].cpu: want a cpu number (61) or a cpu list string ("0-3,8")`)
+		`test.toml:3: receiver[fullflow/0].cpu: want a cpu number (61) or a cpu list string ("0-3,8")`)
 	f("[[receiver]]\nstream = \"fullflow\"\ncpu = -1\nrecording.dir = \"d\"\n",
-		`receiver[fullflow/0].cpu: -1: cpu number outside 0..1023`)
+		`test.toml:3: receiver[fullflow/0].cpu: -1: cpu number outside 0..1023`)
 }
 
 func TestParseSyntaxError(t *testing.T) {
@@ -533,11 +534,8 @@ func TestParseSyntaxError(t *testing.T) {
 	require.ErrorAs(t, err, &pe)
 	assert.Equal(t, 4, pe.Position.Line)
 	assert.Equal(t, strings.Join([]string{
-		"toml: error: strings cannot contain newlines",
+		"test.toml:4:14: strings cannot contain newlines",
 		"",
-		"At line 4, column 14:",
-		"",
-		`      2 | listen = "x"`,
 		`      3 | [log]`,
 		`      4 | level = "info`,
 		`                       ^`,

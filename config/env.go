@@ -4,11 +4,14 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"reflect"
 	"regexp"
 	"sort"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/BurntSushi/toml"
 
 	"github.com/ipfix-balancer/ipfix-balancer/affinity"
 )
@@ -132,6 +135,12 @@ func (p *envParser) format(ms []envMessage) []string {
 // recording receiver) give warnings. Unknown or malformed lines are errors.
 // Warnings and errors read "name:line: ..."; all errors are joined.
 func ParseEnv(data []byte, name string) (*Config, []string, error) {
+	cfg, _, warnings, err := parseEnv(data, name)
+	return cfg, warnings, err
+}
+
+// parseEnv is ParseEnv; it also returns the file the .env converts to.
+func parseEnv(data []byte, name string) (*Config, *fileConfig, []string, error) {
 	p := &envParser{name: name, receivers: map[string]*envReceiver{}}
 	p.parse(data)
 	base, err := decodeDefault()
@@ -150,40 +159,102 @@ func ParseEnv(data []byte, name string) (*Config, []string, error) {
 		for _, s := range p.format(p.errs) {
 			errs = append(errs, errors.New(s))
 		}
-		return nil, warnings, errors.Join(errs...)
+		return nil, nil, warnings, errors.Join(errs...)
 	}
 	cfg, errs := build(&f)
 	if errs != nil {
 		for i, err := range errs {
 			errs[i] = fmt.Errorf("%s: %w", name, err)
 		}
-		return nil, warnings, errors.Join(errs...)
+		return nil, nil, warnings, errors.Join(errs...)
 	}
-	return cfg, warnings, nil
+	return cfg, &f, warnings, nil
 }
 
-// ConvertEnv converts a legacy .env (see [ParseEnv]) to the TOML of the
-// resulting Config, headed by a comment naming name and listing the warnings.
+// ConvertEnv converts a legacy .env (see [ParseEnv]) to TOML, headed by a
+// comment naming name and listing the warnings. It holds what the .env
+// said and what differs from the defaults ([loader] dir), nothing else:
+// every other setting keeps its default, which -print-config shows. Parse
+// of the result gives the Config that ParseEnv gives.
 func ConvertEnv(data []byte, name string) ([]byte, []string, error) {
-	cfg, warnings, err := ParseEnv(data, name)
+	cfg, f, warnings, err := parseEnv(data, name)
 	if err != nil {
 		return nil, warnings, err
 	}
-	body, err := cfg.TOML()
-	if err != nil {
+	if err := cfg.Validate(); err != nil {
 		return nil, warnings, err
+	}
+	base, err := decodeDefault()
+	if err != nil {
+		panic("BUG: default.toml: " + err.Error())
 	}
 	var b bytes.Buffer
 	fmt.Fprintf(&b, "# Converted from %s (legacy IPFIX_<STREAM>_<PARAM>[N] settings).\n", name)
+	b.WriteString("# Only what the .env set, and what differs from the defaults; every other\n")
+	b.WriteString("# setting has its default (ipfix-balancer -config FILE -print-config shows all).\n")
 	if len(warnings) > 0 {
 		b.WriteString("# Warnings:\n")
 		for _, w := range warnings {
 			b.WriteString("#   " + strings.ReplaceAll(w, "\n", " ") + "\n")
 		}
 	}
-	b.WriteString("\n")
-	b.Write(body)
+	writeTable(&b, "[metrics]", &f.Metrics, &base.Metrics)
+	writeTable(&b, "[log]", &f.Log, &base.Log)
+	writeTable(&b, "[balancer]", &f.Balancer, &base.Balancer)
+	for i := range f.Receiver {
+		writeTable(&b, "[[receiver]]", &f.Receiver[i], nil)
+	}
+	writeTable(&b, "[loader]", &f.Loader, &base.Loader)
 	return b.Bytes(), warnings, nil
+}
+
+// writeTable writes header and the keys of the struct *v that differ from
+// *def (that are set, when def is nil); a struct field is a sub-table,
+// written when it has such a key. Nothing is written for an unchanged table.
+func writeTable(b *bytes.Buffer, header string, v, def any) {
+	rv := reflect.ValueOf(v).Elem()
+	var rd reflect.Value
+	if def != nil {
+		rd = reflect.ValueOf(def).Elem()
+	}
+	var body bytes.Buffer
+	var subs []func()
+	for i := range rv.NumField() {
+		field := rv.Type().Field(i)
+		key, _, _ := strings.Cut(field.Tag.Get("toml"), ",")
+		fv := rv.Field(i)
+		if fv.Kind() == reflect.Struct {
+			var fd any
+			if rd.IsValid() {
+				fd = rd.Field(i).Addr().Interface()
+			}
+			sub := strings.Trim(header, "[]")
+			subs = append(subs, func() { writeTable(b, "["+sub+"."+key+"]", fv.Addr().Interface(), fd) })
+			continue
+		}
+		if rd.IsValid() && reflect.DeepEqual(fv.Interface(), rd.Field(i).Interface()) || !rd.IsValid() && fv.IsZero() {
+			continue
+		}
+		val := fv.Interface()
+		if fv.Kind() == reflect.Pointer {
+			val = fv.Elem().Interface()
+		}
+		line, err := toml.Marshal(map[string]any{key: val})
+		if err != nil {
+			panic("BUG: encode " + key + ": " + err.Error())
+		}
+		body.Write(line)
+	}
+	if body.Len() > 0 || strings.HasPrefix(header, "[[") {
+		if !strings.Contains(strings.Trim(header, "[]"), ".") {
+			b.WriteString("\n")
+		}
+		b.WriteString(header + "\n")
+		b.Write(body.Bytes())
+	}
+	for _, f := range subs {
+		f()
+	}
 }
 
 func (p *envParser) parse(data []byte) {
@@ -366,7 +437,9 @@ func (p *envParser) convertReceiver(r *envReceiver) fileReceiver {
 	modeValue, hasMode := get("BALANCER")
 	if hasMode {
 		if err := mode.UnmarshalText([]byte(modeValue.value)); err != nil {
-			p.errorf(modeValue.line, "%s: %v", modeValue.key, err)
+			// The legacy words: Disabled is what the legacy GUI offers for
+			// recording.
+			p.errorf(modeValue.line, "%s: %q: bad mode (want RoundRobin, All or Disabled)", modeValue.key, modeValue.value)
 		}
 	}
 	fr.Mode = mode.String()
@@ -463,7 +536,7 @@ func (p *envParser) convertReceiver(r *envReceiver) fileReceiver {
 	case minutes > 0:
 		fr.Recording.RotateEvery = formatDuration(time.Duration(minutes) * time.Minute)
 	}
-	if n, ok := count("FW_MAX_QUEUE_SIZE", 1<<62); ok {
+	if n, ok := count("FW_MAX_QUEUE_SIZE", 1<<62); ok && n > 0 { // 0: by time only, the default
 		fr.Recording.RotateRecords = ptr(n)
 	}
 

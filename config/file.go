@@ -113,12 +113,43 @@ func defaultRotation(stream string) time.Duration {
 
 var streamRE = regexp.MustCompile(`^[a-z0-9_]+$`)
 
-// syntaxError is a TOML syntax or type error; it prints the decoder's
-// position and caret.
-type syntaxError struct{ err toml.ParseError }
+// syntaxError is a TOML syntax error: "name:line:col: message", then the
+// line with a caret under the column.
+type syntaxError struct {
+	name string
+	err  toml.ParseError
+	data []byte
+}
 
 func (e *syntaxError) Error() string {
-	return strings.TrimRight(e.err.ErrorWithPosition(), "\n")
+	// The decoder counts the line of an error at a newline as the next one
+	// ("[metrics\n" is reported at line 2, column 9): place it by its byte
+	// offset instead.
+	start := min(max(e.err.Position.Start, 0), len(e.data))
+	lineStart := bytes.LastIndexByte(e.data[:start], '\n') + 1
+	line := bytes.Count(e.data[:start], []byte("\n")) + 1
+	col := start - lineStart + 1
+	end := bytes.IndexByte(e.data[lineStart:], '\n')
+	text := e.data[lineStart:]
+	if end >= 0 {
+		text = text[:end]
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s:%d:%d: %s\n\n", e.name, line, col, e.err.Message)
+	if line > 1 {
+		prevStart := bytes.LastIndexByte(e.data[:lineStart-1], '\n') + 1
+		fmt.Fprintf(&b, "% 7d | %s\n", line-1, e.data[prevStart:lineStart-1])
+	}
+	fmt.Fprintf(&b, "% 7d | %s\n", line, text)
+	// Tabs keep their width under the caret.
+	pad := []byte(strings.Repeat(" ", col-1))
+	for i := 0; i < col-1 && i < len(text); i++ {
+		if text[i] == '\t' {
+			pad[i] = '\t'
+		}
+	}
+	fmt.Fprintf(&b, "%10s%s%s", "", pad, strings.Repeat("^", max(e.err.Position.Len, 1)))
+	return b.String()
 }
 
 func (e *syntaxError) Unwrap() error { return e.err }
@@ -148,30 +179,86 @@ var defaultFile = sync.OnceValues(func() (*fileConfig, error) {
 })
 
 // parseTOML decodes data onto base, then builds and validates the result.
-func parseTOML(data []byte, base *fileConfig) (*Config, error) {
+// Every problem names the file and the line: "name:12: receiver[fullflow/0].mode: ...".
+func parseTOML(data []byte, name string, base *fileConfig) (*Config, error) {
+	f, md, err := decodeOnto(data, base)
+	if err != nil {
+		var pe toml.ParseError
+		if errors.As(err, &pe) {
+			return nil, &syntaxError{name: name, err: pe, data: data}
+		}
+		return nil, locateTypeError(name, data, err)
+	}
+	errs := unknownKeys(data, md)
+	if hasWrongCase(md) {
+		// The decoder matched "Mode" to mode regardless of case: decode again
+		// without the keys in the wrong case, so that what they set is not
+		// used and the rest of the file is still checked.
+		clean, ok := withoutWrongCase(data)
+		if !ok {
+			return nil, errors.Join(locate(name, data, errs)...)
+		}
+		if f, _, err = decodeOnto(clean, base); err != nil {
+			return nil, errors.Join(locate(name, data, errs)...)
+		}
+	}
+	cfg, berrs := build(f)
+	errs = append(errs, berrs...)
+	if len(errs) > 0 {
+		return nil, errors.Join(locate(name, data, errs)...)
+	}
+	return cfg, nil
+}
+
+// decodeOnto decodes data onto a copy of base.
+func decodeOnto(data []byte, base *fileConfig) (*fileConfig, toml.MetaData, error) {
 	f := *base
 	f.Receiver = nil // [[receiver]] in data replaces the defaults, never merges into them
 	md, err := toml.NewDecoder(bytes.NewReader(data)).Decode(&f)
 	if err != nil {
-		var pe toml.ParseError
-		if errors.As(err, &pe) {
-			return nil, &syntaxError{err: pe}
-		}
-		return nil, err
+		return nil, md, err
 	}
 	if !md.IsDefined("receiver") {
 		f.Receiver = base.Receiver
 	}
-	errs := unknownKeys(data, md)
-	if hasWrongCase(md) {
-		return nil, errors.Join(errs...)
+	return &f, md, nil
+}
+
+// withoutWrongCase returns data as TOML without the keys that are not in
+// lower case (reported as unknown), or false when it cannot.
+func withoutWrongCase(data []byte) ([]byte, bool) {
+	var doc map[string]any
+	if _, err := toml.NewDecoder(bytes.NewReader(data)).Decode(&doc); err != nil {
+		return nil, false
 	}
-	cfg, berrs := build(&f)
-	errs = append(errs, berrs...)
-	if len(errs) > 0 {
-		return nil, errors.Join(errs...)
+	var prune func(v any) any
+	prune = func(v any) any {
+		switch v := v.(type) {
+		case map[string]any:
+			for k, x := range v {
+				if k != strings.ToLower(k) {
+					delete(v, k)
+					continue
+				}
+				v[k] = prune(x)
+			}
+		case []map[string]any:
+			for i := range v {
+				prune(v[i])
+			}
+		case []any:
+			for i := range v {
+				v[i] = prune(v[i])
+			}
+		}
+		return v
 	}
-	return cfg, nil
+	prune(doc)
+	var b bytes.Buffer
+	if err := toml.NewEncoder(&b).Encode(doc); err != nil {
+		return nil, false
+	}
+	return b.Bytes(), true
 }
 
 // build converts f into a Config, filling per-receiver defaults, and
@@ -192,9 +279,19 @@ func build(f *fileConfig) (*Config, []error) {
 	order := map[string]int{}
 	for i := range f.Receiver {
 		fr := &f.Receiver[i]
+		n := len(e)
 		c.Receivers = append(c.Receivers, buildReceiver(&e, i, fr, order[fr.Stream]))
 		order[fr.Stream]++
 		c.validateReceiver(&e, i, true)
+		// Messages name the receiver "receiver[fullflow/0]"; its line is
+		// found by its index in the file.
+		p, idx := receiverPath(i, &c.Receivers[i]), fmt.Sprintf("receiver[%d]", i)
+		for k := n; k < len(e); k++ {
+			key, _, _ := strings.Cut(e[k].Error(), ": ")
+			if rest, ok := strings.CutPrefix(key, p); ok {
+				e[k] = &keyError{key: idx + rest, err: e[k]}
+			}
+		}
 	}
 	c.validateHasReceivers(&e)
 	c.Loader = Loader{

@@ -2,7 +2,9 @@ package config
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
+	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -11,7 +13,7 @@ import (
 )
 
 // unknownKeys reports every key of data the decoder did not use, as
-// "unknown key receiver[0].recording.rotate_evry at line 12". Keys in the
+// *lineError "unknown key receiver[0].recording.rotate_evry" at line 12. Keys in the
 // wrong case count as unknown too: the decoder would match "Listen" to
 // "listen", and a config file has one spelling.
 //
@@ -81,14 +83,106 @@ func unknownKeys(data []byte, md toml.MetaData) []error {
 	})
 	errs := make([]error, len(all))
 	for i, f := range all {
-		if f.line > 0 {
-			errs[i] = fmt.Errorf("unknown key %s at line %d", f.path, f.line)
-		} else {
-			errs[i] = fmt.Errorf("unknown key %s", f.path)
-		}
+		errs[i] = &lineError{line: f.line, err: fmt.Errorf("unknown key %s", f.path)}
 	}
 	return errs
 }
+
+// lineError is a problem at a line of the file (0: no line); Parse prefixes
+// it with "name:line: ".
+type lineError struct {
+	line int
+	err  error
+}
+
+func (e *lineError) Error() string {
+	if e.line > 0 {
+		return e.err.Error() + " at line " + strconv.Itoa(e.line)
+	}
+	return e.err.Error()
+}
+
+func (e *lineError) Unwrap() error { return e.err }
+
+// keyError is a problem with the value of the key at the indexed path key
+// ("receiver[1].mode"), for Parse to find its line.
+type keyError struct {
+	key string
+	err error
+}
+
+func (e *keyError) Error() string { return e.err.Error() }
+func (e *keyError) Unwrap() error { return e.err }
+
+// locate prefixes each error of a file named name with "name:line: ": the
+// line of its key, or of the closest enclosing key the file has; and sorts
+// them in file order.
+func locate(name string, data []byte, errs []error) []error {
+	lines := keyLines(data)
+	type located struct {
+		line int
+		msg  string
+	}
+	all := make([]located, len(errs))
+	for i, err := range errs {
+		line := 0
+		msg := err.Error()
+		var le *lineError
+		var ke *keyError
+		switch {
+		case errors.As(err, &le):
+			line, msg = le.line, le.err.Error()
+		case errors.As(err, &ke):
+			line = lookupLine(lines, ke.key)
+		default:
+			if key, _, ok := strings.Cut(msg, ": "); ok {
+				line = lookupLine(lines, key)
+			}
+		}
+		all[i] = located{line, msg}
+	}
+	// In file order; problems without a line last.
+	sort.SliceStable(all, func(i, j int) bool {
+		return all[j].line == 0 && all[i].line != 0 || all[i].line != 0 && all[i].line < all[j].line
+	})
+	out := make([]error, len(all))
+	for i, l := range all {
+		if l.line > 0 {
+			out[i] = fmt.Errorf("%s:%d: %s", name, l.line, l.msg)
+		} else {
+			out[i] = fmt.Errorf("%s: %s", name, l.msg)
+		}
+	}
+	return out
+}
+
+// typeErrorRE matches the decoder's error for a value of the wrong type,
+// which carries no position but its line and the key without indexes.
+var typeErrorRE = regexp.MustCompile(`^toml: line (\d+) \(last key "([^"]*)"\): (.*)$`)
+
+// locateTypeError rewrites the decoder's type error as
+// "name:line: receiver[1].mtu: incompatible types: ...".
+func locateTypeError(name string, data []byte, err error) error {
+	m := typeErrorRE.FindStringSubmatch(err.Error())
+	if m == nil {
+		return fmt.Errorf("%s: %w", name, err)
+	}
+	line, _ := strconv.Atoi(m[1])
+	key := m[2]
+	// Name the key with its array indexes: the one of its path that is at
+	// this line.
+	for path, l := range keyLines(data) {
+		if l == line && stripIndexes(path) == key {
+			key = path
+			break
+		}
+	}
+	return fmt.Errorf("%s:%d: %s: %s", name, line, key, m[3])
+}
+
+var indexRE = regexp.MustCompile(`\[\d+\]`)
+
+func stripIndexes(path string) string { return indexRE.ReplaceAllString(path, "") }
 
 // hasWrongCase reports whether a key is not in lower case. The decoder
 // matches such keys to fields regardless of case, so the values decoded are

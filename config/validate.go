@@ -242,3 +242,24 @@ func (l *Loader) validate(e *errs) {
 		}
 	}
 }
+
+// Warnings returns what is valid but will not work as written on this
+// machine: a receiver pinned to a CPU this process cannot run on (it runs
+// unpinned). -check-config prints them.
+func (c *Config) Warnings() []string {
+	var w []string
+	for i := range c.Receivers {
+		r := &c.Receivers[i]
+		missing := affinity.Missing(r.CPU)
+		if len(missing) == 0 {
+			continue
+		}
+		word := "cpu"
+		if len(missing) > 1 {
+			word = "cpus"
+		}
+		w = append(w, fmt.Sprintf("%s.cpu: %s: no %s %s on this machine (it has %s); the receiver will run unpinned",
+			receiverPath(i, r), r.CPU, word, missing, affinity.Online()))
+	}
+	return w
+}

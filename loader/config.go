@@ -43,6 +43,10 @@ type Config struct {
 	// RetryMax bounds the backoff between retries while ClickHouse is down
 	// (default 10s).
 	RetryMax time.Duration
+	// GiveUpAfter, when set, ends the retries of a request that keeps
+	// failing this long with ErrUnreachable (ipfix-loader -once, so that a
+	// cron job ends); 0 retries until the context ends (the daemon).
+	GiveUpAfter time.Duration
 	// Settle is how long recovery waits before counting the rows of a batch
 	// whose outcome is unknown, so an insert still running on the server for a
 	// killed loader is seen (default 2s).

@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"text/tabwriter"
 	"time"
 
@@ -36,7 +37,13 @@ type Loader struct {
 	failed        map[string]time.Time       // dumps that failed: not before
 	shapes        map[string]bool            // unmapped template shapes logged
 	lastFailLog   time.Time
+	gaveUp        atomic.Bool // a request failed for GiveUpAfter: fail fast from now on
 }
+
+// ErrUnreachable is returned when ClickHouse kept failing for
+// Config.GiveUpAfter (ipfix-loader -once): the dumps not loaded stay for the
+// next run.
+var ErrUnreachable = errors.New("clickhouse unreachable")
 
 // New checks cfg and returns an inert loader: no connection is made until
 // Migrate, Run, RunOnce or Status.
@@ -182,8 +189,12 @@ func hostPort(host, port string) string {
 // retry runs fn until it succeeds or ctx ends, with exponential backoff up
 // to cfg.RetryMax: a transient fault (ClickHouse down, refusing, timing out)
 // never ends the loader.
+//
+// With Config.GiveUpAfter set it returns ErrUnreachable once fn has failed
+// that long, and at the first failure after that.
 func (l *Loader) retry(ctx context.Context, what string, fn func() error) error {
 	backoff := 100 * time.Millisecond
+	start := time.Now()
 	for {
 		err := fn()
 		if err == nil {
@@ -194,6 +205,10 @@ func (l *Loader) retry(ctx context.Context, what string, fn func() error) error 
 			return ctx.Err()
 		}
 		l.noteFailure(what, err)
+		if after := l.cfg.GiveUpAfter; after > 0 && (l.gaveUp.Load() || time.Since(start) >= after) {
+			l.gaveUp.Store(true)
+			return fmt.Errorf("%w: %s still failing after %s: %w", ErrUnreachable, what, time.Since(start).Round(time.Second), err)
+		}
 		if !sleepCtx(ctx, backoff) {
 			return ctx.Err()
 		}

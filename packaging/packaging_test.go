@@ -166,10 +166,34 @@ var want = map[string]entry{
 	"/var/lib/ipfix-balancer/dump":                   {"drwxr-x---", "ipfix-balancer/ipfix-balancer"},
 }
 
-// checkListing compares a package listing with want: every wanted path with
-// its mode and owner, and nothing else but root-owned parent directories.
-func checkListing(t *testing.T, got map[string]entry) {
+// Only in the .deb: Debian's machine-readable copyright file.
+var wantDeb = map[string]entry{
+	"/usr/share/doc/ipfix-balancer/copyright": {"-rw-r--r--", "root/root"},
+}
+
+// Only in the RPM: the license text, as %license.
+var wantRPM = map[string]entry{
+	"/usr/share/licenses/ipfix-balancer/LICENSE": {"-rw-r--r--", "root/root"},
+}
+
+// withWant returns want plus the paths of one package.
+func withWant(extra map[string]entry) map[string]entry {
+	all := make(map[string]entry, len(want)+len(extra))
+	for p, e := range want {
+		all[p] = e
+	}
+	for p, e := range extra {
+		all[p] = e
+	}
+	return all
+}
+
+// checkListing compares a package listing with want plus extra: every wanted
+// path with its mode and owner, and nothing else but root-owned parent
+// directories.
+func checkListing(t *testing.T, got, extra map[string]entry) {
 	t.Helper()
+	want := withWant(extra)
 	for path, w := range want {
 		g, ok := got[path]
 		if assert.True(t, ok, "%s missing", path) {
@@ -244,7 +268,7 @@ func TestDebContents(t *testing.T) {
 		}
 		got[path] = entry{fields[0], fields[1]}
 	}
-	checkListing(t, got)
+	checkListing(t, got, wantDeb)
 
 	assert.Equal(t, "/etc/ipfix-balancer/balancer.toml\n", run(t, "dpkg-deb", "--info", deb, "conffiles"))
 	fields := run(t, "dpkg-deb", "--field", deb, "Package", "Version", "Depends")
@@ -253,6 +277,23 @@ func TestDebContents(t *testing.T) {
 	assert.Contains(t, fields, "Depends: passwd, util-linux, procps\n")
 	if arch, ok := map[string]string{"amd64": "amd64", "arm64": "arm64"}[runtime.GOARCH]; ok {
 		assert.Equal(t, arch+"\n", run(t, "dpkg-deb", "--field", deb, "Architecture"))
+	}
+
+	// The copyright file is in Debian's machine-readable format and names
+	// the license of LICENSE, and those of the modules linked in.
+	root := t.TempDir()
+	run(t, "dpkg-deb", "-x", deb, root)
+	copyright := readFile(t, filepath.Join(root, "usr/share/doc/ipfix-balancer/copyright"))
+	assert.True(t, strings.HasPrefix(copyright, "Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/\n"), copyright)
+	assert.Contains(t, copyright, "\nFiles: *\nCopyright: ")
+	assert.Contains(t, copyright, "\nLicense: Apache-2.0\n")
+	assert.Contains(t, copyright, "/usr/share/common-licenses/Apache-2.0")
+	assert.Contains(t, readFile(t, "../LICENSE"), "Apache License\n                           Version 2.0, January 2004")
+	for _, stanza := range strings.Split(copyright, "\n\n") {
+		// Every stanza is fields ("Key: value") and continuation lines (" text").
+		for _, line := range strings.Split(strings.TrimSpace(stanza), "\n") {
+			assert.Regexp(t, `^([A-Z][A-Za-z-]*: ?.*| .*)$`, line, "copyright line")
+		}
 	}
 
 	// The maintainer scripts are ours, verbatim.
@@ -274,7 +315,7 @@ func TestRPMContents(t *testing.T) {
 	list := strings.Fields(run(t, "rpm", "-qlp", rpm))
 	sort.Strings(list)
 	var wantList []string
-	for path := range want {
+	for path := range withWant(wantRPM) {
 		wantList = append(wantList, path)
 	}
 	sort.Strings(wantList)
@@ -296,8 +337,12 @@ func TestRPMContents(t *testing.T) {
 			flags[path] = f[3]
 		}
 	}
-	checkListing(t, got)
-	assert.Equal(t, map[string]string{"/etc/ipfix-balancer/balancer.toml": "cn"}, flags, "%config(noreplace) only on the config")
+	checkListing(t, got, wantRPM)
+	assert.Equal(t, map[string]string{
+		"/etc/ipfix-balancer/balancer.toml":          "cn",
+		"/usr/share/licenses/ipfix-balancer/LICENSE": "l",
+	}, flags, "%config(noreplace) only on the config, %license on LICENSE")
+	assert.Equal(t, "Apache-2.0", run(t, "rpm", "-qp", "--qf", "%{LICENSE}", rpm), "rpm License field")
 
 	assert.Equal(t, "ipfix-balancer "+built.version+" 1", run(t, "rpm", "-qp", "--qf", "%{NAME} %{VERSION} %{RELEASE}", rpm))
 	requires := run(t, "rpm", "-qp", "--requires", rpm)
@@ -309,11 +354,12 @@ func TestRPMContents(t *testing.T) {
 	// root, which has no shell; TestMaintainerScripts runs them).
 	root := t.TempDir()
 	run(t, "rpm", "--install", "--root="+root, "--dbpath="+filepath.Join(root, "rpmdb"), "--nodeps", "--noscripts", rpm)
-	for path := range want {
+	for path := range withWant(wantRPM) {
 		_, err := os.Lstat(filepath.Join(root, path))
 		assert.NoError(t, err, "installed by rpm")
 	}
 	assert.Equal(t, readFile(t, "balancer.toml"), readFile(t, filepath.Join(root, "etc/ipfix-balancer/balancer.toml")))
+	assert.Equal(t, readFile(t, "../LICENSE"), readFile(t, filepath.Join(root, "usr/share/licenses/ipfix-balancer/LICENSE")))
 
 	for tag, src := range map[string]string{"PREIN": "preinstall.sh", "POSTIN": "postinstall.sh", "PREUN": "preremove.sh", "POSTUN": "postremove.sh"} {
 		got := run(t, "rpm", "-qp", "--qf", "%{"+tag+"}", rpm)

@@ -5,6 +5,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -33,29 +34,47 @@ func main() {
 
 func usage(w io.Writer, fs *flag.FlagSet) {
 	fmt.Fprintf(w, `usage:
-  ipfix-balancer [-config FILE] [-check-config] [-print-config]
+  ipfix-balancer [-config FILE] [-control-socket PATH] [-check-config] [-print-config]
   ipfix-balancer convert-config FILE.env     print the TOML equivalent of a legacy .env
-  ipfix-balancer -version
+  ipfix-balancer help | -version
 
 Without -config the embedded default configuration runs (three recording receivers
-on 127.0.0.1). FILE may be a TOML file or a legacy .env file.
+on 127.0.0.1, dumps into ./dump). FILE may be a TOML file or a legacy .env file.
 
 `)
+	fs.SetOutput(w)
 	fs.PrintDefaults()
 }
 
 func run(args []string, stdout, stderr io.Writer) int {
-	if len(args) > 0 && args[0] == "convert-config" {
-		return convertConfig(args[1:], stdout, stderr)
+	if len(args) > 0 {
+		switch args[0] {
+		case "convert-config":
+			return convertConfig(args[1:], stdout, stderr)
+		case "help":
+			usage(stdout, newFlagSet(stderr))
+			return 0
+		}
 	}
-	fs := flag.NewFlagSet("ipfix-balancer", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() { usage(stderr, fs) }
+	fs := newFlagSet(stderr)
 	path := fs.String("config", "", "configuration file (TOML or legacy .env); default: the embedded one")
+	controlSocket := fs.String("control-socket", "", "unix socket of the restart hand-over, instead of [balancer] control_socket (make run: one of its own)")
 	check := fs.Bool("check-config", false, "validate the configuration and exit")
 	print := fs.Bool("print-config", false, "print the effective configuration as TOML and exit")
 	showVersion := fs.Bool("version", false, "print the version and exit")
 	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			usage(stdout, fs)
+			return 0
+		}
+		usage(stderr, fs) // the flag package has said what is wrong
+		return 2
+	}
+	if fs.NArg() > 0 {
+		// "ipfix-balancer balancer.toml" (a forgotten -config) or a misspelt
+		// subcommand must not start the default daemon.
+		fmt.Fprintf(stderr, "ipfix-balancer: unexpected argument %q (a configuration file goes after -config; subcommands: convert-config, help)\n", fs.Arg(0))
+		usage(stderr, fs)
 		return 2
 	}
 	if *showVersion {
@@ -69,7 +88,17 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, err)
 		return 1
 	}
+	if flagSet(fs, "control-socket") {
+		cfg.ControlSocket = *controlSocket
+		if err := cfg.Validate(); err != nil {
+			fmt.Fprintln(stderr, err)
+			return 1
+		}
+	}
 	if *check {
+		for _, w := range cfg.Warnings() {
+			fmt.Fprintln(stderr, "warning:", w)
+		}
 		fmt.Fprintf(stdout, "configuration ok: %d receivers\n", len(cfg.Receivers))
 		return 0
 	}
@@ -89,6 +118,22 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	return 0
+}
+
+// newFlagSet returns a flag set that reports parse errors on stderr and
+// leaves the usage to run.
+func newFlagSet(stderr io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet("ipfix-balancer", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {}
+	return fs
+}
+
+// flagSet reports whether the flag name was given on the command line.
+func flagSet(fs *flag.FlagSet, name string) bool {
+	found := false
+	fs.Visit(func(f *flag.Flag) { found = found || f.Name == name })
+	return found
 }
 
 func loadConfig(path string, stderr io.Writer) (*config.Config, error) {

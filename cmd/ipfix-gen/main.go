@@ -41,6 +41,8 @@ import (
 	"net/url"
 	"os"
 	"os/signal"
+	"slices"
+	"strings"
 	"syscall"
 	"time"
 
@@ -190,8 +192,12 @@ Prints one JSON summary line on stdout; logs go to stderr.
 	if stream == "" {
 		return nil, errors.New("need -stream (or -replay)")
 	}
-	if _, err := ipfixgen.TemplateID(o.stream, false); err != nil {
-		return nil, err
+	if !slices.Contains(ipfixgen.Streams(), o.stream) {
+		var names []string
+		for _, s := range ipfixgen.Streams() {
+			names = append(names, string(s))
+		}
+		return nil, fmt.Errorf("-stream: unknown stream %q (want %s)", stream, strings.Join(names, ", "))
 	}
 	if o.records == 0 && o.duration == 0 {
 		return nil, errors.New("need -records or -duration (or both): a bound on the run")
@@ -209,11 +215,8 @@ const minMsgSize = 512
 // parseTarget splits tcp://host:port or udp://host:port.
 func parseTarget(s string) (network, addr string, err error) {
 	u, err := url.Parse(s)
-	if err != nil {
-		return "", "", fmt.Errorf("-to %q: %w", s, err)
-	}
-	if (u.Scheme != "tcp" && u.Scheme != "udp") || u.Host == "" || u.Port() == "" || (u.Path != "" && u.Path != "/") {
-		return "", "", fmt.Errorf("-to %q: want tcp://HOST:PORT or udp://HOST:PORT", s)
+	if err != nil || (u.Scheme != "tcp" && u.Scheme != "udp") || u.Host == "" || u.Port() == "" || (u.Path != "" && u.Path != "/") {
+		return "", "", fmt.Errorf("-to %q: want tcp://HOST:PORT or udp://HOST:PORT (a file: -out FILE)", s)
 	}
 	return u.Scheme, u.Host, nil
 }

@@ -4,6 +4,11 @@
 //	ipfix-loader [-config FILE] [-dir DUMPDIR] [-clickhouse http://HOST:8123] [-database NAME] [-once]
 //	ipfix-loader [flags] migrate   create or update the database and tables, then exit
 //	ipfix-loader [flags] status    print the backlog, the last loads and the table sizes
+//
+// Without -config the [loader] section of the embedded default configuration
+// applies (dumps in ./dump, where `make run` records; ClickHouse at
+// http://127.0.0.1:8123; /metrics on 127.0.0.1:9741). With -once, a ClickHouse
+// that stays unreachable for -retry-for (20s) ends the run with status 1.
 package main
 
 import (
@@ -11,6 +16,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"net/http"
 	"os"
@@ -29,24 +35,63 @@ var version = "dev"
 
 func main() {
 	if err := run(os.Args[1:]); err != nil {
+		var ue usageError
+		if errors.As(err, &ue) {
+			// The flag package has printed what is wrong and the usage.
+			if ue.err != nil {
+				fmt.Fprintln(os.Stderr, "ipfix-loader:", ue.err)
+			}
+			os.Exit(2)
+		}
 		fmt.Fprintln(os.Stderr, "ipfix-loader:", err)
 		os.Exit(1)
 	}
 }
 
-func run(args []string) error {
-	cmd := ""
-	if len(args) > 0 && (args[0] == "migrate" || args[0] == "status") {
-		cmd, args = args[0], args[1:]
+// usageError is a command line that is not one: exit status 2, as the flag
+// package and the other binaries do.
+type usageError struct{ err error }
+
+func (e usageError) Error() string {
+	if e.err == nil {
+		return "bad usage"
 	}
+	return e.err.Error()
+}
+
+// setup is the parsed command line.
+type setup struct {
+	cmd     string // "", "migrate" or "status"
+	cfg     loader.Config
+	metrics string // host:port of /metrics; "" = none
+	once    bool
+	level   slog.Level
+	version bool
+}
+
+// configure parses the command line: flags override the [loader] section of
+// -config, or of the embedded default configuration (config/default.toml)
+// without -config, so that the defaults are the ones the README shows.
+func configure(args []string) (*setup, error) {
+	s := &setup{level: slog.LevelInfo}
 	fs := flag.NewFlagSet("ipfix-loader", flag.ContinueOnError)
 	fs.Usage = func() {
-		fmt.Fprintln(fs.Output(), "usage: ipfix-loader [-config FILE] [-dir DUMPDIR] [-clickhouse http://HOST:8123] [-database NAME] [-once] [migrate|status]")
+		fmt.Fprintln(fs.Output(), "usage: ipfix-loader [-config FILE] [-dir DUMPDIR] [-clickhouse http://HOST:8123] [-database NAME] [-once] [migrate|status|help]")
 		fs.PrintDefaults()
 	}
+	if len(args) > 0 {
+		switch args[0] {
+		case "migrate", "status":
+			s.cmd, args = args[0], args[1:]
+		case "help":
+			fs.SetOutput(os.Stdout)
+			fs.Usage()
+			return nil, flag.ErrHelp
+		}
+	}
 	var (
-		configFile = fs.String("config", "", "TOML configuration file (its [loader] section); flags override it")
-		dir        = fs.String("dir", "", "dump directory (<dir>/<stream>/<stream>_<dpi>_<time>.ipfix)")
+		configFile = fs.String("config", "", "TOML configuration file (its [loader] section); flags override it; default: the embedded one (make run's)")
+		dir        = fs.String("dir", "", "dump directory (default: [loader] dir, ./dump without -config)")
 		chURL      = fs.String("clickhouse", "", "ClickHouse HTTP URL (default http://127.0.0.1:8123)")
 		database   = fs.String("database", "", "database (default ipfix)")
 		once       = fs.Bool("once", false, "load the dumps that are there, then exit")
@@ -55,7 +100,8 @@ func run(args []string) error {
 		afterLoad  = fs.String("after-load", "", "move (to loaded/) or delete")
 		cluster    = fs.String("cluster", "", "ClickHouse cluster to shard over")
 		shards     = fs.String("shards", "", "comma-separated HTTP URLs of the cluster's shards, in shard order")
-		metricsAt  = fs.String("metrics", "", "host:port to serve /metrics on (default: none)")
+		metricsAt  = fs.String("metrics", "", "host:port to serve /metrics on, \"\" for none (default: [loader] metrics_listen, 127.0.0.1:9741)")
+		retryFor   = fs.Duration("retry-for", 20*time.Second, "with -once: give up (exit 1) when ClickHouse stays unreachable this long; 0 retries forever")
 		retention  = fs.String("retention", "", "retention of the raw tables, e.g. 24h; 0 keeps them forever")
 		settle     = fs.Duration("settle", 0, "wait before counting a batch of unknown outcome at recovery (default 2s)")
 		logLevel   = fs.String("log-level", "", "debug, info, warn or error")
@@ -63,33 +109,42 @@ func run(args []string) error {
 	)
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
-			return nil
+			return nil, err
 		}
-		return err
+		return nil, usageError{}
 	}
 	if *showVer {
-		fmt.Println("ipfix-loader", version)
-		return nil
+		s.version = true
+		return s, nil
 	}
 	if rest := fs.Args(); len(rest) > 0 {
-		if cmd != "" || len(rest) > 1 || (rest[0] != "migrate" && rest[0] != "status") {
-			return fmt.Errorf("unexpected arguments %q", rest)
+		if s.cmd != "" || len(rest) > 1 || (rest[0] != "migrate" && rest[0] != "status") {
+			stray := rest[0]
+			if s.cmd == "" && (rest[0] == "migrate" || rest[0] == "status") {
+				stray = rest[1]
+			}
+			fs.Usage()
+			return nil, usageError{fmt.Errorf("unexpected argument %q (a configuration file goes after -config; subcommands: migrate, status, help)", stray)}
 		}
-		cmd = rest[0]
+		s.cmd = rest[0]
 	}
+	s.once = *once
 
-	cfg := loader.Default()
-	level := slog.LevelInfo
+	// One definition of the defaults: the embedded configuration's [loader].
+	c := config.Default()
 	if *configFile != "" {
-		c, err := config.Load(*configFile)
-		if err != nil {
-			return err
+		var err error
+		if c, err = config.Load(*configFile); err != nil {
+			return nil, err
 		}
-		cfg = fromConfig(c.Loader)
-		level = c.Log.SlogLevel()
-		if *metricsAt == "" {
-			*metricsAt = c.Loader.MetricsListen
-		}
+	}
+	cfg := fromConfig(c.Loader)
+	s.level = c.Log.SlogLevel()
+	if !flagSet(fs, "metrics") {
+		*metricsAt = c.Loader.MetricsListen
+	}
+	if s.once {
+		cfg.GiveUpAfter = *retryFor
 	}
 	set := func(dst *string, v string) {
 		if v != "" {
@@ -113,7 +168,7 @@ func run(args []string) error {
 	if *retention != "" {
 		d, err := time.ParseDuration(*retention)
 		if err != nil {
-			return fmt.Errorf("-retention: %w", err)
+			return nil, fmt.Errorf("-retention: %w", err)
 		}
 		cfg.Retention = d
 	}
@@ -122,18 +177,42 @@ func run(args []string) error {
 	}
 	switch *logLevel {
 	case "debug":
-		level = slog.LevelDebug
+		s.level = slog.LevelDebug
 	case "warn":
-		level = slog.LevelWarn
+		s.level = slog.LevelWarn
 	case "error":
-		level = slog.LevelError
+		s.level = slog.LevelError
 	case "info":
-		level = slog.LevelInfo
+		s.level = slog.LevelInfo
 	}
-	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
-	slog.SetDefault(log)
+	s.cfg, s.metrics = cfg, *metricsAt
+	return s, nil
+}
 
-	l, err := loader.New(cfg, log)
+func run(args []string) error {
+	s, err := configure(args)
+	if err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil
+		}
+		return err
+	}
+	if s.version {
+		fmt.Println("ipfix-loader", version)
+		return nil
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: s.level}))
+	slog.SetDefault(log)
+	if s.cmd == "" {
+		// The lock file lives in the dump directory: without this check a
+		// loader run before anything was recorded would only say that the
+		// lock file could not be created.
+		if _, err := os.Stat(s.cfg.Dir); errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("dump directory %q does not exist: nothing recorded yet (make run records into ./dump), or set -dir or [loader] dir", s.cfg.Dir)
+		}
+	}
+
+	l, err := loader.New(s.cfg, log)
 	if err != nil {
 		return err
 	}
@@ -142,7 +221,7 @@ func run(args []string) error {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 
-	switch cmd {
+	switch s.cmd {
 	case "migrate":
 		mctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 		defer cancel()
@@ -153,25 +232,32 @@ func run(args []string) error {
 		return l.Status(sctx, os.Stdout)
 	}
 
-	if *metricsAt != "" {
+	if s.metrics != "" {
 		metrics.RegisterSet(l.Metrics())
 		defer metrics.UnregisterSet(l.Metrics(), true)
 		mux := http.NewServeMux()
 		mux.HandleFunc("/metrics", func(w http.ResponseWriter, _ *http.Request) {
 			metrics.WritePrometheus(w, true)
 		})
-		srv := &http.Server{Addr: *metricsAt, Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+		srv := &http.Server{Addr: s.metrics, Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 		go func() {
 			if err := srv.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
-				log.Error("metrics listener", "addr", *metricsAt, "err", err)
+				log.Error("metrics listener", "addr", s.metrics, "err", err)
 			}
 		}()
 		defer srv.Close()
 	}
-	if *once {
+	if s.once {
 		return l.RunOnce(ctx)
 	}
 	return l.Run(ctx)
+}
+
+// flagSet reports whether the flag name was given on the command line.
+func flagSet(fs *flag.FlagSet, name string) bool {
+	found := false
+	fs.Visit(func(f *flag.Flag) { found = found || f.Name == name })
+	return found
 }
 
 // fromConfig maps the [loader] section of the shared TOML file onto the
