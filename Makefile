@@ -54,4 +54,4 @@ deb: build ## build the .deb package into dist/
 	./packaging/build.sh deb
 
 clean: ## remove build outputs
-	rm -rf $(BIN) dist dump
+	rm -rf $(BIN) dist
