@@ -16,6 +16,7 @@ import (
 
 	"github.com/VictoriaMetrics/metrics"
 
+	"github.com/ipfix-balancer/ipfix-balancer/dump"
 	"github.com/ipfix-balancer/ipfix-balancer/ipfix"
 )
 
@@ -36,6 +37,7 @@ type Loader struct {
 	failed        map[string]time.Time       // dumps that failed: not before
 	shapes        map[string]bool            // unmapped template shapes logged
 	lastFailLog   time.Time
+	lastSkipLog   time.Time
 }
 
 // New checks cfg and returns an inert loader: no connection is made until
@@ -334,7 +336,7 @@ func (l *Loader) scan() ([]Dump, error) {
 	for _, p := range bad {
 		l.m.errors[errName].Inc()
 		l.m.filesBad.Inc()
-		why := fmt.Sprintf("file: %s\nerror: name is not <stream>_<dpi>_<YYYYMMDDTHHMMSSZ>.ipfix (offset 0: not read)\n", p)
+		why := fmt.Sprintf("file: %s\nerror: name is not %s (offset 0: not read)\n", p, dump.Grammar)
 		if err := quarantine(p, why); err != nil {
 			l.log.Error("quarantine misnamed dump", "file", p, "err", err)
 		} else {
