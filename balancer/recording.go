@@ -624,7 +624,7 @@ func (rc *recorder) open() *openDump {
 	}
 	// The lock tells a restarting process (socket hand-over) that this .part
 	// is alive and not to be recovered; the kernel drops it when we die.
-	_ = lockFile(f)
+	_ = dump.TryLock(f)
 	var df dumpFile = f
 	if hook := dumpFileHook.Load(); hook != nil {
 		df = (*hook)(f)
@@ -835,7 +835,7 @@ func (rc *recorder) recoverPart(part string) {
 		return
 	}
 	defer f.Close()
-	if err := lockFile(f); err != nil {
+	if err := dump.TryLock(f); err != nil {
 		rc.log.Info("dump in use by another process, left alone", "file", part)
 		return
 	}

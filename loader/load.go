@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/ipfix-balancer/ipfix-balancer/dump"
 	"github.com/ipfix-balancer/ipfix-balancer/ipfix"
 )
 
@@ -386,7 +387,7 @@ func (l *Loader) finish(d Dump, s *fileSummary) error {
 	l.m.lastLoad.Store(time.Now().Unix())
 	if s.Bad != "" {
 		why := fmt.Sprintf("file: %s\nerror: %s\nrecords_loaded_before_damage: %d\n", d.Path, s.Bad, s.Records)
-		if err := quarantine(d.Path, why); err != nil {
+		if err := dump.Quarantine(d.Path, why); err != nil {
 			l.m.errors[errIO].Inc()
 			return fmt.Errorf("dump %s: quarantine: %w", d.Path, err)
 		}
@@ -395,7 +396,7 @@ func (l *Loader) finish(d Dump, s *fileSummary) error {
 		l.log.Warn("dump quarantined", "file", d.Path, "err", s.Bad)
 		return nil
 	}
-	if err := retire(d.Path, l.cfg.AfterLoad == "delete"); err != nil {
+	if err := dump.Retire(d.Path, l.cfg.AfterLoad == "delete"); err != nil {
 		l.m.errors[errIO].Inc()
 		return fmt.Errorf("dump %s: %w", d.Path, err)
 	}

@@ -250,7 +250,7 @@ func (l *Loader) ensureReady(ctx context.Context) error {
 // RunOnce loads every closed dump there is, then returns. Dumps that fail
 // (unreadable) are reported in the error.
 func (l *Loader) RunOnce(ctx context.Context) error {
-	unlock, err := lockDir(l.cfg.Dir)
+	unlock, err := dump.LockDir(l.cfg.Dir)
 	if err != nil {
 		return err
 	}
@@ -290,7 +290,7 @@ func (l *Loader) RunOnce(ctx context.Context) error {
 func (l *Loader) Run(ctx context.Context) error {
 	l.log.Info("loader started", "dir", l.cfg.Dir, "clickhouse", l.main.URL(), "database", l.cfg.Database,
 		"parallel", l.cfg.Parallel, "after_load", l.cfg.AfterLoad)
-	unlock, err := lockDir(l.cfg.Dir)
+	unlock, err := dump.LockDir(l.cfg.Dir)
 	if err != nil {
 		return err
 	}
@@ -337,7 +337,7 @@ func (l *Loader) scan() ([]Dump, error) {
 		l.m.errors[errName].Inc()
 		l.m.filesBad.Inc()
 		why := fmt.Sprintf("file: %s\nerror: name is not %s (offset 0: not read)\n", p, dump.Grammar)
-		if err := quarantine(p, why); err != nil {
+		if err := dump.Quarantine(p, why); err != nil {
 			l.log.Error("quarantine misnamed dump", "file", p, "err", err)
 		} else {
 			l.log.Warn("dump quarantined", "file", p, "err", "misnamed")
