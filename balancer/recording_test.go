@@ -1165,3 +1165,35 @@ func TestRecordingNamesNeverRepeat(t *testing.T) {
 		require.NoError(t, os.Remove(files[0])) // as the loader does with after_load = "delete"
 	}
 }
+
+// A .part of an older version whose final name is taken (by a file another
+// process closed) is recovered under a new name of the current grammar, in
+// its window; the other file is left alone.
+func TestRecordingRecoverNameClash(t *testing.T) {
+	dir := t.TempDir()
+	sd := filepath.Join(dir, "fullflow")
+	require.NoError(t, os.MkdirAll(sd, 0o755))
+	tr := makeTraffic(t, 3000, 1, 1400, 1)
+	whole := bytes.Join(tr.messages[:10], nil)
+	taken := filepath.Join(sd, "fullflow_0_20261122T100000Z.ipfix")
+	require.NoError(t, os.WriteFile(taken, []byte("another process's dump"), 0o644))
+	require.NoError(t, os.WriteFile(taken+dump.PartSuffix, whole, 0o644))
+
+	clk := newFakeClock(t, "2026-11-22T11:00:00Z")
+	r := startRecording(t, recordingConfig(dir, "fullflow", 10*time.Minute), clk)
+	r.waitMetric(t, 1, "ipfix_balancer_dump_recovered_files_total")
+	got, err := os.ReadFile(taken)
+	require.NoError(t, err)
+	assert.Equal(t, "another process's dump", string(got), "never replaced")
+	assert.NoFileExists(t, taken+dump.PartSuffix)
+	var recovered []string
+	for _, p := range closedDumps(t, dir, "fullflow") {
+		if p != taken {
+			recovered = append(recovered, p)
+		}
+	}
+	require.Equal(t, []string{"fullflow_0_20261122T100000Z"}, dumpWindows(t, recovered))
+	b, err := os.ReadFile(recovered[0])
+	require.NoError(t, err)
+	assert.True(t, bytes.Equal(whole, b))
+}
