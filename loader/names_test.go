@@ -162,3 +162,36 @@ func metricLines(l *loader.Loader, prefixes ...string) string {
 	}
 	return strings.Join(out, "\n")
 }
+
+// A legacy dump whose load an older loader left unfinished (it keyed the
+// ledger by the bare name) is finished from where it stopped after an
+// upgrade: neither loaded twice nor lost.
+func TestLegacyLedgerResumes(t *testing.T) {
+	ch := testenv.StartClickHouse(t)
+	batch := func(c *loader.Config) { c.BatchRows = 300 }
+	// db "before" is a finished load, to copy the first batch from.
+	dir := t.TempDir()
+	path := writeDump(t, dir, "fullflow", 0, testWindow, 1000, 1, 0)
+	name := filepath.Base(path)
+	runOnce(t, newLoader(t, ch, dir, "before", batch))
+	require.Equal(t, 1000, countRows(t, ch, "before", "fullflow"))
+
+	// db "after" holds what an older loader did before it stopped: the
+	// first batch inserted, its ledger rows under the bare name.
+	empty := t.TempDir()
+	runOnce(t, newLoader(t, ch, empty, "after", batch)) // creates the schema
+	first := strings.TrimSpace(ch.Query(t, "SELECT batch FROM before._ledger WHERE state = 'done' AND start = 0 LIMIT 1"))
+	require.NotEmpty(t, first)
+	ch.Query(t, "INSERT INTO after.fullflow SELECT * FROM before.fullflow WHERE _batch = "+first)
+	ch.Query(t, "INSERT INTO after._ledger (file, state, table, date, shard, start, rows, shard_rows, batch, checksum, detail, at) "+
+		"SELECT '"+name+"', state, table, date, shard, start, rows, shard_rows, batch, checksum, detail, at FROM before._ledger "+
+		"WHERE batch = "+first+" AND state IN ('intent', 'done')")
+	require.Equal(t, 300, countRows(t, ch, "after", "fullflow"))
+
+	require.NoError(t, os.Rename(filepath.Join(dir, "fullflow", "loaded", name), path))
+	runOnce(t, newLoader(t, ch, dir, "after", batch))
+	assert.Equal(t, 1000, countRows(t, ch, "after", "fullflow"), "the rest of the dump, once")
+	assert.Equal(t, checksum(t, ch, "before", "fullflow"), checksum(t, ch, "after", "fullflow"))
+	assert.Equal(t, "1", strings.TrimSpace(ch.Query(t, "SELECT count() FROM after._ledger WHERE state = 'file' AND file = '"+name+"'")),
+		"finished under the key it started with")
+}
