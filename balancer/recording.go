@@ -482,6 +482,11 @@ func (rc *recorder) run() {
 		"rotate_records", rc.cfg.RotateRecords, "queue_bytes", rc.limit)
 	// Listed before the writer makes .part files of its own.
 	leftovers, _ := filepath.Glob(filepath.Join(rc.dir, globEscape(rc.prefix)+"*"+dump.Ext+dump.PartSuffix))
+	// The prefix of stream a, DPI 1 is also that of stream a_1: keep ours.
+	leftovers = slices.DeleteFunc(leftovers, func(p string) bool {
+		n, err := dump.ParsePart(filepath.Base(p))
+		return err == nil && (n.Stream != rc.r.cfg.Stream || n.DPI != rc.r.cfg.DPI)
+	})
 	closerDone := make(chan struct{})
 	go rc.closeLoop(closerDone, leftovers)
 	t := time.NewTicker(rc.tick)
