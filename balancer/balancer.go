@@ -35,6 +35,7 @@ type Balancer struct {
 	handover  chan struct{} // closed when a new process took our sockets
 	handOnce  sync.Once
 	running   bool
+	shared    map[string]net.Listener // passed on to a successor (ShareListener)
 }
 
 type running struct {
@@ -318,6 +319,22 @@ func (b *Balancer) closeControl(unlink bool) {
 		b.control = nil
 	}
 }
+
+// ShareListener makes ln, a listener of the daemon's own such as the metrics
+// listener, available to a successor at restart under name (InheritListener).
+// The caller stops serving on ln once HandedOver is closed.
+func (b *Balancer) ShareListener(name string, ln net.Listener) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.shared == nil {
+		b.shared = make(map[string]net.Listener)
+	}
+	b.shared[name] = ln
+}
+
+// HandedOver is closed when a new process has taken this one's sockets; Run then
+// drains and returns.
+func (b *Balancer) HandedOver() <-chan struct{} { return b.handover }
 
 // Running reports whether every receiver listens (and a hand-over, if any, is done).
 func (b *Balancer) Running() bool {

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -30,10 +31,11 @@ import (
 // handoverFrame describes one socket passed to the new process.
 type handoverFrame struct {
 	// Op is "session" (a TCP exporter connection), "udp" (a UDP receiver's socket),
-	// "done" (no more sockets) or "error".
+	// "listener" (a listening socket of the daemon's own, such as the metrics
+	// listener), "done" (no more sockets) or "error".
 	Op       string `json:"op"`
-	Receiver string `json:"receiver"` // "stream/dpi"
-	Remote   string `json:"remote,omitempty"`
+	Receiver string `json:"receiver"`         // "stream/dpi"; the listener's name for "listener"
+	Remote   string `json:"remote,omitempty"` // the exporter's address; the listener's for "listener"
 	// Carry is the start of a message split across reads; Templates are messages
 	// holding every current template of the session (one UDP source each for "udp").
 	Carry     []byte            `json:"carry,omitempty"`
@@ -140,6 +142,64 @@ func dialPeer(path string) (*net.UnixConn, error) {
 	return c, nil
 }
 
+// InheritListener asks the ipfix-balancer serving controlSocket for its listener
+// named name (see Balancer.ShareListener), so that a restart never has two
+// processes compete for one port: the successor serves on the very socket its
+// predecessor listened on, and the predecessor stops accepting once the hand-over
+// is done (connections already queued are not reset, the socket stays open). It
+// returns nil and no error when no process answers, or when the running one has
+// no such listener on addr (the address was changed, or it had none).
+func InheritListener(controlSocket, name, addr string) (net.Listener, error) {
+	peer, err := dialPeer(controlSocket)
+	if errors.Is(err, errNoPeer) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	defer peer.Close()
+	if err := writeFrame(peer, handoverFrame{Op: "listener-request", Receiver: name}, -1); err != nil {
+		return nil, err
+	}
+	var ln net.Listener
+	for {
+		f, file, err := readFrame(peer)
+		if err != nil {
+			if ln != nil {
+				_ = ln.Close()
+			}
+			return nil, err
+		}
+		switch {
+		case f.Op == "done":
+			return ln, nil
+		case f.Op == "error":
+			return ln, errors.New(f.Error)
+		case f.Op == "listener" && file != nil && ln == nil && sameListenAddr(f.Remote, addr):
+			l, err := net.FileListener(file)
+			_ = file.Close()
+			if err != nil {
+				return nil, fmt.Errorf("%s listener handed over: %w", name, err)
+			}
+			ln = l
+		case file != nil:
+			_ = file.Close()
+		}
+	}
+}
+
+// sameListenAddr reports whether a listener bound to have (as net.Addr prints it)
+// is what the configuration asks for with want (host:port, host optional).
+func sameListenAddr(have, want string) bool {
+	h, err1 := net.ResolveTCPAddr("tcp", have)
+	w, err2 := net.ResolveTCPAddr("tcp", want)
+	if err1 != nil || err2 != nil || h.Port != w.Port {
+		return false
+	}
+	unspecified := func(a *net.TCPAddr) bool { return a.IP == nil || a.IP.IsUnspecified() }
+	return h.IP.Equal(w.IP) || unspecified(h) && unspecified(w)
+}
+
 // takeUDPSockets asks the predecessor for its UDP receivers' sockets, before our
 // receivers start: a UDP receiver that inherits one does not bind its own.
 func (b *Balancer) takeUDPSockets(peer *net.UnixConn) error {
@@ -243,6 +303,8 @@ func (b *Balancer) serveHandover(c *net.UnixConn) {
 		b.mu.Unlock()
 		var errs []error
 		switch f.Op {
+		case "listener-request":
+			errs = append(errs, b.passListener(f.Receiver, send))
 		case "udp-request":
 			b.log.Info("a new process is taking over: passing udp sockets")
 			for _, r := range list {
@@ -271,4 +333,29 @@ func (b *Balancer) serveHandover(c *net.UnixConn) {
 			return
 		}
 	}
+}
+
+// passListener sends a duplicate of the listener shared under name, if any.
+func (b *Balancer) passListener(name string, send func(handoverFrame, int) error) error {
+	b.mu.Lock()
+	ln := b.shared[name]
+	b.mu.Unlock()
+	sc, ok := ln.(syscall.Conn)
+	if !ok {
+		return nil // none by that name: the successor binds its own
+	}
+	raw, err := sc.SyscallConn()
+	if err != nil {
+		return fmt.Errorf("%s listener: %w", name, err)
+	}
+	b.log.Info("a new process is taking over: passing a listener", "listener", name, "listen", ln.Addr().String())
+	// SCM_RIGHTS gives the successor its own fd for the same socket; ours keeps
+	// serving until the hand-over is done.
+	var sendErr error
+	if err := raw.Control(func(fd uintptr) {
+		sendErr = send(handoverFrame{Op: "listener", Receiver: name, Remote: ln.Addr().String()}, int(fd))
+	}); err != nil {
+		return fmt.Errorf("%s listener: %w", name, err)
+	}
+	return sendErr
 }

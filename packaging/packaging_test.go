@@ -22,6 +22,8 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/ipfix-balancer/ipfix-balancer/internal/testenv"
+
 	"github.com/ipfix-balancer/ipfix-balancer/config"
 )
 
@@ -484,31 +486,14 @@ func TestPackagedConfig(t *testing.T) {
 	assert.Equal(t, "configuration ok: 3 receivers\n", string(out))
 }
 
-// localConfig rewrites the installed config to run in a test: receivers on free
-// loopback ports, dumps and the control socket under dir. It returns the file
-// and the fullflow receiver's address.
-func localConfig(t testing.TB, root, dir string) (path, fullflow string) {
+// localConfig is the installed config with only its ports and directories moved
+// (testenv.ShippedConfig): metrics and the hand-over stay on, as installed.
+func localConfig(t testing.TB, root string) (path, fullflow string) {
 	t.Helper()
-	text := readFile(t, filepath.Join(root, "etc/ipfix-balancer/balancer.toml"))
-	ports := freePorts(t, 3)
-	fullflow = "127.0.0.1:" + strconv.Itoa(ports[0])
-	for _, r := range []struct {
-		old, new string
-		n        int
-	}{
-		{`"127.0.0.1:1500"`, strconv.Quote(fullflow), 1},
-		{`"127.0.0.1:1501"`, strconv.Quote("127.0.0.1:" + strconv.Itoa(ports[1])), 1},
-		{`"127.0.0.1:1101"`, strconv.Quote("127.0.0.1:" + strconv.Itoa(ports[2])), 1},
-		{`"127.0.0.1:9740"`, `"127.0.0.1:0"`, 1},
-		{`"/var/lib/ipfix-balancer/dump"`, strconv.Quote(filepath.Join(dir, "dump")), 4},
-		{`"/run/ipfix-balancer/control.sock"`, strconv.Quote(filepath.Join(dir, "run/control.sock")), 1},
-	} {
-		require.Equal(t, r.n, strings.Count(text, r.old), "installed config: %s", r.old)
-		text = strings.ReplaceAll(text, r.old, r.new)
-	}
-	path = filepath.Join(dir, "balancer.toml")
-	require.NoError(t, os.WriteFile(path, []byte(text), 0o640))
-	return path, fullflow
+	s := testenv.ShippedConfig(t, filepath.Join(root, "etc/ipfix-balancer/balancer.toml"))
+	require.NotEmpty(t, s.Metrics)
+	require.NotEmpty(t, s.ControlSocket)
+	return s.Path, s.Receivers["fullflow/0"]
 }
 
 func freePorts(t testing.TB, n int) []int {
@@ -551,7 +536,7 @@ func waitListening(t testing.TB, addr string, alive func() error) net.Conn {
 func TestInstalledBalancerRuns(t *testing.T) {
 	root := extractDeb(t)
 	dir := t.TempDir()
-	cfg, fullflow := localConfig(t, root, dir)
+	cfg, fullflow := localConfig(t, root)
 
 	var logs bytes.Buffer
 	cmd := exec.Command(filepath.Join(root, "usr/bin/ipfix-balancer"), "-config", cfg)
@@ -625,7 +610,7 @@ func TestWrappersWithoutSystemd(t *testing.T) {
 	requireTool(t, "setsid")
 	root := extractDeb(t)
 	dir := t.TempDir()
-	cfg, fullflow := localConfig(t, root, dir)
+	cfg, fullflow := localConfig(t, root)
 	bin := filepath.Join(root, "usr/bin/ipfix-balancer")
 	logFile := filepath.Join(dir, "balancer.log")
 	// Processes of this test's own copy of the binary (a unique path) are ours
@@ -635,17 +620,7 @@ func TestWrappersWithoutSystemd(t *testing.T) {
 			_ = syscall.Kill(pid, syscall.SIGKILL)
 		}
 	})
-	env := append(os.Environ(),
-		"IPFIX_BALANCER_BIN="+bin,
-		"IPFIX_BALANCER_CONFIG="+cfg,
-		// A unit no systemd knows: these wrappers never touch a real service.
-		"IPFIX_BALANCER_UNIT=ipfix-balancer-test-"+strconv.Itoa(os.Getpid())+".service",
-		"IPFIX_BALANCER_USER=ipfix-balancer-test-nobody",
-		"IPFIX_BALANCER_LOG="+logFile,
-		"IPFIX_BALANCER_STATE_DIR="+dir,
-		"IPFIX_BALANCER_RUNTIME_DIR="+filepath.Join(dir, "run"),
-		"IPFIX_BALANCER_TIMEOUT=20",
-	)
+	env := wrapperEnv(bin, cfg, logFile, dir)
 	wrapper := func(name string, extraEnv ...string) (string, error) {
 		t.Helper()
 		cmd := exec.Command(filepath.Join(root, "usr/bin", name))
@@ -721,6 +696,22 @@ func TestWrappersWithoutSystemd(t *testing.T) {
 	out2, err := cmd.CombinedOutput()
 	require.NoError(t, err, "%s", out2)
 	assert.Empty(t, balancerPids(bin))
+}
+
+// wrapperEnv is the environment that points the installed wrappers at a test's
+// own binary, config, log and directories, without systemd.
+func wrapperEnv(bin, cfg, logFile, dir string) []string {
+	return append(os.Environ(),
+		"IPFIX_BALANCER_BIN="+bin,
+		"IPFIX_BALANCER_CONFIG="+cfg,
+		// A unit no systemd knows: these wrappers never touch a real service.
+		"IPFIX_BALANCER_UNIT=ipfix-balancer-test-"+strconv.Itoa(os.Getpid())+".service",
+		"IPFIX_BALANCER_USER=ipfix-balancer-test-nobody",
+		"IPFIX_BALANCER_LOG="+logFile,
+		"IPFIX_BALANCER_STATE_DIR="+dir,
+		"IPFIX_BALANCER_RUNTIME_DIR="+filepath.Join(dir, "run"),
+		"IPFIX_BALANCER_TIMEOUT=30",
+	)
 }
 
 // assertOpen checks that the peer has not closed c: a read times out.

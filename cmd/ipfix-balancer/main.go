@@ -141,22 +141,33 @@ func serve(cfg *config.Config, path string, log *slog.Logger) error {
 	defer stop()
 
 	metrics.NewGauge(`ipfix_balancer_build_info{version="`+version+`",goversion="`+runtime.Version()+`"}`, func() float64 { return 1 })
+	opts := balancer.Options{Logger: log, StatsEvery: cfg.StatsEvery, ShutdownTimeout: cfg.ShutdownTimeout}
+	b, err := balancer.NewBalancer(cfg, opts)
+	if err != nil {
+		return err
+	}
 	if cfg.Metrics.Listen != "" {
-		ln, err := listenMetrics(cfg.Metrics.Listen)
+		ln, err := listenMetrics(cfg.ControlSocket, cfg.Metrics.Listen, log)
 		if err != nil {
 			return fmt.Errorf("metrics: %w", err)
 		}
 		srv := &http.Server{Handler: metricsHandler(), ReadHeaderTimeout: 5 * time.Second}
 		go func() { _ = srv.Serve(ln) }()
 		defer srv.Close()
-		log.Info("metrics listening", "listen", ln.Addr().String())
+		b.ShareListener("metrics", ln)
+		go func() {
+			// The successor serves /metrics on the same socket from now on.
+			select {
+			case <-b.HandedOver():
+				// Requests being answered finish; idle connections close.
+				sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+				defer cancel()
+				_ = srv.Shutdown(sctx)
+			case <-ctx.Done():
+			}
+		}()
 	}
 
-	opts := balancer.Options{Logger: log, StatsEvery: cfg.StatsEvery, ShutdownTimeout: cfg.ShutdownTimeout}
-	b, err := balancer.NewBalancer(cfg, opts)
-	if err != nil {
-		return err
-	}
 	done := make(chan error, 1)
 	go func() { done <- b.Run(ctx) }()
 
@@ -250,18 +261,22 @@ func sdNotify(state string) {
 	_, _ = c.Write([]byte(state))
 }
 
-// listenMetrics binds the metrics address. During a hand-over the predecessor
-// still holds it, so retry for a while before giving up.
-func listenMetrics(addr string) (net.Listener, error) {
-	var err error
-	for range 100 {
-		var ln net.Listener
-		if ln, err = net.Listen("tcp", addr); err == nil {
-			return ln, nil
-		}
-		time.Sleep(50 * time.Millisecond)
+// listenMetrics takes the metrics listener of the process we replace, if one runs
+// on our control socket, or binds addr.
+func listenMetrics(controlSocket, addr string, log *slog.Logger) (net.Listener, error) {
+	ln, err := balancer.InheritListener(controlSocket, "metrics", addr)
+	if err != nil {
+		log.Warn("cannot take the metrics listener over from the running process, binding it", "control_socket", controlSocket, "err", err)
 	}
-	return nil, err
+	if ln != nil {
+		log.Info("metrics listening (taken over)", "listen", ln.Addr().String())
+		return ln, nil
+	}
+	if ln, err = net.Listen("tcp", addr); err != nil {
+		return nil, err
+	}
+	log.Info("metrics listening", "listen", ln.Addr().String())
+	return ln, nil
 }
 
 func metricsHandler() http.Handler {

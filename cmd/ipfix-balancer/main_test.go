@@ -153,7 +153,9 @@ func freePort(t *testing.T) int {
 	return ln.Addr().(*net.TCPAddr).Port
 }
 
-func writeConfig(t *testing.T, path string, listen int, control string, subs []*testenv.Collector) {
+// writeConfig writes a RoundRobin configuration with metrics on metricsPort and
+// the hand-over on control, as the shipped files have them.
+func writeConfig(t *testing.T, path string, metricsPort, listen int, control string, subs []*testenv.Collector) {
 	t.Helper()
 	var quoted []string
 	for _, c := range subs {
@@ -161,7 +163,7 @@ func writeConfig(t *testing.T, path string, listen int, control string, subs []*
 	}
 	cfg := fmt.Sprintf(`
 [metrics]
-listen = ""
+listen = "127.0.0.1:%d"
 [balancer]
 control_socket = %q
 shutdown_timeout = "5s"
@@ -173,7 +175,7 @@ listen = "127.0.0.1:%d"
 mode = "RoundRobin"
 subreceivers = [%s]
 queue_bytes = 67108864
-`, control, listen, strings.Join(quoted, ", "))
+`, metricsPort, control, listen, strings.Join(quoted, ", "))
 	tmp := path + ".tmp"
 	require.NoError(t, os.WriteFile(tmp, []byte(cfg), 0o600))
 	require.NoError(t, os.Rename(tmp, path))
@@ -188,10 +190,10 @@ func TestReloadAndRestartLoseNothing(t *testing.T) {
 	for range 4 {
 		pool = append(pool, testenv.StartCollector(t, "tcp", testenv.CountByID()))
 	}
-	port := freePort(t)
+	port, metricsPort := freePort(t), freePort(t)
 	control := filepath.Join(dir, "control.sock")
 	config := filepath.Join(dir, "balancer.toml")
-	writeConfig(t, config, port, control, pool[:2])
+	writeConfig(t, config, metricsPort, port, control, pool[:2])
 	d := startDaemon(t, config)
 
 	conn, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port))
@@ -217,7 +219,7 @@ func TestReloadAndRestartLoseNothing(t *testing.T) {
 		if i%3 == 0 {
 			subs = append(subs, pool[(i+2)%4])
 		}
-		writeConfig(t, config, port, control, subs)
+		writeConfig(t, config, metricsPort, port, control, subs)
 		d.signal(syscall.SIGHUP)
 		d.waitLog("configuration reloaded", i+1)
 		time.Sleep(50 * time.Millisecond)

@@ -26,6 +26,35 @@ func TestRestartOnShippedConfig(t *testing.T) {
 			require.NotEmpty(t, s.ControlSocket)
 			d := startDaemon(t, s.Path)
 			scrape(t, s.Metrics)
+			// A Prometheus that scrapes all along never finds the port closed.
+			stopScraping := make(chan struct{})
+			scraped := make(chan [2]int, 1)
+			go func() {
+				c := &http.Client{Timeout: 2 * time.Second}
+				ok, failed := 0, 0
+				defer func() { scraped <- [2]int{ok, failed} }()
+				for deadline := time.Now().Add(time.Minute); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+					select {
+					case <-stopScraping:
+						return
+					default:
+					}
+					resp, err := c.Get("http://" + s.Metrics + "/metrics")
+					if err != nil {
+						t.Logf("scrape: %v", err)
+						failed++
+						continue
+					}
+					_, err = io.Copy(io.Discard, resp.Body)
+					_ = resp.Body.Close()
+					if err != nil || resp.StatusCode != http.StatusOK {
+						t.Logf("scrape: status %d, %v", resp.StatusCode, err)
+						failed++
+						continue
+					}
+					ok++
+				}
+			}()
 			for i := range 3 {
 				old := d.pid()
 				d.restart()
@@ -33,6 +62,10 @@ func TestRestartOnShippedConfig(t *testing.T) {
 				body := scrape(t, s.Metrics)
 				assert.Contains(t, body, "ipfix_balancer_received_messages_total")
 			}
+			close(stopScraping)
+			n := <-scraped
+			assert.Zero(t, n[1], "scrapes failed during the restarts (%d answered)", n[0])
+			assert.Positive(t, n[0])
 			d.stop()
 			assert.NotContains(t, d.logText(), "panic")
 			assert.Empty(t, findParts(t, s.DumpDir), "a clean stop leaves no .part dump")
@@ -74,4 +107,3 @@ func findParts(t *testing.T, dir string) []string {
 	})
 	return parts
 }
-

@@ -63,7 +63,8 @@ var (
 )
 
 // ShippedConfig writes rel (a path from the repository root, e.g.
-// "config/default.toml") into a temporary directory with free loopback ports for
+// "config/default.toml", or an absolute path such as the config file of an
+// extracted package) into a temporary directory with free loopback ports for
 // the metrics, every receiver and the loader's metrics, the control socket and
 // every dump directory inside that directory. It keeps every other line.
 func ShippedConfig(t testing.TB, rel string, opts ...ShippedOption) *Shipped {
@@ -72,7 +73,11 @@ func ShippedConfig(t testing.TB, rel string, opts ...ShippedOption) *Shipped {
 	for _, opt := range opts {
 		opt(&o)
 	}
-	src, err := os.ReadFile(RepoFile(t, rel))
+	path := rel
+	if !filepath.IsAbs(path) {
+		path = RepoFile(t, rel)
+	}
+	src, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatalf("testenv: %v", err)
 	}
