@@ -25,6 +25,7 @@ import (
 
 	"github.com/ipfix-balancer/ipfix-balancer/dump"
 	"github.com/ipfix-balancer/ipfix-balancer/internal/testenv"
+	"github.com/ipfix-balancer/ipfix-balancer/ipfix"
 )
 
 // buildBinary builds a command of the repository for this test.
@@ -214,6 +215,58 @@ func scrapeMetrics(t *testing.T, addr string) string {
 	return ""
 }
 
+// udpQueued is the rx_queue of the UDP socket bound to addr (host:port on
+// 127.0.0.1), from /proc/net/udp: bytes received and not yet read.
+func udpQueued(t *testing.T, addr string) int64 {
+	t.Helper()
+	_, port, err := net.SplitHostPort(addr)
+	require.NoError(t, err)
+	p, err := strconv.Atoi(port)
+	require.NoError(t, err)
+	local := fmt.Sprintf("0100007F:%04X", p)
+	b, err := os.ReadFile("/proc/net/udp")
+	require.NoError(t, err)
+	var q int64
+	found := false
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) > 4 && f[1] == local {
+			_, rx, _ := strings.Cut(f[4], ":")
+			n, err := strconv.ParseInt(rx, 16, 64)
+			require.NoError(t, err)
+			q += n
+			found = true
+		}
+	}
+	require.True(t, found, "no UDP socket on %s", addr)
+	return q
+}
+
+// countDumpRecords decodes a dump alone and returns its data records and
+// the data sets it could not decode.
+func countDumpRecords(t *testing.T, path string) (records int64, skipped int) {
+	t.Helper()
+	f, err := os.Open(path)
+	require.NoError(t, err)
+	defer f.Close()
+	fr := ipfix.NewFileReader(f)
+	dec := ipfix.NewDecoder(ipfix.NewTemplateCache(0))
+	for {
+		msg, err := fr.Next()
+		if err == io.EOF {
+			return records, skipped
+		}
+		require.NoError(t, err, path)
+		_ = dec.Decode(msg, time.Now(), func(r *ipfix.Record) error {
+			if !r.Template.Options {
+				records++
+			}
+			return nil
+		})
+		skipped += dec.SkippedSets()
+	}
+}
+
 // runLoaderOnce runs ipfix-loader -once on the config.
 func runLoaderOnce(t *testing.T, config string) {
 	t.Helper()
@@ -274,12 +327,12 @@ func TestContractRecorderLoader(t *testing.T) {
 	scrapeMetrics(t, s.Metrics)
 
 	// Each generator runs ~15 s; the restart and the reload come while they send.
-	type flow struct{ stream, to string }
+	type flow struct{ stream, receiver, to string }
 	flows := []flow{
-		{"fullflow", "tcp://" + s.Receivers["fullflow/0"]},
-		{"clickstream", "tcp://" + s.Receivers["clickstream/0"]},
-		{"dnsflow", "tcp://" + s.Receivers["dnsflow/0"]},
-		{"dnsflow", "udp://" + udpAddr},
+		{"fullflow", "fullflow/0", "tcp://" + s.Receivers["fullflow/0"]},
+		{"clickstream", "clickstream/0", "tcp://" + s.Receivers["clickstream/0"]},
+		{"dnsflow", "dnsflow/0", "tcp://" + s.Receivers["dnsflow/0"]},
+		{"dnsflow", "dnsflow/1", "udp://" + udpAddr},
 	}
 	for _, fl := range flows[:3] {
 		require.NotEmpty(t, fl.to[len("tcp://"):], "receiver of %s in the shipped file", fl.stream)
@@ -291,6 +344,7 @@ func TestContractRecorderLoader(t *testing.T) {
 			"-template-every", "1s", "-progress-every", "0"))
 	}
 	received := func() string {
+		t.Helper()
 		return regexp.MustCompile(`(?m)^ipfix_balancer_received_messages_total\{stream="fullflow",dpi="0"\} (\d+)`).
 			FindStringSubmatch(scrapeMetrics(t, s.Metrics) + "\n")[1]
 	}
@@ -319,18 +373,21 @@ func TestContractRecorderLoader(t *testing.T) {
 	sent := map[string]int64{}
 	for i, g := range gens {
 		sum := g.wait(t, 3*time.Minute)
-		sent[flows[i].stream] += sum.Records
+		sent[flows[i].receiver] += sum.Records
 	}
-	// Everything sent is received before the stop: a TCP exporter's data
-	// waits in the socket, a UDP datagram in the receive buffer.
-	waitUntil("every message received", func() bool {
-		body := scrapeMetrics(t, s.Metrics)
-		var got int64
-		for _, m := range regexp.MustCompile(`(?m)^ipfix_balancer_dump_written_records_total\{[^}]*\} (\d+)`).FindAllStringSubmatch(body, -1) {
-			n, _ := strconv.ParseInt(m[1], 10, 64)
-			got += n
+	// Everything sent is read before the stop: the TCP exporters closed
+	// their sessions after their last message (the balancer read up to the
+	// end of each), and no datagram waits in the UDP socket.
+	sessions := regexp.MustCompile(`(?m)^ipfix_balancer_exporter_sessions\{stream="[a-z]+",dpi="0"\} (\d+)`)
+	waitUntil("every message read", func() bool {
+		m := sessions.FindAllStringSubmatch(scrapeMetrics(t, s.Metrics), -1)
+		require.Len(t, m, 3, "exporter sessions of the TCP receivers")
+		for _, v := range m {
+			if v[1] != "0" {
+				return false
+			}
 		}
-		return got >= sent["fullflow"]+sent["clickstream"]+sent["dnsflow"]
+		return udpQueued(t, udpAddr) == 0
 	})
 	bal.stop()
 	assert.NotContains(t, bal.logText(), "panic")
@@ -339,28 +396,41 @@ func TestContractRecorderLoader(t *testing.T) {
 	// Several dumps per stream and DPI, every name of the one grammar.
 	closed := dumpsUnder(t, s.DumpDir, dump.Ext)
 	perReceiver := map[string]int{}
+	inDumps := map[string]int64{} // data records by receiver, decoded here
 	for _, p := range closed {
 		n, err := dump.Parse(filepath.Base(p))
 		require.NoError(t, err)
 		require.False(t, n.Legacy(), p)
 		perReceiver[dump.Prefix(n.Stream, n.DPI)]++
+		recs, skipped := countDumpRecords(t, p)
+		assert.Zero(t, skipped, "%s: sets that do not decode alone", p)
+		inDumps[n.Stream+"/"+strconv.Itoa(n.DPI)] += recs
 	}
 	for _, r := range []string{"fullflow_0_", "clickstream_0_", "dnsflow_0_", "dnsflow_1_"} {
 		assert.GreaterOrEqual(t, perReceiver[r], 4, "dumps of %s", r)
 	}
 	t.Logf("dumps: %v; records sent: %v", perReceiver, sent)
+	require.Equal(t, sent, inDumps, "records in the dumps = records sent to each receiver")
 
 	runLoaderOnce(t, s.Path)
+	// Rows per table and dpi column: those of each receiver.
 	rows := func() map[string]int64 {
 		out := map[string]int64{}
-		for table := range sent {
-			n, err := strconv.ParseInt(strings.TrimSpace(ch.Query(t, "SELECT count() FROM ipfix."+table)), 10, 64)
-			require.NoError(t, err)
-			out[table] = n
+		for _, table := range []string{"fullflow", "clickstream", "dnsflow"} {
+			res := strings.TrimSpace(ch.Query(t, "SELECT dpi, count() FROM ipfix."+table+" GROUP BY dpi"))
+			for _, line := range strings.Split(res, "\n") {
+				dpi, n, ok := strings.Cut(line, "\t")
+				if !ok {
+					continue
+				}
+				v, err := strconv.ParseInt(n, 10, 64)
+				require.NoError(t, err)
+				out[table+"/"+dpi] = v
+			}
 		}
 		return out
 	}
-	assert.Equal(t, sent, rows(), "rows per table = records sent")
+	assert.Equal(t, sent, rows(), "rows per table and dpi = records sent to that receiver")
 	assert.Empty(t, dumpsUnder(t, s.DumpDir, dump.Ext+".why"), "nothing quarantined")
 	loaded := dumpsUnder(t, s.DumpDir, dump.Ext)
 	assert.Len(t, loaded, len(closed), "every dump in loaded/")
