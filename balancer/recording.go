@@ -19,26 +19,16 @@ import (
 	"github.com/VictoriaMetrics/metrics"
 
 	"github.com/ipfix-balancer/ipfix-balancer/config"
+	"github.com/ipfix-balancer/ipfix-balancer/dump"
 	"github.com/ipfix-balancer/ipfix-balancer/ipfix"
 )
 
-// Dump files. A receiver in Recording mode writes
-//
-//	<dir>/<stream>/<stream>_<dpi>_<YYYYMMDDTHHMMSSZ>[_<n>].ipfix
-//
-// where the time is the UTC start of the rotation window and _<n> tells apart
-// several files of one window (record-count rotation, restarts, write errors).
-// A file being written is named *.ipfix.part; only closed files (flushed,
-// fsynced, renamed, directory fsynced) carry the final name, so ipfix-loader
-// never reads a half-written file.
+// Dump files: a receiver in Recording mode writes <dir>/<stream>/, names
+// its files and closes them as package dump says (the contract with
+// ipfix-loader). A file being written ends in .part; only closed files
+// (flushed, fsynced, renamed, directory fsynced) carry the final name, so
+// ipfix-loader never reads a half-written file.
 const (
-	dumpExt        = ".ipfix"
-	partExt        = ".part"
-	dumpTimeLayout = "20060102T150405Z"
-	// loadedDir is where ipfix-loader moves the dumps it loaded (after_load =
-	// "move"); retention counts them and removes them first.
-	loadedDir = "loaded"
-
 	// chunkBytes is one piece of the writer queue. Freed chunks are reused
 	// last-in first-out, so while the writer keeps up the event loop copies
 	// into the same few chunks, still in the CPU cache; with one ring of
@@ -124,7 +114,8 @@ type recorder struct {
 	cfg    config.Recorder
 	dir    string // <Dir>/<stream>
 	prefix string // "<stream>_<dpi>_"
-	period int64  // rotation window, ns
+	inst   *dump.Instance
+	period int64 // rotation window, ns
 	tick   time.Duration
 	now    func() time.Time
 	log    *slog.Logger
@@ -162,7 +153,7 @@ type recorder struct {
 	consumed  int64
 	win       int64 // window of the entries being read
 	cache     *ipfix.TemplateCache
-	dump      *dump
+	dump      *openDump
 	buf       dumpBuffer
 	bufMsgs   int // input messages in buf (template priming not counted)
 	bufData   int // ... of which carry data sets
@@ -170,16 +161,14 @@ type recorder struct {
 	failing   bool
 	retryAt   time.Time
 	failDrops int
-	nameWin   int64 // window of the last name picked, and its suffix
-	nameN     int
-	closeCh   chan *dump
+	closeCh   chan *openDump
 
 	// Closer goroutine only.
 	closeFailing bool
 }
 
-// dump is one open dump file. Writer goroutine, then the closer's.
-type dump struct {
+// openDump is one open dump file. Writer goroutine, then the closer's.
+type openDump struct {
 	f        dumpFile
 	part     string
 	window   int64
@@ -256,7 +245,7 @@ func newRecorder(r *Receiver, cfg config.Recorder) (output, error) {
 	if cfg.QueueBytes <= 0 {
 		cfg.QueueBytes = 64 << 20
 	}
-	dir := filepath.Join(cfg.Dir, r.cfg.Stream)
+	dir := dump.StreamDir(cfg.Dir, r.cfg.Stream)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("recording: %w", err)
 	}
@@ -265,7 +254,8 @@ func newRecorder(r *Receiver, cfg config.Recorder) (output, error) {
 		r:         r,
 		cfg:       cfg,
 		dir:       dir,
-		prefix:    r.cfg.Stream + "_" + strconv.Itoa(r.cfg.DPI) + "_",
+		prefix:    dump.Prefix(r.cfg.Stream, r.cfg.DPI),
+		inst:      instance,
 		period:    int64(cfg.RotateEvery),
 		tick:      min(max(cfg.RotateEvery/10, 10*time.Millisecond), time.Second),
 		now:       r.opts.Now,
@@ -279,8 +269,7 @@ func newRecorder(r *Receiver, cfg config.Recorder) (output, error) {
 		lastWin:   math.MinInt64,
 		win:       math.MinInt64,
 		cache:     ipfix.NewTemplateCache(0),
-		nameWin:   math.MinInt64,
-		closeCh:   make(chan *dump, maxPendingCloses),
+		closeCh:   make(chan *openDump, maxPendingCloses),
 	}
 	rc.wchunk = rc.getChunk()
 	rc.rchunk = rc.wchunk
@@ -492,7 +481,12 @@ func (rc *recorder) run() {
 	rc.log.Info("dump writer started", "dir", rc.dir, "rotate_every", rc.cfg.RotateEvery.String(),
 		"rotate_records", rc.cfg.RotateRecords, "queue_bytes", rc.limit)
 	// Listed before the writer makes .part files of its own.
-	leftovers, _ := filepath.Glob(filepath.Join(rc.dir, globEscape(rc.prefix)+"*"+dumpExt+partExt))
+	leftovers, _ := filepath.Glob(filepath.Join(rc.dir, globEscape(rc.prefix)+"*"+dump.Ext+dump.PartSuffix))
+	// The prefix of stream a, DPI 1 is also that of stream a_1: keep ours.
+	leftovers = slices.DeleteFunc(leftovers, func(p string) bool {
+		n, err := dump.ParsePart(filepath.Base(p))
+		return err == nil && (n.Stream != rc.r.cfg.Stream || n.DPI != rc.r.cfg.DPI)
+	})
 	closerDone := make(chan struct{})
 	go rc.closeLoop(closerDone, leftovers)
 	t := time.NewTicker(rc.tick)
@@ -610,12 +604,12 @@ func (rc *recorder) message(msg []byte, records int64, data, templates bool) {
 
 // open creates the next dump of the current window. On failure it enters the
 // failing state and returns nil.
-func (rc *recorder) open() *dump {
+func (rc *recorder) open() *openDump {
 	var part string
 	var f *os.File
 	var err error
 	for try := 0; try < 10; try++ {
-		part = rc.pickName(rc.win) + partExt
+		part = rc.pickName(rc.win) + dump.PartSuffix
 		f, err = os.OpenFile(part, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
 		switch {
 		case errors.Is(err, os.ErrExist):
@@ -635,36 +629,27 @@ func (rc *recorder) open() *dump {
 	}
 	// The lock tells a restarting process (socket hand-over) that this .part
 	// is alive and not to be recovered; the kernel drops it when we die.
-	_ = lockFile(f)
+	_ = dump.TryLock(f)
 	var df dumpFile = f
 	if hook := dumpFileHook.Load(); hook != nil {
 		df = (*hook)(f)
 	}
-	d := &dump{f: df, part: part, window: rc.win}
+	d := &openDump{f: df, part: part, window: rc.win}
 	d.fw = ipfix.NewFileWriter(&rc.buf, rc.cache)
 	rc.dump = d
 	return d
 }
 
-// pickName returns the path, without extension, of a dump of window win that
-// exists neither closed, nor being written, nor already loaded.
+// instance names the dumps of this process (dump.Instance): drawn at start,
+// so a successor after a restart names its dumps apart from ours.
+var instance = dump.NewInstance()
+
+// pickName returns the path of a new dump of window win (without
+// dump.PartSuffix). The name never repeats (dump.Name): no other file, closed,
+// being written, loaded, quarantined or deleted, ever had it.
 func (rc *recorder) pickName(win int64) string {
-	base := rc.prefix + time.Unix(0, win).UTC().Format(dumpTimeLayout)
-	n := 0
-	if win == rc.nameWin {
-		n = rc.nameN + 1
-	}
-	for ; ; n++ {
-		name := base
-		if n > 0 {
-			name += "_" + strconv.Itoa(n)
-		}
-		p := filepath.Join(rc.dir, name)
-		if !fileExists(p+dumpExt) && !fileExists(p+dumpExt+partExt) && !fileExists(filepath.Join(rc.dir, loadedDir, name+dumpExt)) {
-			rc.nameWin, rc.nameN = win, n
-			return p + dumpExt
-		}
-	}
+	n := rc.inst.Name(rc.r.cfg.Stream, rc.r.cfg.DPI, time.Unix(0, win), rc.now())
+	return filepath.Join(rc.dir, n.String())
 }
 
 // flushBuf writes the buffer to the current dump and publishes the queue
@@ -702,7 +687,7 @@ func (rc *recorder) flushBuf() {
 // writeFailed drops the buffer, cuts the dump back to its last complete
 // message and hands it to the closer: a dump never gets its final name with a
 // torn tail.
-func (rc *recorder) writeFailed(d *dump, err error) {
+func (rc *recorder) writeFailed(d *openDump, err error) {
 	rc.m.errors["write"].Inc()
 	rc.dropWrite.Add(rc.bufMsgs)
 	rc.failDrops += rc.bufMsgs
@@ -775,7 +760,7 @@ func (rc *recorder) closeLoop(done chan<- struct{}, leftovers []string) {
 }
 
 // finish closes a dump: fsync, rename to its final name, fsync the directory.
-func (rc *recorder) finish(d *dump) {
+func (rc *recorder) finish(d *openDump) {
 	if d.dataMsgs == 0 {
 		_ = d.f.Close()
 		if err := os.Remove(d.part); err != nil {
@@ -822,10 +807,15 @@ func (rc *recorder) closeFailed(kind, file string, err error) {
 // rename gives a .part its final name (never replacing a file) and fsyncs the
 // directory so the name survives a power loss.
 func (rc *recorder) rename(part string) (string, error) {
-	final := strings.TrimSuffix(part, partExt)
+	final := strings.TrimSuffix(part, dump.PartSuffix)
 	for n := 1; fileExists(final); n++ {
-		// Only a foreign process makes this happen: never replace its file.
-		final = strings.TrimSuffix(strings.TrimSuffix(part, partExt), dumpExt) + "_r" + strconv.Itoa(n) + dumpExt
+		// Only a foreign process, or a .part of an older version (legacy
+		// name), makes this happen: never replace that file, take a new name.
+		if name, err := dump.ParsePart(filepath.Base(part)); err == nil {
+			final = rc.pickName(name.Window.UnixNano())
+			continue
+		}
+		final = strings.TrimSuffix(strings.TrimSuffix(part, dump.PartSuffix), dump.Ext) + "_r" + strconv.Itoa(n) + dump.Ext
 	}
 	if err := os.Rename(part, final); err != nil {
 		return "", err
@@ -850,7 +840,7 @@ func (rc *recorder) recoverPart(part string) {
 		return
 	}
 	defer f.Close()
-	if err := lockFile(f); err != nil {
+	if err := dump.TryLock(f); err != nil {
 		rc.log.Info("dump in use by another process, left alone", "file", part)
 		return
 	}
@@ -923,8 +913,7 @@ type dumpInfo struct {
 	size   int64
 	mtime  time.Time
 	loaded bool
-	window time.Time
-	n      int
+	name   dump.Name
 }
 
 // retention removes closed dumps of this receiver (in the stream directory
@@ -934,7 +923,7 @@ func (rc *recorder) retention() {
 	if rc.cfg.MaxBytes <= 0 && rc.cfg.MaxAge <= 0 {
 		return
 	}
-	files := rc.listDumps(filepath.Join(rc.dir, loadedDir), true)
+	files := rc.listDumps(filepath.Join(rc.dir, dump.LoadedDir), true)
 	files = append(files, rc.listDumps(rc.dir, false)...)
 	slices.SortFunc(files, func(a, b dumpInfo) int {
 		switch {
@@ -943,10 +932,9 @@ func (rc *recorder) retention() {
 				return -1
 			}
 			return 1
-		case !a.window.Equal(b.window):
-			return a.window.Compare(b.window)
-		case a.n != b.n:
-			return a.n - b.n
+		}
+		if c := dump.Compare(a.name, b.name); c != 0 {
+			return c
 		}
 		return strings.Compare(a.path, b.path)
 	})
@@ -986,22 +974,18 @@ func (rc *recorder) listDumps(dir string, loaded bool) []dumpInfo {
 	}
 	var out []dumpInfo
 	for _, e := range entries {
-		name := e.Name()
-		stem, ok := strings.CutSuffix(name, dumpExt)
-		if !ok || e.IsDir() || !strings.HasPrefix(stem, rc.prefix) {
+		if e.IsDir() {
 			continue
+		}
+		n, err := dump.Parse(e.Name())
+		if err != nil || n.Stream != rc.r.cfg.Stream || n.DPI != rc.r.cfg.DPI {
+			continue // not a closed dump of this receiver
 		}
 		info, err := e.Info()
 		if err != nil {
 			continue
 		}
-		f := dumpInfo{path: filepath.Join(dir, name), size: info.Size(), mtime: info.ModTime(), loaded: loaded, window: info.ModTime()}
-		ts, suffix, _ := strings.Cut(strings.TrimPrefix(stem, rc.prefix), "_")
-		if t, err := time.Parse(dumpTimeLayout, ts); err == nil {
-			f.window = t
-		}
-		f.n, _ = strconv.Atoi(strings.TrimPrefix(suffix, "r"))
-		out = append(out, f)
+		out = append(out, dumpInfo{path: filepath.Join(dir, e.Name()), size: info.Size(), mtime: info.ModTime(), loaded: loaded, name: n})
 	}
 	return out
 }

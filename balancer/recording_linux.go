@@ -1,18 +1,6 @@
 package balancer
 
-import (
-	"os"
-
-	"golang.org/x/sys/unix"
-)
-
-// lockFile takes an exclusive flock on an open dump without waiting. The writer
-// holds it on its .part until the file is renamed, and start-up recovery skips a
-// .part it cannot lock: another live process (a restart hand-over) still writes
-// it. The kernel releases the lock when the process dies, even by SIGKILL.
-func lockFile(f *os.File) error {
-	return unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB)
-}
+import "golang.org/x/sys/unix"
 
 // startWriteback asks the kernel to start writing a range of a dump to disk now,
 // without waiting for it: dirty pages do not pile up until the fsync at

@@ -12,7 +12,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"runtime"
 	"slices"
 	"strconv"
@@ -29,6 +28,7 @@ import (
 
 	"github.com/ipfix-balancer/ipfix-balancer/balancer"
 	"github.com/ipfix-balancer/ipfix-balancer/config"
+	"github.com/ipfix-balancer/ipfix-balancer/dump"
 	"github.com/ipfix-balancer/ipfix-balancer/internal/testenv"
 	"github.com/ipfix-balancer/ipfix-balancer/ipfix"
 )
@@ -151,29 +151,35 @@ func sendWindow(t testing.TB, r *recording, e *exporter, msgs [][]byte, total *i
 	r.waitMetric(t, float64(*total), "ipfix_balancer_received_messages_total")
 }
 
-var dumpName = regexp.MustCompile(`^(.+)_(\d+)_(\d{8}T\d{6}Z)(?:_(\d+))?\.ipfix$`)
-
-// closedDumps lists the closed dumps of stream (DPI 0) in write order: by window, then
-// by suffix.
+// closedDumps lists the closed dumps of stream (DPI 0) in write order
+// (dump.Compare). Every name must parse and print back as it is: the
+// recorder and the loader share one grammar.
 func closedDumps(t testing.TB, dir, stream string) []string {
 	t.Helper()
-	paths, err := filepath.Glob(filepath.Join(dir, stream, stream+"_0_*.ipfix"))
+	paths, err := filepath.Glob(filepath.Join(dir, stream, dump.Prefix(stream, 0)+"*"+dump.Ext))
 	require.NoError(t, err)
-	key := func(p string) (string, int) {
-		m := dumpName.FindStringSubmatch(filepath.Base(p))
-		require.NotNil(t, m, "dump name %s", p)
-		n, _ := strconv.Atoi(m[4])
-		return m[3], n
+	name := func(p string) dump.Name {
+		n, err := dump.Parse(filepath.Base(p))
+		require.NoError(t, err)
+		require.Equal(t, filepath.Base(p), n.String(), "name round trip")
+		return n
 	}
-	slices.SortFunc(paths, func(a, b string) int {
-		wa, na := key(a)
-		wb, nb := key(b)
-		if c := strings.Compare(wa, wb); c != 0 {
-			return c
-		}
-		return na - nb
-	})
+	slices.SortFunc(paths, func(a, b string) int { return dump.Compare(name(a), name(b)) })
 	return paths
+}
+
+// dumpWindows returns "<stream>_<dpi>_<window>" of each dump, which must
+// carry the identity of the current grammar (open time, instance id).
+func dumpWindows(t testing.TB, paths []string) []string {
+	t.Helper()
+	var out []string
+	for _, p := range paths {
+		n, err := dump.Parse(filepath.Base(p))
+		require.NoError(t, err)
+		require.False(t, n.Legacy(), "%s has no identity", p)
+		out = append(out, dump.Prefix(n.Stream, n.DPI)+n.Window.Format(dump.WindowLayout))
+	}
+	return out
 }
 
 func baseNames(paths []string) []string {
@@ -349,9 +355,9 @@ func TestRecordingRotation(t *testing.T) {
 				files := closedDumps(t, dir, s.stream)
 				var wantNames []string
 				for _, n := range names {
-					wantNames = append(wantNames, s.stream+"_0_"+n+".ipfix")
+					wantNames = append(wantNames, s.stream+"_0_"+n)
 				}
-				require.Equal(t, wantNames, baseNames(files))
+				require.Equal(t, wantNames, dumpWindows(t, files))
 				all := make(map[string]int)
 				for i, f := range files {
 					msgs := readDump(t, f)
@@ -393,11 +399,7 @@ func TestRecordingRotation(t *testing.T) {
 		all := make(map[string]int)
 		var data [][]byte
 		for i, f := range files {
-			want := "fullflow_0_20261122T100000Z.ipfix"
-			if i > 0 {
-				want = "fullflow_0_20261122T100000Z_" + strconv.Itoa(i) + ".ipfix"
-			}
-			require.Equal(t, want, filepath.Base(f))
+			require.Equal(t, "fullflow_0_20261122T100000Z", dumpWindows(t, files[i:i+1])[0])
 			msgs := readDump(t, f)
 			fps := decodeAlone(t, f, msgs)
 			n := countRecords(fps)
@@ -674,7 +676,7 @@ func TestRecordingDiskFullInjected(t *testing.T) {
 	r.stop()
 
 	files := closedDumps(t, dir, "fullflow")
-	require.Equal(t, []string{"fullflow_0_20261122T100000Z.ipfix", "fullflow_0_20261122T100000Z_1.ipfix"}, baseNames(files))
+	require.Equal(t, []string{"fullflow_0_20261122T100000Z", "fullflow_0_20261122T100000Z"}, dumpWindows(t, files))
 	for i, want := range [][][]byte{a, c} {
 		msgs := readDump(t, files[i])
 		decodeAlone(t, files[i], msgs)
@@ -732,7 +734,7 @@ func TestRecordingDiskFullTmpfs(t *testing.T) {
 	r.stop()
 	files = closedDumps(t, dir, "fullflow")
 	require.Len(t, files, 1)
-	assert.Equal(t, "fullflow_0_20261122T100000Z_1.ipfix", filepath.Base(files[0]))
+	assert.Equal(t, []string{"fullflow_0_20261122T100000Z"}, dumpWindows(t, files))
 	msgs = readDump(t, files[0])
 	decodeAlone(t, files[0], msgs)
 	requireSameMessages(t, dataMessages(msgs), rest, "dump after the disk had room again")
@@ -1136,4 +1138,62 @@ func benchMetric(b *testing.B, rec *balancer.TestRecorder, name, label string) f
 		}
 	}
 	return 0
+}
+
+// A dump name never comes back: not after the loader deleted the file
+// (after_load = "delete"), not for a recorder started again in the same
+// window at the same instant (a restart or reload), so the loader's ledger
+// never takes a new dump for one it loaded (#10 item 4).
+func TestRecordingNamesNeverRepeat(t *testing.T) {
+	dir := t.TempDir()
+	clk := newFakeClock(t, "2026-11-22T10:03:17Z")
+	tr := makeTraffic(t, 300, 1, 1400, 1)
+	seen := map[string]bool{}
+	for i := range 3 {
+		r := startRecording(t, recordingConfig(dir, "fullflow", 10*time.Minute), clk)
+		e := dialExporter(t, r.Addr())
+		sent := 0
+		sendWindow(t, r, e, tr.messages, &sent)
+		r.waitMetric(t, float64(tr.count), "ipfix_balancer_dump_written_records_total")
+		r.stop()
+		files := closedDumps(t, dir, "fullflow")
+		require.Len(t, files, 1, "run %d", i)
+		require.Equal(t, []string{"fullflow_0_20261122T100000Z"}, dumpWindows(t, files))
+		name := filepath.Base(files[0])
+		assert.False(t, seen[name], "run %d: %s used again", i, name)
+		seen[name] = true
+		require.NoError(t, os.Remove(files[0])) // as the loader does with after_load = "delete"
+	}
+}
+
+// A .part of an older version whose final name is taken (by a file another
+// process closed) is recovered under a new name of the current grammar, in
+// its window; the other file is left alone.
+func TestRecordingRecoverNameClash(t *testing.T) {
+	dir := t.TempDir()
+	sd := filepath.Join(dir, "fullflow")
+	require.NoError(t, os.MkdirAll(sd, 0o755))
+	tr := makeTraffic(t, 3000, 1, 1400, 1)
+	whole := bytes.Join(tr.messages[:10], nil)
+	taken := filepath.Join(sd, "fullflow_0_20261122T100000Z.ipfix")
+	require.NoError(t, os.WriteFile(taken, []byte("another process's dump"), 0o644))
+	require.NoError(t, os.WriteFile(taken+dump.PartSuffix, whole, 0o644))
+
+	clk := newFakeClock(t, "2026-11-22T11:00:00Z")
+	r := startRecording(t, recordingConfig(dir, "fullflow", 10*time.Minute), clk)
+	r.waitMetric(t, 1, "ipfix_balancer_dump_recovered_files_total")
+	got, err := os.ReadFile(taken)
+	require.NoError(t, err)
+	assert.Equal(t, "another process's dump", string(got), "never replaced")
+	assert.NoFileExists(t, taken+dump.PartSuffix)
+	var recovered []string
+	for _, p := range closedDumps(t, dir, "fullflow") {
+		if p != taken {
+			recovered = append(recovered, p)
+		}
+	}
+	require.Equal(t, []string{"fullflow_0_20261122T100000Z"}, dumpWindows(t, recovered))
+	b, err := os.ReadFile(recovered[0])
+	require.NoError(t, err)
+	assert.True(t, bytes.Equal(whole, b))
 }

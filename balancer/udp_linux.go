@@ -217,10 +217,6 @@ func (r *Receiver) runUDP(ctx context.Context) error {
 	done := make(chan error, 1)
 	go func() { done <- l.loop(ctx, started) }()
 	<-started
-	if src := r.inheritedSources; src != nil {
-		r.inheritedSources = nil
-		r.onLoop(func() { l.adoptSources(src) })
-	}
 	r.log.Info("receiver listening", "listen", r.addr, "proto", "udp", "mode", r.cfg.Mode.String(), "outputs", len(r.outputs))
 	close(r.ready)
 	stopStats := r.startStats()
@@ -252,6 +248,13 @@ func (l *udpLoop) loop(ctx context.Context, started chan<- struct{}) error {
 		o.start()
 	}
 	l.lastHK = r.opts.Now()
+	// The predecessor's templates go to the outputs before the first
+	// datagram is read: a datagram read first would reach a dump (or a
+	// subreceiver) before the templates it needs.
+	if src := r.inheritedSources; src != nil {
+		r.inheritedSources = nil
+		l.adoptSources(src)
+	}
 	close(started)
 
 	for ctx.Err() == nil {

@@ -10,7 +10,7 @@ import (
 // Config is what the loader needs; cmd/ipfix-loader fills it from the
 // [loader] section of the TOML file and the flags.
 type Config struct {
-	// Dir is the dump root: closed dumps are <Dir>/<stream>/<stream>_<dpi>_<YYYYMMDDTHHMMSSZ>.ipfix.
+	// Dir is the dump root: closed dumps are <Dir>/<stream>/*.ipfix (package dump).
 	Dir string
 	// ClickHouse is the HTTP URL of the server ("http://127.0.0.1:8123").
 	ClickHouse string

@@ -3,10 +3,10 @@
 //
 // # What it does
 //
-// The loader scans <dir>/<stream>/ for closed dumps named
-// <stream>_<dpi>_<YYYYMMDDTHHMMSSZ>.ipfix (writers use another name until a
-// file is closed, so .part files are never picked), oldest window first,
-// several at once. It decodes each with package ipfix and maps every
+// The loader scans <dir>/<stream>/ for closed dumps, named as package dump
+// says (writers use another name until a file is closed, so .part files are
+// never picked), oldest window first, every file of a window, several at
+// once. It decodes each with package ipfix and maps every
 // template field to the column named after its information element
 // (snake_case: sourceIPv4Address -> source_ipv4_address); the table is
 // chosen by the template's elements (a template with rawData goes to raw,

@@ -3,56 +3,34 @@ package loader
 import (
 	"errors"
 	"fmt"
+	"hash/crc32"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
-	"regexp"
 	"sort"
-	"strconv"
 	"strings"
 	"time"
+
+	"github.com/ipfix-balancer/ipfix-balancer/dump"
 )
 
 // Dump is a closed dump file waiting to be loaded.
 type Dump struct {
 	Path   string
-	Name   string // base name, the ledger key
+	Name   string // base name
 	Stream string
 	DPI    int
 	Window time.Time // start of the recording window, from the name
 	Size   int64
+
+	name dump.Name
+	key  string // the ledger key, set by load (see ledgerKey)
 }
 
-// dumpName is <stream>_<dpi>_<YYYYMMDDTHHMMSSZ>[-suffix].ipfix. Writers use a
-// different name (.part) until the file is closed, so a final name means the
-// file is complete.
-var dumpName = regexp.MustCompile(`^([a-z][a-z0-9_]*)_(\d{1,5})_(\d{8}T\d{6}Z)(?:[-.][0-9A-Za-z]+)?\.ipfix$`)
-
-// ParseDumpName returns the stream, DPI and window of a dump's base name.
-func ParseDumpName(name string) (stream string, dpi int, window time.Time, err error) {
-	m := dumpName.FindStringSubmatch(name)
-	if m == nil {
-		return "", 0, time.Time{}, fmt.Errorf("dump %q: name is not <stream>_<dpi>_<YYYYMMDDTHHMMSSZ>.ipfix", name)
-	}
-	dpi, err = strconv.Atoi(m[2])
-	if err != nil || dpi > 65535 {
-		return "", 0, time.Time{}, fmt.Errorf("dump %q: dpi %q out of range", name, m[2])
-	}
-	window, err = time.Parse("20060102T150405Z", m[3])
-	if err != nil {
-		return "", 0, time.Time{}, fmt.Errorf("dump %q: window: %w", name, err)
-	}
-	return m[1], dpi, window, nil
-}
-
-// Subdirectories of a stream directory that hold finished dumps.
-const (
-	loadedDir = "loaded"
-	badDir    = "bad"
-)
-
-// scanDumps lists the closed dumps under dir/<stream>/, oldest window first.
-// Names that end in .ipfix but do not parse are returned in bad.
+// scanDumps lists the closed dumps under dir/<stream>/, in the order they
+// were written (dump.Compare). Names that end in .ipfix but do not parse are
+// returned in bad.
 func scanDumps(dir string) (dumps []Dump, bad []string, err error) {
 	streams, err := os.ReadDir(dir)
 	if err != nil {
@@ -62,7 +40,7 @@ func scanDumps(dir string) (dumps []Dump, bad []string, err error) {
 		if !s.IsDir() || strings.HasPrefix(s.Name(), ".") {
 			continue
 		}
-		sdir := filepath.Join(dir, s.Name())
+		sdir := dump.StreamDir(dir, s.Name())
 		entries, err := os.ReadDir(sdir)
 		if err != nil {
 			if errors.Is(err, fs.ErrNotExist) {
@@ -72,11 +50,11 @@ func scanDumps(dir string) (dumps []Dump, bad []string, err error) {
 		}
 		for _, e := range entries {
 			name := e.Name()
-			if !e.Type().IsRegular() || !strings.HasSuffix(name, ".ipfix") {
+			if !e.Type().IsRegular() || !strings.HasSuffix(name, dump.Ext) {
 				continue
 			}
 			p := filepath.Join(sdir, name)
-			stream, dpi, window, perr := ParseDumpName(name)
+			n, perr := dump.Parse(name)
 			if perr != nil {
 				bad = append(bad, p)
 				continue
@@ -85,60 +63,56 @@ func scanDumps(dir string) (dumps []Dump, bad []string, err error) {
 			if err != nil {
 				continue // removed meanwhile
 			}
-			dumps = append(dumps, Dump{Path: p, Name: name, Stream: stream, DPI: dpi, Window: window, Size: info.Size()})
+			dumps = append(dumps, Dump{Path: p, Name: name, Stream: n.Stream, DPI: n.DPI, Window: n.Window, Size: info.Size(), name: n})
 		}
 	}
 	sort.Slice(dumps, func(i, j int) bool {
-		a, b := dumps[i], dumps[j]
-		if !a.Window.Equal(b.Window) {
-			return a.Window.Before(b.Window)
+		if c := dump.Compare(dumps[i].name, dumps[j].name); c != 0 {
+			return c < 0
 		}
-		return a.Path < b.Path
+		return dumps[i].Path < dumps[j].Path
 	})
 	return dumps, bad, nil
 }
 
-// writeFileAtomic writes data to path through a temporary name.
-func writeFileAtomic(path string, data []byte) error {
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, data, 0o644); err != nil {
-		return err
-	}
-	return os.Rename(tmp, path)
-}
+// contentBytes is how much of each end of a legacy dump its ledger key hashes.
+const contentBytes = 64 << 10
 
-// quarantine moves a dump to bad/ next to it, with a sidecar <name>.why
-// saying why (written first, so a crash leaves at worst a sidecar without a
-// dump).
-func quarantine(path, why string) error {
-	dir := filepath.Join(filepath.Dir(path), badDir)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return err
+// ledgerKey is what the ledger knows a dump by. A name of the current grammar
+// never repeats (dump.Name): the name is the key. A legacy name may (an older
+// recorder reused it after the loader deleted the file, after retention, after
+// two restarts in one window; two sites record the same stream and DPI): its
+// key adds the size and a CRC-32 of the first and last 64 KiB, which differ
+// between two dumps of the same name, and are equal for a copy of a dump
+// already loaded.
+func ledgerKey(d Dump) (string, error) {
+	if !d.name.Legacy() {
+		return d.Name, nil
 	}
-	dst := filepath.Join(dir, filepath.Base(path))
-	if err := writeFileAtomic(dst+".why", []byte(why)); err != nil {
-		return err
+	f, err := os.Open(d.Path)
+	if err != nil {
+		return "", err
 	}
-	if err := os.Rename(path, dst); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return err
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return "", err
 	}
-	return nil
-}
-
-// retire moves a loaded dump to loaded/ next to it, or deletes it.
-func retire(path string, remove bool) error {
-	if remove {
-		if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
-			return err
+	h := crc32.NewIEEE()
+	if _, err := io.CopyN(h, f, contentBytes); err != nil && err != io.EOF {
+		return "", err
+	}
+	if tail := st.Size() - contentBytes; tail > contentBytes {
+		if _, err := f.Seek(tail, io.SeekStart); err != nil {
+			return "", err
 		}
-		return nil
+		if _, err := io.Copy(h, f); err != nil {
+			return "", err
+		}
+	} else if tail > 0 {
+		if _, err := io.Copy(h, f); err != nil {
+			return "", err
+		}
 	}
-	dir := filepath.Join(filepath.Dir(path), loadedDir)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return err
-	}
-	if err := os.Rename(path, filepath.Join(dir, filepath.Base(path))); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return err
-	}
-	return nil
+	return fmt.Sprintf("%s#%d-%08x", d.Name, st.Size(), h.Sum32()), nil
 }

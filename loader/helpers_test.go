@@ -35,7 +35,8 @@ func TestMain(m *testing.M) {
 var testWindow = time.Date(2025, 3, 14, 10, 0, 0, 0, time.UTC)
 
 // writeDump writes an IPFIX file of n records of the given streams (round
-// robin) as <dir>/<stream>/<stream>_<dpi>_<window>.ipfix and returns its path.
+// robin) as <dir>/<stream>/<stream>_<dpi>_<window>.ipfix (a name of the
+// older grammar, still loaded) and returns its path.
 func writeDump(t testing.TB, dir, stream string, dpi int, window time.Time, n int, seed int64, ipv6 float64, streams ...ipfixgen.Stream) string {
 	t.Helper()
 	if len(streams) == 0 {

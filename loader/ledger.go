@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"sort"
 	"strconv"
 	"time"
@@ -102,7 +103,8 @@ type fileSummary struct {
 	Rows           map[string]int64 `json:"rows,omitempty"` // rows inserted by table, this run
 	Skipped        int64            `json:"already_loaded"` // records found loaded before a restart
 	SkippedFields  map[string]int64 `json:"skipped_fields,omitempty"`
-	Unmapped       map[string]int64 `json:"unmapped,omitempty"` // records by template shape
+	SkippedSets    map[string]int64 `json:"skipped_sets,omitempty"` // sets dropped by kind (decode errors)
+	Unmapped       map[string]int64 `json:"unmapped,omitempty"`     // records by template shape
 	OptionsRecords int64            `json:"options_records,omitempty"`
 	Bad            string           `json:"bad,omitempty"` // why the dump went to bad/
 	Seconds        float64          `json:"seconds"`
@@ -121,6 +123,7 @@ type loadKey struct {
 
 // recovery is what a dump's ledger says is already loaded.
 type recovery struct {
+	key      string             // the dump's ledger key
 	finished *fileSummary       // the dump is loaded; finish it
 	loaded   map[loadKey]uint64 // ordinals [0, n) of (table, day, shard) are in their table
 }
@@ -132,16 +135,31 @@ type recovery struct {
 // its table and records done (all rows there) or aborted (none). Inserts are
 // atomic, so a partial count means someone else changed the table.
 func (l *Loader) recover(ctx context.Context, d Dump) (recovery, error) {
+	if d.key == "" {
+		panic("BUG: recover of a dump without ledger key")
+	}
 	rec := recovery{loaded: map[loadKey]uint64{}}
 	var rows []ledgerRow
 	err := l.retry(ctx, "read ledger", func() error {
 		var err error
-		rows, err = l.readLedger(ctx, d.Name)
+		rows, err = l.readLedger(ctx, d.key)
+		if err != nil || len(rows) > 0 || d.key == d.Name {
+			return err
+		}
+		// A legacy dump whose load an older loader, which keyed the ledger
+		// by name alone, left unfinished: go on under that key. A finished
+		// one under that name was another dump of the same name.
+		old, err := l.readLedger(ctx, d.Name)
+		if err == nil && len(old) > 0 && !slices.ContainsFunc(old, func(r ledgerRow) bool { return r.State == stateFile }) {
+			rows = old
+			d.key = d.Name
+		}
 		return err
 	})
 	if err != nil {
 		return rec, err
 	}
+	rec.key = d.key
 	settled := map[uint64]bool{}
 	var intents []ledgerRow
 	for _, r := range rows {
@@ -163,7 +181,7 @@ func (l *Loader) recover(ctx context.Context, d Dump) (recovery, error) {
 		}
 	}
 	if len(intents) > 0 {
-		l.log.Info("recovering batches of unknown outcome", "file", d.Name, "batches", len(intents))
+		l.log.Info("recovering batches of unknown outcome", "file", d.Name, "ledger_key", d.key, "batches", len(intents))
 		select {
 		case <-time.After(l.cfg.Settle):
 		case <-ctx.Done():

@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/ipfix-balancer/ipfix-balancer/dump"
 	"github.com/ipfix-balancer/ipfix-balancer/ipfix"
 )
 
@@ -203,7 +204,13 @@ func (e *flushError) Unwrap() error { return e.err }
 // an error only when the dump must be tried again later (ctx ended, the dump
 // cannot be read).
 func (l *Loader) load(ctx context.Context, d Dump) error {
-	err := l.loadDump(ctx, d)
+	key, err := ledgerKey(d)
+	if err != nil {
+		l.m.errors[errIO].Inc()
+		return fmt.Errorf("dump %s: %w", d.Path, err)
+	}
+	d.key = key
+	err = l.loadDump(ctx, d)
 	var pb *partialBatchError
 	if errors.As(err, &pb) {
 		return l.finish(d, &fileSummary{Bad: fmt.Sprintf("dump %s: %v", d.Path, err)})
@@ -217,6 +224,7 @@ func (l *Loader) loadDump(ctx context.Context, d Dump) error {
 	if err != nil {
 		return err
 	}
+	d.key = rec.key
 	if rec.finished != nil {
 		l.log.Info("dump already loaded, finishing it", "file", d.Name)
 		return l.finish(d, rec.finished)
@@ -248,6 +256,14 @@ func (l *Loader) loadDump(ctx context.Context, d Dump) error {
 				l.m.errors[errIO].Inc()
 				return fmt.Errorf("dump %s: read: %w", d.Path, err)
 			}
+			if errors.Is(err, ipfix.ErrSetLength) {
+				// The message's sets do not add up, but its header does:
+				// the next message is where the header says.
+				fl.skipped(pe, int64(pe.Offset), 1)
+				continue
+			}
+			// Framing is lost (version, message length) or the tail is torn:
+			// the rest of the file cannot be read.
 			fl.sum.Bad = err.Error()
 			break
 		}
@@ -261,8 +277,13 @@ func (l *Loader) loadDump(ctx context.Context, d Dump) error {
 			if errors.As(derr, &fe) {
 				return fe.err
 			}
-			fl.sum.Bad = fmt.Sprintf("%v (message at offset %d)", derr, fr.Offset())
-			break
+			var pe *ipfix.ParseError
+			if !errors.As(derr, &pe) {
+				return fmt.Errorf("dump %s: message at offset %d: %w", d.Path, fr.Offset(), derr)
+			}
+			// ipfix/errors.go: drop the set and go on; Decode has used every
+			// other set of the message.
+			fl.skipped(pe, fr.Offset()+int64(pe.Offset), max(dec.SkippedSets(), 1))
 		}
 	}
 	if messages == 0 && fl.sum.Bad == "" {
@@ -287,7 +308,7 @@ func (l *Loader) loadDump(ctx context.Context, d Dump) error {
 	if fl.sum.Bad != "" {
 		fl.sum.Bad = fmt.Sprintf("dump %s: %s", d.Path, fl.sum.Bad)
 	}
-	row := ledgerRow{File: d.Name, State: stateFile, Detail: fl.sum.String(), At: time.Now()}
+	row := ledgerRow{File: d.key, State: stateFile, Detail: fl.sum.String(), At: time.Now()}
 	if err := l.writeLedger(ctx, append(fl.pending, row)); err != nil {
 		return err
 	}
@@ -305,6 +326,53 @@ func (l *Loader) loadDump(ctx context.Context, d Dump) error {
 	return l.finish(d, &fl.sum)
 }
 
+// Kinds of ipfix_loader_skipped_sets_total: what a set was dropped for.
+const (
+	skipUnknownTemplate   = "unknown_template"   // a data set of a template not (yet) defined
+	skipUnknownWithdrawal = "unknown_withdrawal" // a withdrawal of a template not defined
+	skipBadTemplate       = "bad_template"       // a malformed template record
+	skipFieldLength       = "field_length"       // a data record overruns its set
+	skipSetLength         = "set_length"         // the sets of a message do not add up: the message is skipped
+)
+
+var skipKinds = []string{skipUnknownTemplate, skipUnknownWithdrawal, skipBadTemplate, skipFieldLength, skipSetLength}
+
+func skipKind(err error) string {
+	switch {
+	case errors.Is(err, ipfix.ErrUnknownTemplate):
+		return skipUnknownTemplate
+	case errors.Is(err, ipfix.ErrUnknownWithdrawal):
+		return skipUnknownWithdrawal
+	case errors.Is(err, ipfix.ErrTemplate):
+		return skipBadTemplate
+	case errors.Is(err, ipfix.ErrFieldLength):
+		return skipFieldLength
+	}
+	return skipSetLength
+}
+
+// skipped counts n sets dropped at file offset off (a message with several
+// faulty sets counts them all under the kind of its first) and logs at most
+// one such drop per 5 seconds, naming file and offset.
+func (fl *fileLoad) skipped(pe *ipfix.ParseError, off int64, n int) {
+	kind := skipKind(pe)
+	fl.l.m.skippedSets[kind].Add(n)
+	if fl.sum.SkippedSets == nil {
+		fl.sum.SkippedSets = map[string]int64{}
+	}
+	fl.sum.SkippedSets[kind] += int64(n)
+	l := fl.l
+	l.mu.Lock()
+	logIt := time.Since(l.lastSkipLog) >= 5*time.Second
+	if logIt {
+		l.lastSkipLog = time.Now()
+	}
+	l.mu.Unlock()
+	if logIt {
+		l.log.Warn("set skipped, loading goes on", "file", fl.d.Path, "offset", off, "kind", kind, "sets", n, "err", pe.Err)
+	}
+}
+
 func sumMap(m map[string]int64) int64 {
 	var n int64
 	for _, v := range m {
@@ -319,7 +387,7 @@ func (l *Loader) finish(d Dump, s *fileSummary) error {
 	l.m.lastLoad.Store(time.Now().Unix())
 	if s.Bad != "" {
 		why := fmt.Sprintf("file: %s\nerror: %s\nrecords_loaded_before_damage: %d\n", d.Path, s.Bad, s.Records)
-		if err := quarantine(d.Path, why); err != nil {
+		if err := dump.Quarantine(d.Path, why); err != nil {
 			l.m.errors[errIO].Inc()
 			return fmt.Errorf("dump %s: quarantine: %w", d.Path, err)
 		}
@@ -328,7 +396,7 @@ func (l *Loader) finish(d Dump, s *fileSummary) error {
 		l.log.Warn("dump quarantined", "file", d.Path, "err", s.Bad)
 		return nil
 	}
-	if err := retire(d.Path, l.cfg.AfterLoad == "delete"); err != nil {
+	if err := dump.Retire(d.Path, l.cfg.AfterLoad == "delete"); err != nil {
 		l.m.errors[errIO].Inc()
 		return fmt.Errorf("dump %s: %w", d.Path, err)
 	}
@@ -511,7 +579,7 @@ func (fl *fileLoad) flush(ctx context.Context, key batchKey) error {
 	l := fl.l
 	now := time.Now()
 	name := key.table.spec.name
-	base := ledgerRow{File: fl.d.Name, Table: name, Day: key.day, Start: bt.start, Rows: bt.count, At: now}
+	base := ledgerRow{File: fl.d.key, Table: name, Day: key.day, Start: bt.start, Rows: bt.count, At: now}
 	rows := fl.pending
 	fl.pending = nil
 	var done []ledgerRow

@@ -17,6 +17,7 @@ import (
 
 	"github.com/VictoriaMetrics/metrics"
 
+	"github.com/ipfix-balancer/ipfix-balancer/dump"
 	"github.com/ipfix-balancer/ipfix-balancer/ipfix"
 )
 
@@ -38,6 +39,7 @@ type Loader struct {
 	shapes        map[string]bool            // unmapped template shapes logged
 	lastFailLog   time.Time
 	gaveUp        atomic.Bool // a request failed for GiveUpAfter: fail fast from now on
+	lastSkipLog   time.Time
 }
 
 // ErrUnreachable is returned when ClickHouse kept failing for
@@ -263,7 +265,7 @@ func (l *Loader) ensureReady(ctx context.Context) error {
 // RunOnce loads every closed dump there is, then returns. Dumps that fail
 // (unreadable) are reported in the error.
 func (l *Loader) RunOnce(ctx context.Context) error {
-	unlock, err := lockDir(l.cfg.Dir)
+	unlock, err := dump.LockDir(l.cfg.Dir)
 	if err != nil {
 		return err
 	}
@@ -303,7 +305,7 @@ func (l *Loader) RunOnce(ctx context.Context) error {
 func (l *Loader) Run(ctx context.Context) error {
 	l.log.Info("loader started", "dir", l.cfg.Dir, "clickhouse", l.main.URL(), "database", l.cfg.Database,
 		"parallel", l.cfg.Parallel, "after_load", l.cfg.AfterLoad)
-	unlock, err := lockDir(l.cfg.Dir)
+	unlock, err := dump.LockDir(l.cfg.Dir)
 	if err != nil {
 		return err
 	}
@@ -349,8 +351,8 @@ func (l *Loader) scan() ([]Dump, error) {
 	for _, p := range bad {
 		l.m.errors[errName].Inc()
 		l.m.filesBad.Inc()
-		why := fmt.Sprintf("file: %s\nerror: name is not <stream>_<dpi>_<YYYYMMDDTHHMMSSZ>.ipfix (offset 0: not read)\n", p)
-		if err := quarantine(p, why); err != nil {
+		why := fmt.Sprintf("file: %s\nerror: name is not %s (offset 0: not read)\n", p, dump.Grammar)
+		if err := dump.Quarantine(p, why); err != nil {
 			l.log.Error("quarantine misnamed dump", "file", p, "err", err)
 		} else {
 			l.log.Warn("dump quarantined", "file", p, "err", "misnamed")

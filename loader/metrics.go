@@ -65,6 +65,7 @@ type loaderMetrics struct {
 	errors                    map[string]*metrics.Counter // by kind
 	retries                   *metrics.Counter
 	skippedFields             *metrics.Counter
+	skippedSets               map[string]*metrics.Counter // by kind
 	unmappedRecords           *metrics.Counter
 	optionsRecords            *metrics.Counter
 	recoveredDone             *metrics.Counter
@@ -84,6 +85,7 @@ func newLoaderMetrics(tables []string) *loaderMetrics {
 		records:           map[string]*metrics.Counter{},
 		bytes:             map[string]*metrics.Counter{},
 		insertDuration:    map[string]*histogram{},
+		skippedSets:       map[string]*metrics.Counter{},
 		errors:            map[string]*metrics.Counter{},
 		retries:           s.NewCounter(`ipfix_loader_retries_total`),
 		skippedFields:     s.NewCounter(`ipfix_loader_skipped_fields_total`),
@@ -98,6 +100,9 @@ func newLoaderMetrics(tables []string) *loaderMetrics {
 		m.records[t] = s.NewCounter(`ipfix_loader_inserted_records_total{` + l + `}`)
 		m.bytes[t] = s.NewCounter(`ipfix_loader_inserted_bytes_total{` + l + `}`)
 		m.insertDuration[t] = newHistogram(s, "ipfix_loader_insert_duration_seconds", l)
+	}
+	for _, k := range skipKinds {
+		m.skippedSets[k] = s.NewCounter(fmt.Sprintf(`ipfix_loader_skipped_sets_total{kind=%q}`, k))
 	}
 	for _, k := range errorKinds {
 		m.errors[k] = s.NewCounter(fmt.Sprintf(`ipfix_loader_errors_total{kind=%q}`, k))

@@ -4,7 +4,6 @@ import (
 	"os"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -28,25 +27,6 @@ func TestSnakeCase(t *testing.T) {
 	f("timeStamp", "time_stamp")
 	f("dot1qVlanId", "dot1q_vlan_id")
 	f("ttl", "ttl")
-}
-
-func TestParseDumpName(t *testing.T) {
-	stream, dpi, w, err := loader.ParseDumpName("http_reply_3_20250314T235959Z.ipfix")
-	require.NoError(t, err)
-	assert.Equal(t, "http_reply", stream)
-	assert.Equal(t, 3, dpi)
-	assert.Equal(t, time.Date(2025, 3, 14, 23, 59, 59, 0, time.UTC), w)
-
-	for _, bad := range []string{
-		"fullflow_0_20250314T235959Z.ipfix.part",
-		"fullflow_20250314T235959Z.ipfix",
-		"fullflow_0_20251314T235959Z.ipfix",
-		"fullflow_99999999_20250314T235959Z.ipfix",
-		"Fullflow_0_20250314T235959Z.ipfix",
-	} {
-		_, _, _, err := loader.ParseDumpName(bad)
-		assert.Error(t, err, bad)
-	}
 }
 
 func TestConfigValidate(t *testing.T) {
