@@ -134,6 +134,11 @@ func TestMadeUpTemplatesKeepExportTime(t *testing.T) {
 			snd.send(conn, m)
 		}
 		snd.wait()
+		first := 0
+		for i := range half {
+			first += countRecordsIn(t, tr, i)
+		}
+		require.True(t, c.WaitRecords(first, 10*time.Second), "the first half arrived")
 		c.Stop()
 		waitFor(t, 5*time.Second, "subreceiver down", func() bool { return !subUp(t, r, c) })
 		for _, m := range tr.messages[half:] { // queued until the collector is back
