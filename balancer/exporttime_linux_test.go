@@ -151,6 +151,41 @@ func TestMadeUpTemplatesKeepExportTime(t *testing.T) {
 		assert.Equal(t, tr.count, c.Stats().Records)
 	})
 
+	t.Run("recording rotated by records, re-export added by reload", func(t *testing.T) {
+		dir := t.TempDir()
+		cfg := recordingConfig(dir, "fullflow", 10*time.Minute)
+		cfg.Recording.RotateRecords = 2500
+		r := startRecording(t, cfg, nil)
+		e := dialExporter(t, r.Addr())
+		p := makeOldParts(t, 2, 5000)
+		e.send([][]byte{p.parts[0]})
+		r.waitMetric(t, float64(p.want[0]), "ipfix_balancer_dump_written_records_total")
+
+		c := testenv.StartCollector(t, "tcp")
+		cfg.Recording.Export = []config.Subreceiver{{Addr: c.Addr(), Proto: config.TCP}}
+		require.NoError(t, r.Reconfigure(cfg))
+		waitFor(t, 5*time.Second, "export target up", func() bool { return metricValue(t, r.Receiver, upSeries(c)) == 1 })
+		e.send([][]byte{p.parts[1]})
+		r.waitMetric(t, float64(p.want[0]+p.want[1]), "ipfix_balancer_dump_written_records_total")
+		c.WaitRecords(p.want[1], 10*time.Second)
+		r.stop()
+		requireNoRefusal(t, c)
+		assert.Equal(t, p.want[1], c.Stats().Records)
+
+		dumps := closedDumps(t, dir, "fullflow")
+		require.GreaterOrEqual(t, len(dumps), 4, "rotated by record count")
+		for _, f := range dumps {
+			msgs := readDump(t, f)
+			var last uint32
+			for i, m := range msgs {
+				et := binary.BigEndian.Uint32(m[4:8])
+				require.False(t, i > 0 && et < last, "%s: message %d: export time %d before %d", f, i, et, last)
+				last = et
+			}
+			assert.GreaterOrEqual(t, binary.BigEndian.Uint32(msgs[0][4:8]), hoursAgo, "%s starts at the exporter's time", f)
+		}
+	})
+
 	t.Run("tcp receiver, udp subreceiver", func(t *testing.T) {
 		c := testenv.StartCollector(t, "udp")
 		r := startReceiver(t, receiverConfig(config.All, c))
