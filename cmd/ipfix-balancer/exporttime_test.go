@@ -344,3 +344,64 @@ func writeRoundRobinConfig(t *testing.T, path string, listen int, metricsAddr, c
 	require.NoError(t, err)
 	require.NoError(t, os.WriteFile(path, bytes.Replace(b, []byte(`mode = "All"`), []byte(`mode = "RoundRobin"`), 1), 0o600))
 }
+
+// A UDP receiver hands its socket and each exporter's templates to its
+// successor on SIGUSR2: the successor sends those templates on at the
+// exporter's export time, so the strict collector behind it, which sees a new
+// TCP session from the new process, refuses nothing of the capture hours old.
+func TestOldCaptureOverUDPThroughRestarts(t *testing.T) {
+	capture := writeCapture(t, ipfixgen.DNSFlow, 6000)
+	testenv.AgeCapture(t, capture, uint32(time.Now().Add(-6*time.Hour).Unix()), 20)
+	msgs, records := readCapture(t, capture)
+	c := testenv.StartCollector(t, "tcp")
+	dir := t.TempDir()
+	port := freeUDPPort(t)
+	metricsAddr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	config := filepath.Join(dir, "balancer.toml")
+	writeAllConfig(t, config, port, metricsAddr, filepath.Join(dir, "control.sock"), c)
+	b, err := os.ReadFile(config)
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(config, bytes.Replace(b, []byte(`mode = "All"`), []byte("mode = \"All\"\nproto = \"udp\""), 1), 0o600))
+	d := startDaemon(t, config)
+
+	conn, err := net.Dial("udp", fmt.Sprintf("127.0.0.1:%d", port))
+	require.NoError(t, err)
+	defer conn.Close()
+	want, next := 0, 0
+	// send sends the next third of the capture, one message per datagram, in
+	// steps the collector confirms (loopback UDP loses nothing unhurried).
+	send := func() {
+		t.Helper()
+		end := min(next+(len(msgs)+2)/3, len(msgs))
+		for ; next < end; next++ {
+			_, err := conn.Write(msgs[next])
+			require.NoError(t, err)
+			want += len(records[next])
+			if next%20 == 19 || next == end-1 {
+				if !c.WaitRecords(want, 20*time.Second) {
+					t.Fatalf("message %d: collector got %d of %d records; refused sessions: %v",
+						next, c.Stats().Records, want, c.Refusals())
+				}
+			}
+		}
+	}
+	send()
+	for i := range 2 {
+		old := d.pid()
+		d.restart()
+		require.NotEqual(t, old, d.pid(), "restart %d", i+1)
+		send()
+	}
+	assert.Empty(t, c.Refusals())
+	assert.Zero(t, c.Stats().Undecoded)
+	assert.Equal(t, want, c.Stats().Records)
+	assert.GreaterOrEqual(t, c.Stats().Sessions, 3, "a session per process")
+}
+
+func freeUDPPort(t *testing.T) int {
+	t.Helper()
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer pc.Close()
+	return pc.LocalAddr().(*net.UDPAddr).Port
+}
