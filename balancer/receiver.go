@@ -207,6 +207,7 @@ func (r *Receiver) dispatch(s *session, msg []byte) {
 	}
 	m.batchMessages++
 	m.batchBytes += len(msg)
+	s.clock.Observe(msg)
 	r.msgData, r.msgTemplates = dataSets > 0, templates
 	if templates {
 		m.templateSets.Inc()
@@ -356,12 +357,15 @@ func (r *Receiver) templateExtract(msg []byte) []byte {
 }
 
 // appendTemplates appends messages carrying every current template of every live
-// session, numbered for the output whose sequencer is seq, each at most maxSize.
-func (r *Receiver) appendTemplates(dst []byte, seq *sequencer, maxSize int) []byte {
-	now := uint32(r.opts.Now().Unix())
+// session, numbered for the output whose sequencer is seq, each at most maxSize,
+// stamped with the session's export time (session.exportTime) and never later
+// than follow, the first export time per domain of what the output has queued
+// behind them (nil: nothing).
+func (r *Receiver) appendTemplates(dst []byte, seq *sequencer, maxSize int, follow map[uint32]uint32) []byte {
+	now := r.opts.Now()
 	for s := range r.sessions {
 		for _, odid := range s.templates.Domains() {
-			dst = s.templates.AppendTemplateMessages(dst, odid, now, seq.at(odid), maxSize)
+			dst = s.templates.AppendTemplateMessages(dst, odid, s.exportTime(odid, now, follow), seq.at(odid), maxSize)
 		}
 	}
 	return dst

@@ -59,11 +59,12 @@ func (r *Receiver) passSession(s *session, c gnet.Conn) error {
 	return nil
 }
 
-// sessionTemplates is every current template of s as messages.
+// sessionTemplates is every current template of s as messages, at the session's
+// export time: the successor sends them on as the exporter's own.
 func sessionTemplates(s *session, now time.Time) []byte {
 	var b []byte
 	for _, odid := range s.templates.Domains() {
-		b = s.templates.AppendTemplateMessages(b, odid, uint32(now.Unix()), 0, ipfix.MaxMessageLen)
+		b = s.templates.AppendTemplateMessages(b, odid, s.exportTime(odid, now, nil), 0, ipfix.MaxMessageLen)
 	}
 	return b
 }

@@ -437,7 +437,7 @@ func (rc *recorder) start() {
 // not seen them go by, and its dumps must decode alone all the same.
 func (rc *recorder) primeTemplates() {
 	seq := newSequencer()
-	msgs := rc.r.appendTemplates(nil, &seq, ipfix.MaxMessageLen)
+	msgs := rc.r.appendTemplates(nil, &seq, ipfix.MaxMessageLen, nil)
 	for len(msgs) >= ipfix.HeaderLen {
 		n := int(binary.BigEndian.Uint16(msgs[2:4]))
 		b := rc.alloc(entryHeader + pad8(n))

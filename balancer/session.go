@@ -14,6 +14,9 @@ type session struct {
 	remote    netip.AddrPort
 	templates *ipfix.TemplateCache
 	seq       ipfix.SequenceTracker
+	// clock is the exporter's export time per domain: what the messages we make
+	// up for this session carry (see exportTime).
+	clock ipfix.ExportClock
 	// carry holds the start of a message split across reads. gnet's own buffer
 	// would keep it too, but Peek then copies every following read whole; owning
 	// the tail keeps reads zero-copy and is what a restart hands over.
@@ -24,6 +27,17 @@ type session struct {
 	// until the loop registers it; passed marks one handed on to a successor.
 	adopted []byte
 	passed  bool
+}
+
+// exportTime is the export time of a message the balancer makes up for domain
+// odid of s (every template sent again on a subreceiver's new connection, to a
+// subreceiver added by a reload or a successor process, the periodic UDP
+// refresh): the exporter's own clock, never later than follow[odid], the first
+// of that domain's messages queued behind it (follow may be nil); ours only
+// before s has sent anything. A collector orders a session by export time, and
+// IPFIXcol2 closes a TCP session on which it goes back (ipfix.ExportClock).
+func (s *session) exportTime(odid uint32, now time.Time, follow map[uint32]uint32) uint32 {
+	return s.clock.Stamp(odid, now, follow)
 }
 
 func newSession(remote netip.AddrPort, templateLifetime time.Duration) *session {

@@ -402,7 +402,7 @@ func (s *streamSub) templates(dead <-chan struct{}) ([]byte, bool) {
 	buf := s.prime[:0]
 	s.r.onLoop(func() {
 		scratch := newSequencer() // numbers are rewritten by the writer
-		ch <- s.r.appendTemplates(buf, &scratch, ipfix.MaxMessageLen)
+		ch <- s.r.appendTemplates(buf, &scratch, ipfix.MaxMessageLen, s.queuedExportTimes())
 	})
 	select {
 	case p := <-ch:
@@ -413,6 +413,25 @@ func (s *streamSub) templates(dead <-chan struct{}) ([]byte, bool) {
 	}
 	s.prime = nil // the loop may still append to the old buffer
 	return nil, false
+}
+
+// queuedExportTimes is the first export time per domain of the batches that
+// wait for the writer, which follow the templates on a new connection (see
+// session.exportTime); nil when nothing waits. Loop only.
+func (s *streamSub) queuedExportTimes() map[uint32]uint32 {
+	follow := make(map[uint32]uint32)
+	s.mu.Lock()
+	for _, b := range s.queue {
+		ipfix.FirstExportTimes(follow, b.buf)
+	}
+	s.mu.Unlock()
+	if s.cur != nil {
+		ipfix.FirstExportTimes(follow, s.cur.buf)
+	}
+	if len(follow) == 0 {
+		return nil
+	}
+	return follow
 }
 
 // account counts the messages of batches of which written bytes reached the

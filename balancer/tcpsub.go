@@ -247,7 +247,14 @@ func (s *tcpSub) opened(c gnet.Conn) {
 	}
 	s.r.log.Info("subreceiver up", "subreceiver", s.addr)
 
-	s.prime = s.r.appendTemplates(s.prime[:0], &s.seq, ipfix.MaxMessageLen)
+	// The queued messages are older than the sessions' last: the templates
+	// must not be later than them (see session.exportTime).
+	var follow map[uint32]uint32
+	if len(s.pending) > 0 {
+		follow = make(map[uint32]uint32)
+		ipfix.FirstExportTimes(follow, s.pending)
+	}
+	s.prime = s.r.appendTemplates(s.prime[:0], &s.seq, ipfix.MaxMessageLen, follow)
 	off := 0
 	for _, records := range s.pendingRecords {
 		msg := s.pending[off:]

@@ -253,7 +253,7 @@ func (u *udpSub) prime(odid uint32) {
 		return
 	}
 	start := len(u.arena)
-	u.arena = u.r.cur.templates.AppendTemplateMessages(u.arena, odid, uint32(u.r.opts.Now().Unix()), u.seq.at(odid), u.payload)
+	u.arena = u.r.cur.templates.AppendTemplateMessages(u.arena, odid, u.r.cur.exportTime(odid, u.r.opts.Now(), nil), u.seq.at(odid), u.payload)
 	u.addMessages(start)
 }
 
@@ -273,7 +273,7 @@ func (u *udpSub) addMessages(start int) {
 // resend queues every current template of every session.
 func (u *udpSub) resend() {
 	start := len(u.arena)
-	u.arena = u.r.appendTemplates(u.arena, &u.seq, u.payload)
+	u.arena = u.r.appendTemplates(u.arena, &u.seq, u.payload, nil)
 	u.addMessages(start)
 	for s := range u.r.sessions {
 		for _, odid := range s.templates.Domains() {

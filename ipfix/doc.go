@@ -7,7 +7,9 @@
 //
 //   - §3.1 message header: ParseHeader, PutHeader, FrameLength (TCP framing,
 //     §10.4.1), SplitDatagram (UDP, §10.3), SequenceTracker (sequence numbers
-//     count data records, modulo 2^32).
+//     count data records, modulo 2^32), ExportClock (the export time to put on a
+//     message made up for a session: the exporter's, never ours, so that it
+//     never goes back on the session).
 //   - §3.3 sets and padding: Sets, CheckMessage.
 //   - §3.4 template and options template records, §8 template management:
 //     TemplateCache (definition, redefinition, withdrawal and withdraw-all §8.1,

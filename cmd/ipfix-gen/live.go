@@ -192,12 +192,19 @@ func runLive(parent context.Context, o *options, st *stats) error {
 	// templates returns template messages carrying every template of the
 	// stream, with the sequence number of the next data message (RFC 7011
 	// §3.1: template-only messages do not advance it).
+	// They carry the export time of the messages being made, or of the batch
+	// sent again after them: never later than the data that follows.
+	var noClock ipfix.ExportClock // the generator's clock is mw.exportTime
 	templates := func(resend *batch) ([]byte, int64) {
 		seq := mw.seq
+		var follow map[uint32]uint32
 		if resend != nil && len(resend.buf) >= ipfix.HeaderLen {
 			seq = binary.BigEndian.Uint32(resend.buf[8:12])
+			follow = make(map[uint32]uint32)
+			ipfix.FirstExportTimes(follow, resend.buf)
 		}
-		tmplBuf = cache.AppendTemplateMessages(tmplBuf[:0], o.odid, uint32(time.Now().Unix()), seq, mw.max)
+		exportTime := noClock.Stamp(o.odid, time.Unix(int64(mw.exportTime), 0), follow)
+		tmplBuf = cache.AppendTemplateMessages(tmplBuf[:0], o.odid, exportTime, seq, mw.max)
 		return tmplBuf, int64(cache.Len())
 	}
 	out, err := openOutput(ctx, o, templates)

@@ -17,7 +17,10 @@
 // at record boundaries. Templates come first; over UDP they are re-sent
 // every -template-every (default 10s); over TCP a lost connection is
 // re-dialled with backoff (100 ms to 5 s) and the new session gets the
-// templates before the data that was in flight (at least once). SIGINT or
+// templates before the data that was in flight (at least once); a run that
+// ends while its connection is broken, or whose collector closed the connection
+// before the end, exits 1. Replay keeps the file's export times (going on from
+// loop to loop) and gives them to the template messages it makes up. SIGINT or
 // SIGTERM stops the run cleanly.
 //
 // At the end ipfix-gen prints exactly one JSON line on stdout:

@@ -2,7 +2,9 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"os"
@@ -128,13 +130,24 @@ func (f *fileOutput) close() error { return f.f.Close() }
 // when the connection fails. After a reconnect the templates go first
 // (RFC 7011 §8: a new session knows no templates), then the failed batch
 // again: across a reconnect delivery is at least once, like a DPI's.
+//
+// A collector never sends on an IPFIX TCP session, so a read that returns
+// means it closed or reset the connection (IPFIXcol2 does so for a message it
+// refuses): the next batch goes on a new connection rather than into a socket
+// nobody reads. When the run ends while the connection is broken, what was not
+// delivered is an error (errBroken), never a clean exit.
 type tcpOutput struct {
 	addr      string
 	max       int
 	conn      *net.TCPConn
 	templates templatesFunc
-	stop      func() bool // stops the watcher of the current connection
+	stop      func() bool   // stops the deadline setter of the current connection
+	peer      chan struct{} // closed when the collector closed or reset it
+	peerErr   error         // why (nil: it closed); read after peer is closed
 }
+
+// errBroken ends a run whose connection broke before everything was sent.
+var errBroken = errors.New("connection lost before everything was sent")
 
 func (t *tcpOutput) maxMessage() int { return t.max }
 
@@ -163,6 +176,7 @@ func (t *tcpOutput) dial(ctx context.Context, resend *batch, st *stats) error {
 			// a collector that stopped reading, after a grace period.
 			conn := t.conn
 			t.stop = context.AfterFunc(ctx, func() { _ = conn.SetWriteDeadline(time.Now().Add(closeGrace)) })
+			t.watch()
 			slog.Info("connected", "to", t.addr)
 			if resend == nil {
 				return nil
@@ -179,15 +193,46 @@ func (t *tcpOutput) dial(ctx context.Context, resend *batch, st *stats) error {
 			t.drop()
 		}
 		if ctx.Err() != nil {
-			return fmt.Errorf("connect %s: %w", t.addr, context.Cause(ctx))
+			return t.endedWhileDown(ctx, resend)
 		}
 		slog.Warn("connect failed", "to", t.addr, "err", err, "retry_in", backoff)
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("connect %s: %w", t.addr, context.Cause(ctx))
+			return t.endedWhileDown(ctx, resend)
 		case <-time.After(backoff):
 		}
 		backoff = min(2*backoff, maxBackoff)
+	}
+}
+
+// endedWhileDown is the error when the run ends before a connection is made:
+// a normal end before anything was to be sent, else errBroken (the batch
+// resend was not delivered).
+func (t *tcpOutput) endedWhileDown(ctx context.Context, resend *batch) error {
+	if resend == nil {
+		return fmt.Errorf("connect %s: %w", t.addr, context.Cause(ctx))
+	}
+	return fmt.Errorf("%s: %w: the run ended while reconnecting, %d records not sent", t.addr, errBroken, resend.records)
+}
+
+// watch notices when the collector closes or resets the current connection.
+func (t *tcpOutput) watch() {
+	peer, conn := make(chan struct{}), t.conn
+	t.peer = peer
+	go func() {
+		_, err := io.Copy(io.Discard, conn)
+		t.peerErr = err
+		close(peer)
+	}()
+}
+
+// peerGone reports whether the collector closed the current connection.
+func (t *tcpOutput) peerGone() bool {
+	select {
+	case <-t.peer:
+		return true
+	default:
+		return false
 	}
 }
 
@@ -201,6 +246,10 @@ func (t *tcpOutput) drop() {
 
 func (t *tcpOutput) send(ctx context.Context, b *batch, st *stats) error {
 	for {
+		if t.conn != nil && t.peerGone() {
+			slog.Warn("connection lost", "to", t.addr, "err", t.closedBy())
+			t.drop()
+		}
 		if t.conn == nil {
 			st.reconnects++
 			if err := t.dial(ctx, b, st); err != nil {
@@ -220,14 +269,41 @@ func (t *tcpOutput) send(ctx context.Context, b *batch, st *stats) error {
 	}
 }
 
+// closedBy says how the collector ended the current connection.
+func (t *tcpOutput) closedBy() string {
+	if t.peerErr != nil {
+		return "reset by the collector: " + t.peerErr.Error()
+	}
+	return "closed by the collector"
+}
+
+// close ends the stream with a FIN after the bytes still in the socket buffer
+// and waits (at most closeGrace) for the collector to close its side, as it
+// does once it has read everything. A collector that closed first, or resets
+// the connection, did not take everything: errBroken.
 func (t *tcpOutput) close() error {
 	if t.conn == nil {
 		return nil
 	}
-	// Close sends a FIN after the bytes still in the socket buffer: the
-	// kernel delivers them after we exit.
 	if t.stop != nil {
 		t.stop()
+	}
+	if t.peerGone() {
+		err := fmt.Errorf("%s: %w: %s before the end of the stream", t.addr, errBroken, t.closedBy())
+		t.drop()
+		return err
+	}
+	_ = t.conn.CloseWrite()
+	select {
+	case <-t.peer:
+		if t.peerErr != nil {
+			err := fmt.Errorf("%s: %w: %s", t.addr, errBroken, t.closedBy())
+			t.drop()
+			return err
+		}
+	case <-time.After(closeGrace):
+		// The collector keeps its side open: the kernel delivers what is
+		// left in the socket buffer after we exit.
 	}
 	return t.conn.Close()
 }

@@ -21,7 +21,12 @@ type replayFile struct {
 	domain    []uint16 // index into domains
 	domains   []uint32
 	firstSeq  []uint32 // per domain: sequence number of its first message
-	cache     *ipfix.TemplateCache
+	times     []uint32 // export time of each message, as in the file
+	// span is how much later each loop's export times are than the previous
+	// loop's: the file's earliest to latest export time, so that export time
+	// never goes back on the session from one loop to the next.
+	span  uint32
+	cache *ipfix.TemplateCache
 
 	totalRecords, totalTemplates int64
 }
@@ -61,6 +66,7 @@ func loadReplay(path string, maxSize int) (*replayFile, error) {
 		f.records = append(f.records, int32(recs))
 		f.templates = append(f.templates, int32(tm))
 		f.domain = append(f.domain, d)
+		f.times = append(f.times, binary.BigEndian.Uint32(msg[4:8]))
 		f.totalRecords += int64(recs)
 		f.totalTemplates += int64(tm)
 	}
@@ -91,6 +97,16 @@ func loadReplay(path string, maxSize int) (*replayFile, error) {
 	if len(f.ends) == 0 {
 		return nil, fmt.Errorf("%s: no IPFIX messages", path)
 	}
+	earliest, latest := f.times[0], f.times[0]
+	for _, t := range f.times {
+		if ipfix.ExportTimeBefore(t, earliest) {
+			earliest = t
+		}
+		if ipfix.ExportTimeBefore(latest, t) {
+			latest = t
+		}
+	}
+	f.span = latest - earliest
 	if unknown > 0 {
 		slog.Warn("messages with data of unknown templates: their records are not counted",
 			"file", path, "messages", unknown, "err", firstErr)
@@ -136,12 +152,16 @@ func countTemplateRecords(msg []byte) int {
 }
 
 // templateMessages returns messages carrying every template of the file, per
-// domain, for a new TCP session or a periodic UDP refresh.
-func (f *replayFile) templateMessages(dst []byte, seqs []uint32, maxSize int) ([]byte, int64) {
-	exportTime := uint32(time.Now().Unix())
+// domain, for a new TCP session or a periodic UDP refresh. They carry the
+// export time of the messages being replayed (clock.Stamp: the last one sent
+// in the domain, never later than the first in follow, the batch sent again
+// after them), not ours: a capture's clock is behind ours, and a collector
+// refuses a TCP session whose export time goes back (IPFIXcol2 does).
+func (f *replayFile) templateMessages(dst []byte, seqs []uint32, maxSize int, clock *ipfix.ExportClock, follow map[uint32]uint32) ([]byte, int64) {
+	now := time.Now()
 	var n int64
 	for i, odid := range f.domains {
-		dst = f.cache.AppendTemplateMessages(dst, odid, exportTime, seqs[i], maxSize)
+		dst = f.cache.AppendTemplateMessages(dst, odid, clock.Stamp(odid, now, follow), seqs[i], maxSize)
 		n += int64(len(f.cache.Templates(odid)))
 	}
 	return dst, n
@@ -154,15 +174,19 @@ func runReplay(parent context.Context, o *options, st *stats) error {
 	// Sequence numbers go on across loops, per domain, so that a collector
 	// sees one consistent session (RFC 7011 §3.1).
 	var seqs, batchSeqs []uint32 // per domain: next, and at the start of the batch in flight
+	var clock ipfix.ExportClock  // export times of the messages sent so far
 	var tmplBuf []byte
 	maxSize := ipfix.MaxMessageLen
 	templates := func(resend *batch) ([]byte, int64) {
 		s := seqs
+		var follow map[uint32]uint32
 		if resend != nil {
 			s = batchSeqs
+			follow = make(map[uint32]uint32)
+			ipfix.FirstExportTimes(follow, resend.buf)
 		}
 		var n int64
-		tmplBuf, n = f.templateMessages(tmplBuf[:0], s, maxSize)
+		tmplBuf, n = f.templateMessages(tmplBuf[:0], s, maxSize, &clock, follow)
 		return tmplBuf, n
 	}
 	out, err := openOutput(ctx, o, templates)
@@ -211,7 +235,11 @@ func runReplay(parent context.Context, o *options, st *stats) error {
 				j := i
 				for j < len(f.ends) && (j == i || (j-i < chunk && f.ends[j]-s <= batchBytes)) {
 					d := f.domain[j]
-					ipfix.SetSequenceNumber(f.buf[prevEnd(f.ends, j):f.ends[j]], seqs[d])
+					msg := f.buf[prevEnd(f.ends, j):f.ends[j]]
+					ipfix.SetSequenceNumber(msg, seqs[d])
+					// Export time goes on across loops, as sequence numbers do.
+					binary.BigEndian.PutUint32(msg[4:8], f.times[j]+uint32(loop)*f.span)
+					clock.Observe(msg)
 					seqs[d] += uint32(f.records[j])
 					b.ends = append(b.ends, f.ends[j]-s)
 					b.records += int64(f.records[j])

@@ -28,7 +28,31 @@ type CollectorStats struct {
 	OutOfOrder   uint64
 	// MaxDatagram is the largest UDP datagram received.
 	MaxDatagram int
+	// Refused counts TCP sessions the collector closed because the export time
+	// of a message went backwards in its observation domain (see Refusals);
+	// TooOld counts UDP messages ignored for an export time too far in the
+	// past. Both mirror IPFIXcol2 (see checkExportTime).
+	Refused int
+	TooOld  int
 }
+
+// Refusal is why the collector closed a TCP session: the message of domain
+// ODID carried export time Got, before Previous, the last one of that domain on
+// the session.
+type Refusal struct {
+	Remote        string
+	ODID          uint32
+	Previous, Got uint32
+	Reason        string
+}
+
+// ReasonExportTimeInHistory is IPFIXcol2's message for a refused export time.
+const ReasonExportTimeInHistory = "Setting Export Time in history is not allowed for this type of Transport Session."
+
+// udpSnapshotLifetime is how far (s) a UDP message's export time may lag the
+// newest one of its domain before IPFIXcol2 ignores its records: libfds'
+// SNAPSHOT_DEF_LIFETIME.
+const udpSnapshotLifetime = 15
 
 // Collector is an IPFIX collector on a loopback port. It decodes every message
 // with a template cache per session, like a real collector, and keeps a multiset
@@ -40,14 +64,15 @@ type Collector struct {
 	stall    bool
 	throttle int // bytes per second, 0: as fast as it can
 
-	mu      sync.Mutex
-	ln      net.Listener
-	pc      net.PacketConn
-	conns   map[net.Conn]struct{}
-	stats   CollectorStats
-	records map[string]int
-	udp     map[string]*collectorSession
-	wg      sync.WaitGroup
+	mu       sync.Mutex
+	ln       net.Listener
+	pc       net.PacketConn
+	conns    map[net.Conn]struct{}
+	stats    CollectorStats
+	records  map[string]int
+	refusals []Refusal
+	udp      map[string]*collectorSession
+	wg       sync.WaitGroup
 	// byID: records are identified by their first field, a unique number, and
 	// counted in ids (index = id) instead of the fingerprint multiset.
 	byID bool
@@ -158,6 +183,13 @@ func (c *Collector) Stats() CollectorStats {
 	return c.stats
 }
 
+// Refusals lists the TCP sessions the collector refused, in order.
+func (c *Collector) Refusals() []Refusal {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]Refusal(nil), c.refusals...)
+}
+
 // Records returns a copy of the multiset of decoded records (see Fingerprint).
 func (c *Collector) Records() map[string]int {
 	c.mu.Lock()
@@ -211,7 +243,7 @@ func (c *Collector) serve(conn net.Conn) {
 		<-closed(conn)
 		return
 	}
-	s := newCollectorSession()
+	s := newCollectorSession(true)
 	var r io.Reader = conn
 	if c.throttle > 0 {
 		// A small receive buffer: the sender meets the slowness, not our kernel.
@@ -223,6 +255,14 @@ func (c *Collector) serve(conn net.Conn) {
 		msg, err := fr.Next()
 		if err != nil {
 			return
+		}
+		if ok, ref := s.checkExportTime(msg); !ok {
+			ref.Remote = conn.RemoteAddr().String()
+			c.mu.Lock()
+			c.stats.Refused++
+			c.refusals = append(c.refusals, ref)
+			c.mu.Unlock()
+			return // the deferred Close ends the session, as IPFIXcol2's TCP input does
 		}
 		c.consume(s, msg)
 	}
@@ -239,23 +279,71 @@ func (c *Collector) readUDP(pc net.PacketConn) {
 		c.mu.Lock()
 		s := c.udp[from.String()]
 		if s == nil {
-			s = newCollectorSession()
+			s = newCollectorSession(false)
 			c.udp[from.String()] = s
 			c.stats.Sessions++
 		}
 		c.stats.MaxDatagram = max(c.stats.MaxDatagram, n)
 		c.mu.Unlock()
-		_, _ = ipfix.SplitDatagram(buf[:n], func(msg []byte) { c.consume(s, msg) })
+		_, _ = ipfix.SplitDatagram(buf[:n], func(msg []byte) {
+			if ok, _ := s.checkExportTime(msg); !ok {
+				c.mu.Lock()
+				c.stats.TooOld++
+				c.mu.Unlock()
+				return
+			}
+			c.consume(s, msg)
+		})
 	}
 }
 
 type collectorSession struct {
 	dec *ipfix.Decoder
 	seq ipfix.SequenceTracker
+	// tcp: a reliable session, on which export time must never go back.
+	tcp bool
+	// times holds, per observation domain, the export time of the current
+	// context and the newest seen (libfds' time_now and time_newest).
+	times map[uint32][2]uint32
 }
 
-func newCollectorSession() *collectorSession {
-	return &collectorSession{dec: ipfix.NewDecoder(ipfix.NewTemplateCache(0))}
+func newCollectorSession(tcp bool) *collectorSession {
+	return &collectorSession{dec: ipfix.NewDecoder(ipfix.NewTemplateCache(0)), tcp: tcp, times: make(map[uint32][2]uint32)}
+}
+
+// checkExportTime does what IPFIXcol2 does with the export time of each message
+// before it parses it, per transport session and observation domain
+// (CESNET/ipfixcol2 src/core/parser.c ipx_parser_process, which calls libfds'
+// fds_tmgr_set_time, CESNET/libfds src/template_mgr/template_manager.c):
+//   - TCP: a message whose export time is before the domain's previous one
+//     (serial-number comparison) is refused with "Setting Export Time in history
+//     is not allowed for this type of Transport Session."; the parser blocks the
+//     session and the TCP input closes the connection
+//     (src/core/parser_plugin.c parser_plugin_process_ipfix), so that message and
+//     everything after it on the connection are lost;
+//   - UDP: going back is allowed, but a message older than the newest export time
+//     of the domain by more than the snapshot lifetime (15 s) has its records
+//     ignored ("Received IPFIX Message has too old Export Time").
+//
+// It reports whether the message may be processed, and if not (TCP) why.
+func (s *collectorSession) checkExportTime(msg []byte) (bool, Refusal) {
+	odid := binary.BigEndian.Uint32(msg[12:16])
+	t := binary.BigEndian.Uint32(msg[4:8])
+	prev, seen := s.times[odid]
+	if seen && int32(t-prev[0]) < 0 {
+		if s.tcp {
+			return false, Refusal{ODID: odid, Previous: prev[0], Got: t, Reason: ReasonExportTimeInHistory}
+		}
+		if int32(t+udpSnapshotLifetime-prev[1]) < 0 {
+			return false, Refusal{}
+		}
+	}
+	newest := t
+	if seen && int32(prev[1]-t) > 0 {
+		newest = prev[1]
+	}
+	s.times[odid] = [2]uint32{t, newest}
+	return true, Refusal{}
 }
 
 func (c *Collector) consume(s *collectorSession, msg []byte) {
