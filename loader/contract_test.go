@@ -1,21 +1,18 @@
 package loader_test
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -35,124 +32,6 @@ func buildBinary(t *testing.T, name, pkg string) string {
 	require.NoError(t, err)
 	t.Cleanup(cleanup)
 	return p
-}
-
-// balancerProc is a running ipfix-balancer and its successors after
-// restarts, all writing to one log pipe from which the current PID is read.
-type balancerProc struct {
-	t       *testing.T
-	mu      sync.Mutex
-	log     bytes.Buffer
-	pids    []int
-	started chan int
-}
-
-var startLine = regexp.MustCompile(`ipfix-balancer starting.*pid=(\d+)`)
-
-func startBalancer(t *testing.T, bin, config string) *balancerProc {
-	t.Helper()
-	b := &balancerProc{t: t, started: make(chan int, 16)}
-	pr, pw, err := os.Pipe()
-	require.NoError(t, err)
-	cmd := exec.Command(bin, "-config", config)
-	cmd.Stdout, cmd.Stderr = pw, pw
-	require.NoError(t, cmd.Start())
-	_ = pw.Close()
-	go func() {
-		sc := bufio.NewScanner(pr)
-		for sc.Scan() {
-			line := sc.Text()
-			b.mu.Lock()
-			b.log.WriteString(line + "\n")
-			b.mu.Unlock()
-			if m := startLine.FindStringSubmatch(line); m != nil {
-				pid, _ := strconv.Atoi(m[1])
-				b.started <- pid
-			}
-		}
-	}()
-	go func() { _ = cmd.Wait() }()
-	b.pids = append(b.pids, b.waitStarted())
-	b.waitLog("balancer running", 1)
-	t.Cleanup(func() {
-		b.stop()
-		if t.Failed() {
-			t.Logf("ipfix-balancer log:\n%s", b.logText())
-		}
-	})
-	return b
-}
-
-func (b *balancerProc) waitStarted() int {
-	b.t.Helper()
-	select {
-	case pid := <-b.started:
-		return pid
-	case <-time.After(30 * time.Second):
-		b.t.Fatalf("ipfix-balancer did not start")
-		return 0
-	}
-}
-
-func (b *balancerProc) logText() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.log.String()
-}
-
-// waitLog waits until the log holds n lines containing s.
-func (b *balancerProc) waitLog(s string, n int) {
-	b.t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for strings.Count(b.logText(), s) < n {
-		if time.Now().After(deadline) {
-			b.t.Fatalf("no %d× %q in the ipfix-balancer log", n, s)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
-func (b *balancerProc) pid() int { return b.pids[len(b.pids)-1] }
-
-// restart sends SIGUSR2 and waits until the successor runs and the
-// predecessor has exited.
-func (b *balancerProc) restart() {
-	b.t.Helper()
-	old := b.pid()
-	require.NoError(b.t, syscall.Kill(old, syscall.SIGUSR2))
-	b.pids = append(b.pids, b.waitStarted())
-	require.True(b.t, waitGone(old, 60*time.Second), "restart: the old process %d did not exit", old)
-	require.NoError(b.t, syscall.Kill(b.pid(), 0), "restart: the new process %d is not running", b.pid())
-}
-
-// stop sends SIGTERM to the current process and waits until it has exited.
-func (b *balancerProc) stop() {
-	pid := b.pid()
-	if syscall.Kill(pid, syscall.SIGTERM) == nil {
-		if !waitGone(pid, 60*time.Second) {
-			b.t.Errorf("ipfix-balancer %d still running 60s after SIGTERM", pid)
-			_ = syscall.Kill(pid, syscall.SIGKILL)
-		}
-	}
-}
-
-// waitGone waits until pid no longer exists (our child is reaped by its
-// Wait goroutine; a successor, re-parented, by init).
-func waitGone(pid int, timeout time.Duration) bool {
-	deadline := time.Now().Add(timeout)
-	for time.Now().Before(deadline) {
-		if err := syscall.Kill(pid, 0); err != nil {
-			return true
-		}
-		stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-		if err == nil {
-			if f := strings.Fields(string(stat)); len(f) > 2 && f[2] == "Z" {
-				return true // exited, not yet reaped
-			}
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	return false
 }
 
 // genRun is an ipfix-gen sending to a receiver; wait returns its summary.
@@ -191,28 +70,6 @@ func (g *genRun) wait(t *testing.T, timeout time.Duration) genSummary {
 	require.NoError(t, json.Unmarshal(bytes.TrimSpace(g.stdout.Bytes()), &s), "summary of %v: %q", g.cmd.Args, g.stdout.String())
 	require.NotZero(t, s.Records)
 	return s
-}
-
-// scrapeMetrics reads /metrics at addr, which must answer.
-func scrapeMetrics(t *testing.T, addr string) string {
-	t.Helper()
-	c := &http.Client{Timeout: 2 * time.Second}
-	var last error
-	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
-		resp, err := c.Get("http://" + addr + "/metrics")
-		if err != nil {
-			last = err
-			continue
-		}
-		body, err := io.ReadAll(resp.Body)
-		_ = resp.Body.Close()
-		if err == nil && resp.StatusCode == http.StatusOK {
-			return string(body)
-		}
-		last = fmt.Errorf("status %d, %v", resp.StatusCode, err)
-	}
-	t.Fatalf("/metrics at %s does not answer: %v", addr, last)
-	return ""
 }
 
 // udpQueued is the rx_queue of the UDP socket bound to addr (host:port on
@@ -323,8 +180,8 @@ func TestContractRecorderLoader(t *testing.T) {
 	require.NoError(t, err)
 	require.NoError(t, f.Close())
 
-	bal := startBalancer(t, balancerBin, s.Path)
-	scrapeMetrics(t, s.Metrics)
+	bal := testenv.StartDaemon(t, balancerBin, "-config", s.Path)
+	testenv.Scrape(t, s.Metrics)
 
 	// Each generator runs ~15 s; the restart and the reload come while they send.
 	type flow struct{ stream, receiver, to string }
@@ -346,7 +203,7 @@ func TestContractRecorderLoader(t *testing.T) {
 	received := func() string {
 		t.Helper()
 		return regexp.MustCompile(`(?m)^ipfix_balancer_received_messages_total\{stream="fullflow",dpi="0"\} (\d+)`).
-			FindStringSubmatch(scrapeMetrics(t, s.Metrics) + "\n")[1]
+			FindStringSubmatch(testenv.Scrape(t, s.Metrics) + "\n")[1]
 	}
 	waitUntil := func(what string, cond func() bool) {
 		t.Helper()
@@ -358,17 +215,17 @@ func TestContractRecorderLoader(t *testing.T) {
 	}
 	waitUntil("traffic", func() bool { n, _ := strconv.Atoi(received()); return n > 100 })
 
-	bal.restart()
-	scrapeMetrics(t, s.Metrics)
+	bal.Restart()
+	testenv.Scrape(t, s.Metrics)
 
 	// A reload that changes the recording settings: every recorder is replaced.
 	cfg, err := os.ReadFile(s.Path)
 	require.NoError(t, err)
 	cfg = bytes.ReplaceAll(cfg, []byte("rotate_records = "+strconv.Itoa(rotate)), []byte("rotate_records = "+strconv.Itoa(rotate+500)))
 	require.NoError(t, os.WriteFile(s.Path, cfg, 0o600))
-	require.NoError(t, syscall.Kill(bal.pid(), syscall.SIGHUP))
-	bal.waitLog("configuration reloaded", 1)
-	scrapeMetrics(t, s.Metrics)
+	require.NoError(t, syscall.Kill(bal.PID(), syscall.SIGHUP))
+	bal.WaitLog("configuration reloaded", 1)
+	testenv.Scrape(t, s.Metrics)
 
 	sent := map[string]int64{}
 	for i, g := range gens {
@@ -380,7 +237,7 @@ func TestContractRecorderLoader(t *testing.T) {
 	// end of each), and no datagram waits in the UDP socket.
 	sessions := regexp.MustCompile(`(?m)^ipfix_balancer_exporter_sessions\{stream="[a-z]+",dpi="0"\} (\d+)`)
 	waitUntil("every message read", func() bool {
-		m := sessions.FindAllStringSubmatch(scrapeMetrics(t, s.Metrics), -1)
+		m := sessions.FindAllStringSubmatch(testenv.Scrape(t, s.Metrics), -1)
 		require.Len(t, m, 3, "exporter sessions of the TCP receivers")
 		for _, v := range m {
 			if v[1] != "0" {
@@ -389,8 +246,8 @@ func TestContractRecorderLoader(t *testing.T) {
 		}
 		return udpQueued(t, udpAddr) == 0
 	})
-	bal.stop()
-	assert.NotContains(t, bal.logText(), "panic")
+	bal.Stop()
+	assert.NotContains(t, bal.Log(), "panic")
 	assert.Empty(t, dumpsUnder(t, s.DumpDir, dump.PartSuffix), "a stop leaves no .part")
 
 	// Several dumps per stream and DPI, every name of the one grammar.

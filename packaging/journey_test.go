@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -92,7 +91,7 @@ func journey(t *testing.T, root, shipped string, ch *testenv.ClickHouse, databas
 		return nil
 	}
 	waitListening(t, fullflow, alive).Close()
-	journeyScrape(t, s.Metrics)
+	testenv.Scrape(t, s.Metrics)
 
 	// The DPI: 50 k records/s for 16 s, over one TCP session.
 	const records, rate = 800_000, 50_000
@@ -128,7 +127,7 @@ func journey(t *testing.T, root, shipped string, ch *testenv.ClickHouse, databas
 			out := wrapper("ipfix-balancer-reload")
 			require.Contains(t, out, "sent SIGHUP to "+strconv.Itoa(pid))
 		}
-		journeyScrape(t, s.Metrics)
+		testenv.Scrape(t, s.Metrics)
 		require.Equal(t, pid, onePid(t, bin, balancerLog))
 	}
 
@@ -147,7 +146,7 @@ func journey(t *testing.T, root, shipped string, ch *testenv.ClickHouse, databas
 	// session is gone (its counters start again with each process, so they cannot
 	// tell), and a stop then writes it all.
 	require.Eventually(t, func() bool {
-		return metricSum(journeyScrape(t, s.Metrics), `ipfix_balancer_exporter_sessions{stream="fullflow"`) == 0
+		return testenv.MetricSum(testenv.Scrape(t, s.Metrics), `ipfix_balancer_exporter_sessions{stream="fullflow"`) == 0
 	}, 30*time.Second, 100*time.Millisecond, "the DPI's session is still open in the balancer")
 	out = wrapper("ipfix-balancer-stop")
 	require.Contains(t, out, "stopped "+strconv.Itoa(pid))
@@ -203,34 +202,6 @@ func onePid(t *testing.T, bin string, log func() string) int {
 	pids := balancerPids(bin)
 	require.Len(t, pids, 1, "balancers running\n%s", log())
 	return pids[0]
-}
-
-// journeyScrape reads /metrics, which must answer.
-func journeyScrape(t *testing.T, addr string) string {
-	t.Helper()
-	c := &http.Client{Timeout: 3 * time.Second}
-	resp, err := c.Get("http://" + addr + "/metrics")
-	require.NoError(t, err, "/metrics must answer")
-	defer resp.Body.Close()
-	require.Equal(t, http.StatusOK, resp.StatusCode)
-	b, err := io.ReadAll(resp.Body)
-	require.NoError(t, err)
-	return string(b)
-}
-
-// metricSum adds up every series in a Prometheus text page that starts with
-// series (a name, or a name and its first labels).
-func metricSum(page, series string) float64 {
-	var sum float64
-	for _, line := range strings.Split(page, "\n") {
-		if !strings.HasPrefix(line, series) {
-			continue
-		}
-		if v, err := strconv.ParseFloat(line[strings.LastIndexByte(line, ' ')+1:], 64); err == nil {
-			sum += v
-		}
-	}
-	return sum
 }
 
 // findFiles lists the files under dir whose names end in suffix, in a directory

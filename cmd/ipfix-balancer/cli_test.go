@@ -169,10 +169,10 @@ dir = %q
 	d := startDaemon(t, config)
 	conn, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port))
 	require.NoError(t, err)
-	d.waitLog("exporter connected", 1)
+	d.WaitLog("exporter connected", 1)
 	require.NoError(t, conn.Close())
-	d.waitLog("exporter disconnected", 1)
-	for _, line := range strings.Split(d.logText(), "\n") {
+	d.WaitLog("exporter disconnected", 1)
+	for _, line := range strings.Split(d.Log(), "\n") {
 		if strings.Contains(line, "exporter disconnected") {
 			assert.NotContains(t, line, "err=", "a normal close logged as an error")
 		}

@@ -59,7 +59,7 @@ func TestOldCaptureThroughRestartsAndReloads(t *testing.T) {
 	writeAllConfig(t, config, port, metricsAddr, control, a)
 	d := startDaemon(t, config)
 	up := func(c *testenv.Collector) float64 {
-		return metricIn(t, scrape(t, metricsAddr),
+		return metricIn(t, testenv.Scrape(t, metricsAddr),
 			`ipfix_balancer_subreceiver_up{stream="fullflow",dpi="0",subreceiver="`+c.Addr()+`"}`)
 	}
 	waitUntil(t, 10*time.Second, "a up", func() bool { return up(a) == 1 })
@@ -108,16 +108,16 @@ func TestOldCaptureThroughRestartsAndReloads(t *testing.T) {
 	arrived("collector restarted")
 
 	writeAllConfig(t, config, port, metricsAddr, control, a, b)
-	d.signal(syscall.SIGHUP)
-	d.waitLog("configuration reloaded", 1)
+	d.Signal(syscall.SIGHUP)
+	d.WaitLog("configuration reloaded", 1)
 	waitUntil(t, 10*time.Second, "b up", func() bool { return up(b) == 1 })
 	send(a, b)
 	arrived("collector added by reload")
 
 	for i := range 2 {
-		old := d.pid()
-		d.restart()
-		require.NotEqual(t, old, d.pid(), "restart %d: the PID must change", i+1)
+		old := d.PID()
+		d.Restart()
+		require.NotEqual(t, old, d.PID(), "restart %d: the PID must change", i+1)
 		send(a, b)
 		arrived(fmt.Sprintf("restart %d", i+1))
 	}
@@ -137,8 +137,8 @@ func TestOldCaptureThroughRestartsAndReloads(t *testing.T) {
 		assert.Zero(t, extra, "collector %s: records duplicated or never sent", c.Addr())
 	}
 	assert.GreaterOrEqual(t, b.Stats().Sessions, 3, "b: a session per process and after its restart")
-	assert.Equal(t, 2, strings.Count(d.logText(), "exporter session taken over"), "each successor took the exporter's session")
-	assert.NotContains(t, d.logText(), "panic")
+	assert.Equal(t, 2, strings.Count(d.Log(), "exporter session taken over"), "each successor took the exporter's session")
+	assert.NotContains(t, d.Log(), "panic")
 }
 
 // writeAllConfig writes a daemon configuration: metrics on at metricsAddr, the
@@ -303,11 +303,11 @@ func TestReplayedOldCaptureRoundRobin(t *testing.T) {
 	}
 	waitUntil(t, 20*time.Second, "records flowing", func() bool { return total() > 4000 })
 	writeRoundRobinConfig(t, config, port, metricsAddr, control, cs...)
-	d.signal(syscall.SIGHUP)
-	d.waitLog("configuration reloaded", 1)
+	d.Signal(syscall.SIGHUP)
+	d.WaitLog("configuration reloaded", 1)
 	waitUntil(t, 20*time.Second, "more records", func() bool { return total() > 12000 })
-	d.restart()
-	d.waitLog("exporter session taken over", 1)
+	d.Restart()
+	d.WaitLog("exporter session taken over", 1)
 
 	select {
 	case err := <-done:
@@ -387,9 +387,9 @@ func TestOldCaptureOverUDPThroughRestarts(t *testing.T) {
 	}
 	send()
 	for i := range 2 {
-		old := d.pid()
-		d.restart()
-		require.NotEqual(t, old, d.pid(), "restart %d", i+1)
+		old := d.PID()
+		d.Restart()
+		require.NotEqual(t, old, d.PID(), "restart %d", i+1)
 		send()
 	}
 	assert.Empty(t, c.Refusals())

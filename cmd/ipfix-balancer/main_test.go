@@ -1,18 +1,13 @@
 package main_test
 
 import (
-	"bufio"
-	"bytes"
 	"fmt"
 	"io"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -31,118 +26,10 @@ func TestMain(m *testing.M) {
 	os.Exit(testenv.RunWithBinary(m, &binary, "ipfix-balancer", "."))
 }
 
-// daemon is a running ipfix-balancer and its successors after restarts. They all
-// write to the same log pipe, from which the current PID is read.
-type daemon struct {
-	t       *testing.T
-	config  string
-	mu      sync.Mutex
-	log     bytes.Buffer
-	pids    []int
-	started chan int
-}
-
-var pidLine = regexp.MustCompile(`ipfix-balancer starting.*pid=(\d+)`)
-
-func startDaemon(t *testing.T, config string) *daemon {
+// startDaemon runs the daemon on config (testenv.Daemon: restarts, logs, PIDs).
+func startDaemon(t *testing.T, config string) *testenv.Daemon {
 	t.Helper()
-	d := &daemon{t: t, config: config, started: make(chan int, 16)}
-	pr, pw, err := os.Pipe()
-	require.NoError(t, err)
-	cmd := exec.Command(binary, "-config", config)
-	cmd.Stdout, cmd.Stderr = pw, pw
-	require.NoError(t, cmd.Start())
-	_ = pw.Close()
-	go func() {
-		sc := bufio.NewScanner(pr)
-		for sc.Scan() {
-			line := sc.Text()
-			d.mu.Lock()
-			d.log.WriteString(line + "\n")
-			d.mu.Unlock()
-			if m := pidLine.FindStringSubmatch(line); m != nil {
-				pid, _ := strconv.Atoi(m[1])
-				d.started <- pid
-			}
-		}
-	}()
-	go func() { _ = cmd.Wait() }()
-	d.pids = append(d.pids, d.waitStarted())
-	d.waitLog("balancer running", 1)
-	t.Cleanup(func() {
-		d.stop()
-		if t.Failed() {
-			t.Logf("daemon log:\n%s", d.logText())
-		}
-	})
-	return d
-}
-
-func (d *daemon) waitStarted() int {
-	select {
-	case pid := <-d.started:
-		return pid
-	case <-time.After(20 * time.Second):
-		d.t.Fatalf("daemon did not start; log:\n%s", d.logText())
-		return 0
-	}
-}
-
-func (d *daemon) logText() string {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	return d.log.String()
-}
-
-// waitLog waits until the log holds n lines containing s.
-func (d *daemon) waitLog(s string, n int) {
-	d.t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for strings.Count(d.logText(), s) < n {
-		if time.Now().After(deadline) {
-			d.t.Fatalf("no %d× %q in the log:\n%s", n, s, d.logText())
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
-func (d *daemon) pid() int { return d.pids[len(d.pids)-1] }
-
-func (d *daemon) signal(sig syscall.Signal) {
-	require.NoError(d.t, syscall.Kill(d.pid(), sig))
-}
-
-// restart makes the running process start its successor and waits until the
-// predecessor has exited.
-func (d *daemon) restart() {
-	d.t.Helper()
-	old := d.pid()
-	d.signal(syscall.SIGUSR2)
-	d.pids = append(d.pids, d.waitStarted())
-	waitExit(d.t, old, 20*time.Second)
-}
-
-func (d *daemon) stop() {
-	pid := d.pid()
-	if syscall.Kill(pid, syscall.SIGTERM) == nil {
-		waitExit(d.t, pid, 20*time.Second)
-	}
-}
-
-func waitExit(t *testing.T, pid int, timeout time.Duration) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		// Our own child stays a zombie until reaped; a grandchild is reaped by init.
-		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-		if err != nil || strings.Contains(string(b), ") Z ") {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("process %d still running after %v", pid, timeout)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	return testenv.StartDaemon(t, binary, "-config", config)
 }
 
 func freePort(t *testing.T) int {
@@ -220,12 +107,12 @@ func TestReloadAndRestartLoseNothing(t *testing.T) {
 			subs = append(subs, pool[(i+2)%4])
 		}
 		writeConfig(t, config, metricsPort, port, control, subs)
-		d.signal(syscall.SIGHUP)
-		d.waitLog("configuration reloaded", i+1)
+		d.Signal(syscall.SIGHUP)
+		d.WaitLog("configuration reloaded", i+1)
 		time.Sleep(50 * time.Millisecond)
 	}
 	for range 5 {
-		d.restart()
+		d.Restart()
 		time.Sleep(200 * time.Millisecond)
 	}
 	close(stopSending)
@@ -265,7 +152,7 @@ func TestReloadAndRestartLoseNothing(t *testing.T) {
 	assert.Zero(t, duplicated, "records duplicated")
 	t.Logf("sent %d messages (%.0f msg/s), %d records, through 20 reloads and 5 restarts", messages, rate, total)
 	if testing.Verbose() {
-		t.Logf("daemon log:\n%s", d.logText())
+		t.Logf("daemon log:\n%s", d.Log())
 	}
 }
 

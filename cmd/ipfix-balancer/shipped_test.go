@@ -25,7 +25,7 @@ func TestRestartOnShippedConfig(t *testing.T) {
 			require.NotEmpty(t, s.Metrics, "the shipped file turns metrics on")
 			require.NotEmpty(t, s.ControlSocket)
 			d := startDaemon(t, s.Path)
-			scrape(t, s.Metrics)
+			testenv.Scrape(t, s.Metrics)
 			// A Prometheus that scrapes all along never finds the port closed.
 			stopScraping := make(chan struct{})
 			scraped := make(chan [2]int, 1)
@@ -56,43 +56,21 @@ func TestRestartOnShippedConfig(t *testing.T) {
 				}
 			}()
 			for i := range 3 {
-				old := d.pid()
-				d.restart()
-				require.NotEqual(t, old, d.pid(), "restart %d: the PID must change", i+1)
-				body := scrape(t, s.Metrics)
+				old := d.PID()
+				d.Restart()
+				require.NotEqual(t, old, d.PID(), "restart %d: the PID must change", i+1)
+				body := testenv.Scrape(t, s.Metrics)
 				assert.Contains(t, body, "ipfix_balancer_received_messages_total")
 			}
 			close(stopScraping)
 			n := <-scraped
 			assert.Zero(t, n[1], "scrapes failed during the restarts (%d answered)", n[0])
 			assert.Positive(t, n[0])
-			d.stop()
-			assert.NotContains(t, d.logText(), "panic")
+			d.Stop()
+			assert.NotContains(t, d.Log(), "panic")
 			assert.Empty(t, findParts(t, s.DumpDir), "a clean stop leaves no .part dump")
 		})
 	}
-}
-
-// scrape reads /metrics at addr, which must answer within a few seconds.
-func scrape(t *testing.T, addr string) string {
-	t.Helper()
-	c := &http.Client{Timeout: 2 * time.Second}
-	var last error
-	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
-		resp, err := c.Get("http://" + addr + "/metrics")
-		if err != nil {
-			last = err
-			continue
-		}
-		body, err := io.ReadAll(resp.Body)
-		_ = resp.Body.Close()
-		if err == nil && resp.StatusCode == http.StatusOK {
-			return string(body)
-		}
-		last = err
-	}
-	t.Fatalf("/metrics at %s does not answer: %v", addr, last)
-	return ""
 }
 
 // findParts lists the .part files under dir.
