@@ -147,8 +147,11 @@ func (b *Balancer) Run(ctx context.Context) error {
 		b.closeControl(false)
 		b.log.Info("a new process took over: draining and exiting")
 	}
+	b.log.Info("stopping", "receivers", len(list))
 	cancel()
-	return b.stopAll()
+	err = b.stopAll()
+	b.log.Info("stopped")
+	return err
 }
 
 // startLocked runs a receiver in its own goroutine. b.mu held.

@@ -51,6 +51,8 @@ type Receiver struct {
 	loop     gnet.EventLoop
 	eng      gnet.Engine
 	sessions map[*session]gnet.Conn // UDP sessions have a nil Conn
+	// sessionsClosed is set once a stopping receiver closed its sessions.
+	sessionsClosed bool
 	// headerFree is set while dispatch hands a message to outputs and no output
 	// holds a reference to its header yet: the first TCP subreceiver to take it
 	// numbers it in place and sends it as one slice (the read buffer is ours until

@@ -180,10 +180,10 @@ func TestStopRefusesNewSessions(t *testing.T) {
 					missing++
 				}
 			}
+			t.Logf("%d sessions established, %d refused", e.established, e.refused)
 			assert.Zero(t, missing, "records of sessions that ended cleanly (%d established, %d refused) are in no output", e.established, e.refused)
 			assert.Contains(t, logs.String(), `msg="receiver stopping"`)
 			assert.Contains(t, logs.String(), `msg="receiver stopped"`)
 		})
 	}
 }
-

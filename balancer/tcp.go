@@ -66,6 +66,10 @@ func (h *tcpHandler) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
 	case *session:
 		r.adopted(v, c)
 	default:
+		if r.sessionsClosed {
+			// Stopping, past reading: no data of it would reach an output.
+			return nil, gnet.Close
+		}
 		remote, _ := netip.ParseAddrPort(c.RemoteAddr().String())
 		s := newSession(remote, 0)
 		c.SetContext(s)
@@ -308,15 +312,44 @@ func (r *Receiver) registerBoot() error {
 	return nil
 }
 
-// drain closes the exporters' connections and waits, bounded by ShutdownTimeout,
-// until the outputs have written what they hold.
+// drain stops a receiver: it stops accepting (see refuseConnections), reads the
+// exporters' connections until they end or for half of ShutdownTimeout, closes
+// them, and waits, bounded by ShutdownTimeout, until the outputs have written
+// what they hold; then it stops the outputs.
 func (r *Receiver) drain() {
-	deadline := time.Now().Add(r.opts.ShutdownTimeout)
+	start := time.Now()
+	deadline := start.Add(r.opts.ShutdownTimeout)
+	r.log.Info("receiver stopping", "shutdown_timeout", r.opts.ShutdownTimeout)
+	if fd, err := r.eng.Dup(); err == nil {
+		if err := refuseConnections(fd, r.opts.ShutdownTimeout/4); err != nil {
+			r.log.Warn("cannot refuse new exporter connections while stopping", "err", err)
+		}
+		_ = unix.Close(fd)
+	}
+	sessions := func() int {
+		n := make(chan int, 1)
+		// After the accept queue emptied: a connection accepted from it is a
+		// session by the time this runs on the loop.
+		r.onLoop(func() { n <- len(r.sessions) })
+		select {
+		case k := <-n:
+			return k
+		case <-time.After(time.Second):
+			return -1
+		}
+	}
+	for readUntil := start.Add(r.opts.ShutdownTimeout / 2); time.Now().Before(readUntil) && sessions() != 0; {
+		time.Sleep(10 * time.Millisecond)
+	}
 	r.onLoop(func() {
+		r.sessionsClosed = true
 		for _, c := range r.sessions {
 			_ = c.Close()
 		}
 	})
+	for time.Now().Before(deadline) && sessions() > 0 {
+		time.Sleep(10 * time.Millisecond)
+	}
 	for time.Now().Before(deadline) {
 		left := make(chan int, 1)
 		r.onLoop(func() { left <- r.pendingBytes() })
@@ -324,6 +357,7 @@ func (r *Receiver) drain() {
 		case n := <-left:
 			if n == 0 {
 				r.stopOutputs()
+				r.log.Info("receiver stopped", "took", time.Since(start).Round(time.Millisecond))
 				return
 			}
 		case <-time.After(time.Second):
@@ -332,6 +366,7 @@ func (r *Receiver) drain() {
 	}
 	r.log.Warn("shutdown deadline reached with data still queued")
 	r.stopOutputs()
+	r.log.Info("receiver stopped", "took", time.Since(start).Round(time.Millisecond))
 }
 
 func (r *Receiver) stopOutputs() {

@@ -74,7 +74,7 @@ func (s *tcpSub) available() bool {
 	case stateUp:
 		// The current batch does not count: send writes it out before it would
 		// cross the mark.
-		return s.conn.OutboundBuffered() < s.hwm
+		return s.conn != nil && s.conn.OutboundBuffered() < s.hwm
 	case stateConnecting:
 		return len(s.pending) < s.hwm
 	default:
@@ -91,6 +91,10 @@ func (s *tcpSub) pendingBytes() int {
 }
 
 func (s *tcpSub) send(msg []byte, odid uint32, records int) {
+	if s.stopped {
+		s.r.countDrop(s.m, reasonSubreceiverDown)
+		return
+	}
 	if s.state != stateUp {
 		if len(s.pending)+len(msg) > s.hwm {
 			s.r.countDrop(s.m, reasonSubreceiverDown)
@@ -272,20 +276,30 @@ func (s *tcpSub) opened(c gnet.Conn) {
 // closed runs on the loop from OnClose.
 func (s *tcpSub) closed(err error) {
 	s.conn = nil
+	s.state = stateDown
 	s.m.up.Store(0)
 	if s.stopped {
 		return
 	}
-	s.state = stateDown
 	s.r.log.Warn("subreceiver down", "subreceiver", s.addr, "err", err)
 	s.retry()
 }
 
+// stop closes the connection; the subreceiver is down from now on (RoundRobin
+// skips it, a message sent to it is dropped and counted). What it still holds is
+// dropped and counted.
 func (s *tcpSub) stop() {
 	s.stopped = true
+	s.state = stateDown
+	s.m.up.Store(0)
+	if n := len(s.pendingRecords); n > 0 {
+		s.m.dropped[reasonSubreceiverDown].Add(n)
+		s.pending, s.pendingRecords = s.pending[:0], s.pendingRecords[:0]
+	}
 	if s.conn != nil {
 		_ = s.conn.Close()
 	}
+	s.m.queued.Store(int64(s.pendingBytes()))
 }
 
 // onLoop runs fn on the receiver's event loop.

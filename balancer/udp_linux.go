@@ -453,7 +453,9 @@ func socketDrops(fd int) (uint32, bool) {
 // hold or ShutdownTimeout passes, and stops them.
 func (l *udpLoop) drain() {
 	r := l.r
-	deadline := time.Now().Add(r.opts.ShutdownTimeout)
+	start := time.Now()
+	deadline := start.Add(r.opts.ShutdownTimeout)
+	r.log.Info("receiver stopping", "shutdown_timeout", r.opts.ShutdownTimeout)
 	for l.fd >= 0 && time.Now().Before(deadline) {
 		n, _ := l.recv()
 		if n <= 0 {
@@ -474,6 +476,7 @@ func (l *udpLoop) drain() {
 	for _, o := range r.outputs {
 		o.stop()
 	}
+	r.log.Info("receiver stopped", "took", time.Since(start).Round(time.Millisecond))
 }
 
 func (l *udpLoop) closeSocket() {
