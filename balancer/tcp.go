@@ -205,7 +205,7 @@ func (h *tcpHandler) OnClose(c gnet.Conn, err error) gnet.Action {
 			r.log.Info("exporter disconnected", "exporter", v.remote)
 		}
 	case *tcpSub:
-		v.closed(err)
+		v.closed(c, err)
 	}
 	return gnet.None
 }
@@ -267,6 +267,8 @@ func (r *Receiver) runTCP(ctx context.Context) error {
 	close(r.ready)
 	stopStats := r.startStats()
 	defer stopStats()
+	stopSettle := r.settleEvery(time.Second)
+	defer stopSettle()
 
 	select {
 	case <-ctx.Done():
@@ -285,6 +287,32 @@ func (r *Receiver) runTCP(ctx context.Context) error {
 	case <-stopCtx.Done():
 	}
 	return nil
+}
+
+// settleEvery brings the TCP subreceivers' sent counters and queue gauges up to
+// date while no batch does (gnet writes its buffer out without telling us).
+func (r *Receiver) settleEvery(d time.Duration) (stop func()) {
+	done := make(chan struct{})
+	go func() {
+		t := time.NewTicker(d)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+			}
+			r.onLoop(func() {
+				for _, o := range r.outputs {
+					if s, ok := o.(*tcpSub); ok {
+						s.settle()
+						s.m.queued.Store(int64(s.pendingBytes()))
+					}
+				}
+			})
+		}
+	}()
+	return func() { close(done) }
 }
 
 // registerBoot puts one end of a socketpair on the loop; see bootConn.
