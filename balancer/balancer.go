@@ -273,10 +273,9 @@ func (b *Balancer) reload(cfg *config.Config) error {
 }
 
 // sameSocket reports whether a receiver can be reconfigured without reopening its
-// listening socket.
+// listening socket (its CPU and read buffer change in place: see reconfigure).
 func sameSocket(a, b config.Receiver) bool {
-	return a.Listen == b.Listen && a.Proto == b.Proto && reflect.DeepEqual(a.CPU, b.CPU) &&
-		a.UDPReadBuffer == b.UDPReadBuffer
+	return a.Listen == b.Listen && a.Proto == b.Proto
 }
 
 // listenControl serves the control socket: a new process connects to it to take

@@ -13,6 +13,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/ipfix-balancer/ipfix-balancer/config"
 	"github.com/ipfix-balancer/ipfix-balancer/ipfix"
 )
 
@@ -105,6 +106,15 @@ func newStreamSub(r *Receiver, addr string, hwm int, m *outputMetrics) output {
 }
 
 func (s *streamSub) name() string { return s.addr }
+
+// applyConfig takes a new high-water mark: what is in flight above it is still
+// written; no batch is added until below it. hwm is written under mu, which
+// recycle (on the writer) reads it under; the loop is its only writer.
+func (s *streamSub) applyConfig(rc config.Receiver) {
+	s.mu.Lock()
+	s.hwm = rc.QueueBytes
+	s.mu.Unlock()
+}
 
 func (s *streamSub) queued() int {
 	n := int(s.inflight.Load())

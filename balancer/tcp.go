@@ -105,6 +105,24 @@ func (r *Receiver) pin() error {
 	return nil
 }
 
+// repin applies a changed cpu setting to the loop's thread (a reload): pinned to
+// the new CPUs, or back on every CPU of the process. Event loop only.
+func (r *Receiver) repin() {
+	cpus := r.cfg.CPU
+	if len(cpus) > 0 && len(affinity.Missing(cpus)) == 0 {
+		_ = r.pin()
+		return
+	}
+	if len(cpus) > 0 {
+		r.log.Warn("cpu not on this machine, running unpinned", "cpu", cpus.String(), "missing", affinity.Missing(cpus).String())
+	}
+	if err := affinity.Pin(affinity.Online()); err != nil {
+		r.log.Warn("cannot unpin event loop", "err", err)
+		return
+	}
+	r.log.Info("event loop unpinned", "tid", affinity.ThreadID())
+}
+
 func (h *tcpHandler) OnTraffic(c gnet.Conn) gnet.Action {
 	s, ok := c.Context().(*session)
 	if !ok {

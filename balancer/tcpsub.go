@@ -9,6 +9,7 @@ import (
 	"github.com/panjf2000/gnet/v2"
 	"golang.org/x/sys/unix"
 
+	"github.com/ipfix-balancer/ipfix-balancer/config"
 	"github.com/ipfix-balancer/ipfix-balancer/ipfix"
 )
 
@@ -87,6 +88,10 @@ func newTCPSub(r *Receiver, addr string, hwm int, m *outputMetrics) *tcpSub {
 }
 
 func (s *tcpSub) name() string { return s.label }
+
+// applyConfig takes a new high-water mark. Bytes above it already in gnet's
+// buffer stay (they are written out); no message is added until below it.
+func (s *tcpSub) applyConfig(rc config.Receiver) { s.hwm = rc.QueueBytes }
 
 func (s *tcpSub) available() bool {
 	switch s.state {

@@ -186,6 +186,15 @@ func (l *udpLoop) setReadBuffer(want int) {
 	}
 }
 
+// setUDPReadBuffer applies a changed udp_read_buffer_bytes to the running socket
+// (a reload); 0 leaves it as it is. Event loop only.
+func (r *Receiver) setUDPReadBuffer(n int) {
+	if l, ok := r.loop.(*udpLoop); ok && l.fd >= 0 {
+		l.setReadBuffer(n)
+		r.log.Info("udp read buffer set", "bytes", n)
+	}
+}
+
 // addr returns the bound address (port 0 resolved).
 func (l *udpLoop) addr() *net.UDPAddr {
 	sa, err := unix.Getsockname(l.fd)
