@@ -395,7 +395,7 @@ func (s *streamSub) serve(c net.Conn) error {
 		}
 		w := bufs // WriteTo consumes its receiver
 		n, err := w.WriteTo(c)
-		s.account(taken, int(n))
+		s.account(taken, int(n), reasonConnectionLost) // what a failed write left
 		clear(bufs)
 		s.recycle(taken)
 		clear(taken)
@@ -426,9 +426,9 @@ func (s *streamSub) templates(dead <-chan struct{}) ([]byte, bool) {
 }
 
 // account counts the messages of batches of which written bytes reached the
-// socket as sent, the rest as dropped, and releases their queue bytes.
-// Bytes the loop wrote (before done) were counted by it.
-func (s *streamSub) account(bs []*streamBatch, written int) {
+// socket as sent, the rest as dropped for reason, and releases their queue
+// bytes. Bytes the loop wrote (before done) were counted by it.
+func (s *streamSub) account(bs []*streamBatch, written int, reason string) {
 	var lost, total int
 	for _, b := range bs {
 		rest := len(b.buf) - b.done
@@ -437,7 +437,7 @@ func (s *streamSub) account(bs []*streamBatch, written int) {
 		written -= rest
 	}
 	if lost > 0 {
-		s.m.dropped[reasonSubreceiverDown].Add(lost)
+		s.m.dropped[reason].Add(lost)
 	}
 	s.m.queued.Store(s.inflight.Add(-int64(total)))
 }
@@ -448,7 +448,7 @@ func (s *streamSub) dropQueued() {
 	q := s.queue
 	s.queue = nil
 	s.mu.Unlock()
-	s.account(q, 0)
+	s.account(q, 0, reasonSubreceiverDown)
 	s.m.up.Store(0)
 }
 
