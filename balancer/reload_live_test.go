@@ -248,3 +248,38 @@ func TestReloadTemplateLifetimeLive(t *testing.T) {
 	assert.True(t, expired, "the template outlived the lifetime set by the reload")
 	assert.Equal(t, float64(1), setValue(t, r, `ipfix_balancer_exporter_sessions{stream="dnsflow",dpi="0"}`), "the session itself stays")
 }
+
+// A reload that changes mtu applies to a running UDP subreceiver: the next
+// messages are cut to the new size, on the same socket.
+func TestReloadMTULive(t *testing.T) {
+	u := testenv.StartCollector(t, "udp")
+	cfg := config.Receiver{Stream: "fullflow", Listen: netip.MustParseAddrPort("127.0.0.1:0"), Proto: config.TCP,
+		Mode: config.All, QueueBytes: 8 << 20, MTU: 576,
+		Subreceivers: []config.Subreceiver{{Addr: u.Addr(), Proto: config.UDP}}}
+	b := runBalancer(t, &config.Config{Receivers: []config.Receiver{cfg}, ShutdownTimeout: time.Second})
+	r := b.Receiver("fullflow/0")
+	msgs := encodeFlows(t, 2000) // 1400-byte messages
+	send := func() {
+		t.Helper()
+		exporter, err := net.Dial("tcp", r.Addr().String())
+		require.NoError(t, err)
+		defer exporter.Close()
+		for _, m := range msgs {
+			_, err = exporter.Write(m)
+			require.NoError(t, err)
+		}
+	}
+	send()
+	require.True(t, u.WaitRecords(2000, 10*time.Second), "got %d of 2000", u.Stats().Records)
+	assert.LessOrEqual(t, u.Stats().MaxDatagram, 576-28)
+
+	next := cfg
+	next.MTU = 1500
+	require.NoError(t, b.Reload(&config.Config{Receivers: []config.Receiver{next}, ShutdownTimeout: time.Second}))
+	require.Same(t, r, b.Receiver("fullflow/0"))
+	send()
+	require.True(t, u.WaitRecords(4000, 10*time.Second), "got %d of 4000", u.Stats().Records)
+	assert.Greater(t, u.Stats().MaxDatagram, 576-28, "messages must be cut to the new mtu, not the old one")
+	assert.LessOrEqual(t, u.Stats().MaxDatagram, 1500-28)
+	assert.Equal(t, 1, u.Stats().Sessions, "the subreceiver's socket stays")
+}
