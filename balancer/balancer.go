@@ -151,8 +151,11 @@ func (b *Balancer) Run(ctx context.Context) error {
 		b.closeControl(false)
 		b.log.Info("a new process took over: draining and exiting")
 	}
+	b.log.Info("stopping", "receivers", len(list))
 	cancel()
-	return b.stopAll()
+	err = b.stopAll()
+	b.log.Info("stopped")
+	return err
 }
 
 // startLocked runs a receiver in its own goroutine. b.mu held.
@@ -274,10 +277,9 @@ func (b *Balancer) reload(cfg *config.Config) error {
 }
 
 // sameSocket reports whether a receiver can be reconfigured without reopening its
-// listening socket.
+// listening socket (its CPU and read buffer change in place: see reconfigure).
 func sameSocket(a, b config.Receiver) bool {
-	return a.Listen == b.Listen && a.Proto == b.Proto && reflect.DeepEqual(a.CPU, b.CPU) &&
-		a.UDPReadBuffer == b.UDPReadBuffer
+	return a.Listen == b.Listen && a.Proto == b.Proto
 }
 
 // listenControl serves the control socket: a new process connects to it to take

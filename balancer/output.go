@@ -33,6 +33,9 @@ const (
 	reasonNoSubreceiver   = "no_subreceiver"   // RoundRobin found nobody available
 	reasonMalformed       = "malformed"        // the message failed its set checks
 	reasonSendError       = "send_error"       // the kernel refused a datagram
+	// reasonConnectionLost: the subreceiver's connection closed with the message
+	// not (wholly) handed to the kernel yet.
+	reasonConnectionLost = "connection_lost"
 )
 
 // sequencer rewrites the sequence number of messages sent to one output so that
@@ -92,7 +95,7 @@ func newOutputMetrics(set *metrics.Set, labels string) *outputMetrics {
 		reconnects:   set.NewCounter(`ipfix_balancer_subreceiver_reconnects_total{` + labels + `}`),
 		dropped:      make(map[string]*metrics.Counter),
 	}
-	for _, reason := range []string{reasonQueueFull, reasonSubreceiverDown, reasonSendError} {
+	for _, reason := range []string{reasonQueueFull, reasonSubreceiverDown, reasonSendError, reasonConnectionLost} {
 		m.dropped[reason] = set.NewCounter(`ipfix_balancer_dropped_messages_total{` + labels + `,reason="` + reason + `"}`)
 	}
 	set.NewGauge(`ipfix_balancer_subreceiver_up{`+labels+`}`, func() float64 { return float64(m.up.Load()) })

@@ -43,6 +43,9 @@ type Receiver struct {
 
 	outputs    []output
 	outputKeys map[output]string // outputKey, or recorderKey
+	// outMetrics is written on the loop (a reload adds a subreceiver) and read by
+	// the stats goroutine: under outMu.
+	outMu      sync.Mutex
 	outMetrics map[string]*outputMetrics
 	rr         int // index of the output RoundRobin picked last
 
@@ -51,6 +54,8 @@ type Receiver struct {
 	loop     gnet.EventLoop
 	eng      gnet.Engine
 	sessions map[*session]gnet.Conn // UDP sessions have a nil Conn
+	// sessionsClosed is set once a stopping receiver closed its sessions.
+	sessionsClosed bool
 	// headerFree is set while dispatch hands a message to outputs and no output
 	// holds a reference to its header yet: the first TCP subreceiver to take it
 	// numbers it in place and sends it as one slice (the read buffer is ours until
@@ -140,11 +145,13 @@ func (r *Receiver) newSubreceiver(t config.Subreceiver) (output, error) {
 func (r *Receiver) buildSubreceiver(t config.Subreceiver) (output, error) {
 	// Series outlive a subreceiver removed by a reload, so one re-added later
 	// continues them (a Set refuses a name twice).
+	r.outMu.Lock()
 	m := r.outMetrics[outputKey(t)]
 	if m == nil {
 		m = newOutputMetrics(r.set, r.labels+`,subreceiver="`+subreceiverLabel(t)+`"`)
 		r.outMetrics[outputKey(t)] = m
 	}
+	r.outMu.Unlock()
 	switch {
 	case t.Proto == config.UDP:
 		return newUDPSub(r, t.Addr, r.cfg.MTU, m)

@@ -12,8 +12,9 @@ import (
 // outputKey names a subreceiver or re-export target across reloads.
 func outputKey(t config.Subreceiver) string { return t.Proto.String() + " " + t.Addr }
 
-// queueResizer is implemented by outputs whose high-water mark can change live.
-type queueResizer interface{ setQueueBytes(n int) }
+// liveOutput is implemented by outputs whose settings a reload changes in place
+// (queue_bytes, mtu). Event loop only.
+type liveOutput interface{ applyConfig(rc config.Receiver) }
 
 // checkReconfigure reports what would make Reconfigure fail, changing nothing.
 func (r *Receiver) checkReconfigure(rc config.Receiver) error {
@@ -70,8 +71,8 @@ func (r *Receiver) reconfigure(rc config.Receiver) error {
 	for _, t := range targets {
 		key := outputKey(t)
 		if o, ok := old[key]; ok {
-			if q, ok := o.(queueResizer); ok {
-				q.setQueueBytes(rc.QueueBytes)
+			if l, ok := o.(liveOutput); ok {
+				l.applyConfig(rc)
 			}
 			next = append(next, o)
 			delete(old, key)
@@ -87,7 +88,9 @@ func (r *Receiver) reconfigure(rc config.Receiver) error {
 		next = append(next, o)
 		started = append(started, o)
 	}
+	prev := r.cfg
 	r.cfg = rc
+	r.applyReceiverConfig(prev)
 	r.outputs = next
 	r.rr = len(next) - 1
 	for _, o := range started {
@@ -99,6 +102,27 @@ func (r *Receiver) reconfigure(rc config.Receiver) error {
 		r.retire(o, time.Now().Add(r.opts.ShutdownTimeout))
 	}
 	return nil
+}
+
+// applyReceiverConfig applies in place what changed in the receiver's own
+// settings since prev: the loop's CPUs, the UDP socket's read buffer, the
+// lifetime of the templates UDP exporters sent. Event loop only.
+func (r *Receiver) applyReceiverConfig(prev config.Receiver) {
+	rc := r.cfg
+	if !reflect.DeepEqual(prev.CPU, rc.CPU) {
+		r.repin()
+	}
+	if rc.Proto == config.UDP && rc.UDPReadBuffer != prev.UDPReadBuffer {
+		r.setUDPReadBuffer(rc.UDPReadBuffer)
+	}
+	if rc.TemplateLifetime != prev.TemplateLifetime {
+		now := r.opts.Now()
+		for s, c := range r.sessions {
+			if c == nil { // UDP: TCP templates live as long as their session
+				s.templates.SetLifetime(rc.TemplateLifetime, now)
+			}
+		}
+	}
 }
 
 // retire closes a removed output once it has written what it holds, or at

@@ -45,6 +45,8 @@ func (r *Receiver) droppedTotal() uint64 {
 	for _, c := range r.m.dropped {
 		n += c.Get()
 	}
+	r.outMu.Lock()
+	defer r.outMu.Unlock()
 	for _, m := range r.outMetrics {
 		for _, c := range m.dropped {
 			n += c.Get()

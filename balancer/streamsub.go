@@ -13,6 +13,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/ipfix-balancer/ipfix-balancer/config"
 	"github.com/ipfix-balancer/ipfix-balancer/ipfix"
 )
 
@@ -105,6 +106,15 @@ func newStreamSub(r *Receiver, addr string, hwm int, m *outputMetrics) output {
 }
 
 func (s *streamSub) name() string { return s.addr }
+
+// applyConfig takes a new high-water mark: what is in flight above it is still
+// written; no batch is added until below it. hwm is written under mu, which
+// recycle (on the writer) reads it under; the loop is its only writer.
+func (s *streamSub) applyConfig(rc config.Receiver) {
+	s.mu.Lock()
+	s.hwm = rc.QueueBytes
+	s.mu.Unlock()
+}
 
 func (s *streamSub) queued() int {
 	n := int(s.inflight.Load())
@@ -385,7 +395,7 @@ func (s *streamSub) serve(c net.Conn) error {
 		}
 		w := bufs // WriteTo consumes its receiver
 		n, err := w.WriteTo(c)
-		s.account(taken, int(n))
+		s.account(taken, int(n), reasonConnectionLost) // what a failed write left
 		clear(bufs)
 		s.recycle(taken)
 		clear(taken)
@@ -435,9 +445,9 @@ func (s *streamSub) queuedExportTimes() map[uint32]uint32 {
 }
 
 // account counts the messages of batches of which written bytes reached the
-// socket as sent, the rest as dropped, and releases their queue bytes.
-// Bytes the loop wrote (before done) were counted by it.
-func (s *streamSub) account(bs []*streamBatch, written int) {
+// socket as sent, the rest as dropped for reason, and releases their queue
+// bytes. Bytes the loop wrote (before done) were counted by it.
+func (s *streamSub) account(bs []*streamBatch, written int, reason string) {
 	var lost, total int
 	for _, b := range bs {
 		rest := len(b.buf) - b.done
@@ -446,7 +456,7 @@ func (s *streamSub) account(bs []*streamBatch, written int) {
 		written -= rest
 	}
 	if lost > 0 {
-		s.m.dropped[reasonSubreceiverDown].Add(lost)
+		s.m.dropped[reason].Add(lost)
 	}
 	s.m.queued.Store(s.inflight.Add(-int64(total)))
 }
@@ -457,7 +467,7 @@ func (s *streamSub) dropQueued() {
 	q := s.queue
 	s.queue = nil
 	s.mu.Unlock()
-	s.account(q, 0)
+	s.account(q, 0, reasonSubreceiverDown)
 	s.m.up.Store(0)
 }
 

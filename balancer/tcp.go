@@ -67,6 +67,10 @@ func (h *tcpHandler) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
 	case *session:
 		r.adopted(v, c)
 	default:
+		if r.sessionsClosed {
+			// Stopping, past reading: no data of it would reach an output.
+			return nil, gnet.Close
+		}
 		remote, _ := netip.ParseAddrPort(c.RemoteAddr().String())
 		s := newSession(remote, 0)
 		c.SetContext(s)
@@ -100,6 +104,24 @@ func (r *Receiver) pin() error {
 	}
 	r.log.Info("event loop pinned", "cpu", cpus.String(), "tid", affinity.ThreadID())
 	return nil
+}
+
+// repin applies a changed cpu setting to the loop's thread (a reload): pinned to
+// the new CPUs, or back on every CPU of the process. Event loop only.
+func (r *Receiver) repin() {
+	cpus := r.cfg.CPU
+	if len(cpus) > 0 && len(affinity.Missing(cpus)) == 0 {
+		_ = r.pin()
+		return
+	}
+	if len(cpus) > 0 {
+		r.log.Warn("cpu not on this machine, running unpinned", "cpu", cpus.String(), "missing", affinity.Missing(cpus).String())
+	}
+	if err := affinity.Pin(affinity.Online()); err != nil {
+		r.log.Warn("cannot unpin event loop", "err", err)
+		return
+	}
+	r.log.Info("event loop unpinned", "tid", affinity.ThreadID())
 }
 
 func (h *tcpHandler) OnTraffic(c gnet.Conn) gnet.Action {
@@ -203,7 +225,7 @@ func (h *tcpHandler) OnClose(c gnet.Conn, err error) gnet.Action {
 			r.log.Info("exporter disconnected", "exporter", v.remote)
 		}
 	case *tcpSub:
-		v.closed(err)
+		v.closed(c, err)
 	}
 	return gnet.None
 }
@@ -265,6 +287,8 @@ func (r *Receiver) runTCP(ctx context.Context) error {
 	close(r.ready)
 	stopStats := r.startStats()
 	defer stopStats()
+	stopSettle := r.settleEvery(time.Second)
+	defer stopSettle()
 
 	select {
 	case <-ctx.Done():
@@ -283,6 +307,32 @@ func (r *Receiver) runTCP(ctx context.Context) error {
 	case <-stopCtx.Done():
 	}
 	return nil
+}
+
+// settleEvery brings the TCP subreceivers' sent counters and queue gauges up to
+// date while no batch does (gnet writes its buffer out without telling us).
+func (r *Receiver) settleEvery(d time.Duration) (stop func()) {
+	done := make(chan struct{})
+	go func() {
+		t := time.NewTicker(d)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+			}
+			r.onLoop(func() {
+				for _, o := range r.outputs {
+					if s, ok := o.(*tcpSub); ok {
+						s.settle()
+						s.m.queued.Store(int64(s.pendingBytes()))
+					}
+				}
+			})
+		}
+	}()
+	return func() { close(done) }
 }
 
 // registerBoot puts one end of a socketpair on the loop; see bootConn.
@@ -310,15 +360,44 @@ func (r *Receiver) registerBoot() error {
 	return nil
 }
 
-// drain closes the exporters' connections and waits, bounded by ShutdownTimeout,
-// until the outputs have written what they hold.
+// drain stops a receiver: it stops accepting (see refuseConnections), reads the
+// exporters' connections until they end or for half of ShutdownTimeout, closes
+// them, and waits, bounded by ShutdownTimeout, until the outputs have written
+// what they hold; then it stops the outputs.
 func (r *Receiver) drain() {
-	deadline := time.Now().Add(r.opts.ShutdownTimeout)
+	start := time.Now()
+	deadline := start.Add(r.opts.ShutdownTimeout)
+	r.log.Info("receiver stopping", "shutdown_timeout", r.opts.ShutdownTimeout)
+	if fd, err := r.eng.Dup(); err == nil {
+		if err := refuseConnections(fd, r.opts.ShutdownTimeout/4); err != nil {
+			r.log.Warn("cannot refuse new exporter connections while stopping", "err", err)
+		}
+		_ = unix.Close(fd)
+	}
+	sessions := func() int {
+		n := make(chan int, 1)
+		// After the accept queue emptied: a connection accepted from it is a
+		// session by the time this runs on the loop.
+		r.onLoop(func() { n <- len(r.sessions) })
+		select {
+		case k := <-n:
+			return k
+		case <-time.After(time.Second):
+			return -1
+		}
+	}
+	for readUntil := start.Add(r.opts.ShutdownTimeout / 2); time.Now().Before(readUntil) && sessions() != 0; {
+		time.Sleep(10 * time.Millisecond)
+	}
 	r.onLoop(func() {
+		r.sessionsClosed = true
 		for _, c := range r.sessions {
 			_ = c.Close()
 		}
 	})
+	for time.Now().Before(deadline) && sessions() > 0 {
+		time.Sleep(10 * time.Millisecond)
+	}
 	for time.Now().Before(deadline) {
 		left := make(chan int, 1)
 		r.onLoop(func() { left <- r.pendingBytes() })
@@ -326,6 +405,7 @@ func (r *Receiver) drain() {
 		case n := <-left:
 			if n == 0 {
 				r.stopOutputs()
+				r.log.Info("receiver stopped", "took", time.Since(start).Round(time.Millisecond))
 				return
 			}
 		case <-time.After(time.Second):
@@ -334,6 +414,7 @@ func (r *Receiver) drain() {
 	}
 	r.log.Warn("shutdown deadline reached with data still queued")
 	r.stopOutputs()
+	r.log.Info("receiver stopped", "took", time.Since(start).Round(time.Millisecond))
 }
 
 func (r *Receiver) stopOutputs() {

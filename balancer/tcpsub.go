@@ -7,7 +7,9 @@ import (
 	"time"
 
 	"github.com/panjf2000/gnet/v2"
+	"golang.org/x/sys/unix"
 
+	"github.com/ipfix-balancer/ipfix-balancer/config"
 	"github.com/ipfix-balancer/ipfix-balancer/ipfix"
 )
 
@@ -53,6 +55,24 @@ type tcpSub struct {
 	prime          []byte
 	backoff        time.Duration
 	stopped        bool
+
+	// Sent counts what the kernel took: a message handed to gnet's outbound
+	// buffer is in flight until the buffer has drained past its end, and lost
+	// with the connection otherwise (gnet drops its buffer on close).
+	batch    []inFlight // messages of the batch being built, ends relative to it
+	batchLen int
+	flight   []inFlight // handed over on this connection, not yet known taken
+	head     int        // first entry of flight still in flight
+	given    int64      // bytes handed to the kernel or to gnet on this connection
+}
+
+// inFlight is one message in the connection's byte stream.
+type inFlight struct {
+	end     int64 // offset just past the message
+	records int32
+	// counted: sent when taken; templates made up at connection are not
+	// messages of the exporter and are not counted.
+	counted bool
 }
 
 var _ output = (*tcpSub)(nil)
@@ -69,12 +89,16 @@ func newTCPSub(r *Receiver, addr string, hwm int, m *outputMetrics) *tcpSub {
 
 func (s *tcpSub) name() string { return s.label }
 
+// applyConfig takes a new high-water mark. Bytes above it already in gnet's
+// buffer stay (they are written out); no message is added until below it.
+func (s *tcpSub) applyConfig(rc config.Receiver) { s.hwm = rc.QueueBytes }
+
 func (s *tcpSub) available() bool {
 	switch s.state {
 	case stateUp:
 		// The current batch does not count: send writes it out before it would
 		// cross the mark.
-		return s.conn.OutboundBuffered() < s.hwm
+		return s.conn != nil && s.conn.OutboundBuffered() < s.hwm
 	case stateConnecting:
 		return len(s.pending) < s.hwm
 	default:
@@ -91,6 +115,10 @@ func (s *tcpSub) pendingBytes() int {
 }
 
 func (s *tcpSub) send(msg []byte, odid uint32, records int) {
+	if s.stopped {
+		s.r.countDrop(s.m, reasonSubreceiverDown)
+		return
+	}
 	if s.state != stateUp {
 		if len(s.pending)+len(msg) > s.hwm {
 			s.r.countDrop(s.m, reasonSubreceiverDown)
@@ -100,7 +128,7 @@ func (s *tcpSub) send(msg []byte, odid uint32, records int) {
 		s.pendingRecords = append(s.pendingRecords, int32(records))
 		return
 	}
-	if s.conn.OutboundBuffered()+s.m.batchBytes+len(msg) > s.hwm && s.m.batchBytes > 0 {
+	if s.conn.OutboundBuffered()+s.batchLen+len(msg) > s.hwm && s.batchLen > 0 {
 		// The batch is not queued yet: write it now, and count against the mark
 		// only what the kernel does not take (a mark below one read's worth must
 		// not drop while the subreceiver keeps up).
@@ -134,29 +162,89 @@ func (s *tcpSub) send(msg []byte, odid uint32, records int) {
 		s.seq.put(hdr, odid, records)
 		s.iov = append(s.iov, hdr, msg[16:])
 	}
-	s.m.batchMessages++
-	s.m.batchBytes += len(msg)
-	s.m.batchRecords += records
+	s.batchLen += len(msg)
+	s.batch = append(s.batch, inFlight{end: int64(s.batchLen), records: int32(records), counted: true})
 }
 
 func (s *tcpSub) flush() {
 	if len(s.iov) > 0 {
-		s.write(s.iov)
+		s.write(s.iov, s.batch)
 		clear(s.iov)
 		s.iov = s.iov[:0]
 		s.hdrs = s.hdrs[:0]
-		s.m.publish()
+		s.batch = s.batch[:0]
+		s.batchLen = 0
 	}
+	s.settle()
 	s.m.queued.Store(int64(s.pendingBytes()))
 }
 
-// write sends bufs on the connection: straight to the socket while gnet holds
-// nothing for it, the unsent rest into gnet's outbound buffer (which copies it and
-// arms the write event), preserving order.
-func (s *tcpSub) write(bufs [][]byte) {
+// settle counts as sent the messages the kernel has taken since the last call.
+func (s *tcpSub) settle() {
+	if s.head == len(s.flight) || s.conn == nil {
+		return
+	}
+	s.account(s.given - int64(s.conn.OutboundBuffered()))
+}
+
+// account counts the messages in flight that end at or before took as sent,
+// and keeps the others in flight.
+func (s *tcpSub) account(took int64) {
+	m := s.m
+	for ; s.head < len(s.flight) && s.flight[s.head].end <= took; s.head++ {
+		f := s.flight[s.head]
+		if f.counted {
+			start := int64(0)
+			if s.head > 0 {
+				start = s.flight[s.head-1].end
+			}
+			m.batchMessages++
+			m.batchBytes += int(f.end - start)
+			m.batchRecords += int(f.records)
+		}
+	}
+	m.publish()
+	if s.head == len(s.flight) {
+		s.flight, s.head = s.flight[:0], 0
+	} else if s.head > 4096 && s.head > len(s.flight)/2 {
+		// Keep the end of the previous message (the size of the next one).
+		n := copy(s.flight, s.flight[s.head-1:])
+		s.flight, s.head = s.flight[:n], 1
+	}
+}
+
+// connLost ends the accounting of a connection that closed with held bytes
+// still in gnet's buffer: what the kernel took was sent, the rest is lost.
+func (s *tcpSub) connLost(held int) {
+	s.account(s.given - int64(held))
+	lost := 0
+	for _, f := range s.flight[s.head:] {
+		if f.counted {
+			lost++
+		}
+	}
+	if lost > 0 {
+		s.m.dropped[reasonConnectionLost].Add(lost)
+	}
+	s.flight, s.head, s.given = s.flight[:0], 0, 0
+}
+
+// write sends bufs, the messages of metas, on the connection: straight to the
+// socket while gnet holds nothing for it, the unsent rest into gnet's outbound
+// buffer (which copies it and arms the write event), preserving order.
+func (s *tcpSub) write(bufs [][]byte, metas []inFlight) {
 	c := s.conn
 	if c == nil {
 		return
+	}
+	if len(s.flight) == 0 {
+		// The end of the message before the first in flight, for account.
+		s.flight = append(s.flight, inFlight{end: s.given})
+		s.head = 1
+	}
+	for _, f := range metas {
+		f.end += s.given
+		s.flight = append(s.flight, f)
 	}
 	if c.OutboundBuffered() > 0 {
 		// gnet writes its buffer when the socket reports room, maybe after this
@@ -169,8 +257,15 @@ func (s *tcpSub) write(bufs [][]byte) {
 	}
 	if c.OutboundBuffered() == 0 {
 		n, err := s.w.write(c.Fd(), bufs)
+		s.given += int64(n)
 		if err != nil {
-			_ = c.Close() // OnClose marks it down and reconnects
+			// The rest never reaches the kernel: lost, and so is the stream
+			// after it. Down now; OnClose reconnects.
+			s.connLost(0)
+			s.conn = nil
+			s.state = stateDown
+			s.m.up.Store(0)
+			_ = c.Close()
 			return
 		}
 		bufs = skipBytes(bufs, n)
@@ -180,9 +275,12 @@ func (s *tcpSub) write(bufs [][]byte) {
 		if len(chunk) > maxIovecs {
 			chunk = chunk[:maxIovecs]
 		}
-		if _, err := c.Writev(chunk); err != nil {
+		// On an error gnet closes the connection at once (OnClose accounts).
+		n, err := c.Writev(chunk)
+		if err != nil {
 			return
 		}
+		s.given += int64(n)
 		bufs = bufs[len(chunk):]
 	}
 }
@@ -255,44 +353,71 @@ func (s *tcpSub) opened(c gnet.Conn) {
 		ipfix.FirstExportTimes(follow, s.pending)
 	}
 	s.prime = s.r.appendTemplates(s.prime[:0], &s.seq, ipfix.MaxMessageLen, follow)
+	s.flight, s.head, s.given = s.flight[:0], 0, 0
+	metas := s.batch[:0]
+	if len(s.prime) > 0 {
+		metas = append(metas, inFlight{end: int64(len(s.prime))})
+	}
 	off := 0
 	for _, records := range s.pendingRecords {
 		msg := s.pending[off:]
 		n := int(binary.BigEndian.Uint16(msg[2:4]))
 		s.seq.put(msg[:16], binary.BigEndian.Uint32(msg[12:16]), int(records))
-		s.m.batchMessages++
-		s.m.batchBytes += n
-		s.m.batchRecords += int(records)
 		off += n
+		metas = append(metas, inFlight{end: int64(len(s.prime) + off), records: records, counted: true})
 	}
 	queued := len(s.pendingRecords)
-	s.write([][]byte{s.prime, s.pending})
+	s.write([][]byte{s.prime, s.pending}, metas)
+	s.batch = metas[:0]
 	s.pending = s.pending[:0]
 	s.pendingRecords = s.pendingRecords[:0]
-	s.m.publish()
+	s.settle()
 	if queued > 0 {
 		s.r.log.Info("subreceiver sent queued messages", "subreceiver", s.addr, "messages", queued)
 	}
 	s.m.queued.Store(int64(s.pendingBytes()))
 }
 
-// closed runs on the loop from OnClose.
-func (s *tcpSub) closed(err error) {
+// closed runs on the loop from OnClose, while c still holds its outbound buffer.
+func (s *tcpSub) closed(c gnet.Conn, err error) {
+	if s.conn != c {
+		// Already accounted and marked down (a write failed).
+		if !s.stopped {
+			s.r.log.Warn("subreceiver down", "subreceiver", s.addr, "err", err)
+			s.retry()
+		}
+		return
+	}
+	s.connLost(c.OutboundBuffered())
 	s.conn = nil
+	s.state = stateDown
 	s.m.up.Store(0)
+	s.m.queued.Store(int64(s.pendingBytes()))
 	if s.stopped {
 		return
 	}
-	s.state = stateDown
 	s.r.log.Warn("subreceiver down", "subreceiver", s.addr, "err", err)
 	s.retry()
 }
 
+// stop closes the connection; the subreceiver is down from now on (RoundRobin
+// skips it, a message sent to it is dropped and counted). What it still holds is
+// dropped and counted.
 func (s *tcpSub) stop() {
 	s.stopped = true
+	s.state = stateDown
+	s.m.up.Store(0)
+	if n := len(s.pendingRecords); n > 0 {
+		s.m.dropped[reasonSubreceiverDown].Add(n)
+		s.pending, s.pendingRecords = s.pending[:0], s.pendingRecords[:0]
+	}
 	if s.conn != nil {
+		// gnet tries once more to write its buffer after OnClose; with the
+		// sending side shut, what OnClose counts as lost stays lost.
+		_ = unix.Shutdown(s.conn.Fd(), unix.SHUT_WR)
 		_ = s.conn.Close()
 	}
+	s.m.queued.Store(int64(s.pendingBytes()))
 }
 
 // onLoop runs fn on the receiver's event loop.

@@ -186,6 +186,15 @@ func (l *udpLoop) setReadBuffer(want int) {
 	}
 }
 
+// setUDPReadBuffer applies a changed udp_read_buffer_bytes to the running socket
+// (a reload); 0 leaves it as it is. Event loop only.
+func (r *Receiver) setUDPReadBuffer(n int) {
+	if l, ok := r.loop.(*udpLoop); ok && l.fd >= 0 {
+		l.setReadBuffer(n)
+		r.log.Info("udp read buffer set", "bytes", n)
+	}
+}
+
 // addr returns the bound address (port 0 resolved).
 func (l *udpLoop) addr() *net.UDPAddr {
 	sa, err := unix.Getsockname(l.fd)
@@ -456,7 +465,9 @@ func socketDrops(fd int) (uint32, bool) {
 // hold or ShutdownTimeout passes, and stops them.
 func (l *udpLoop) drain() {
 	r := l.r
-	deadline := time.Now().Add(r.opts.ShutdownTimeout)
+	start := time.Now()
+	deadline := start.Add(r.opts.ShutdownTimeout)
+	r.log.Info("receiver stopping", "shutdown_timeout", r.opts.ShutdownTimeout)
 	for l.fd >= 0 && time.Now().Before(deadline) {
 		n, _ := l.recv()
 		if n <= 0 {
@@ -477,6 +488,7 @@ func (l *udpLoop) drain() {
 	for _, o := range r.outputs {
 		o.stop()
 	}
+	r.log.Info("receiver stopped", "took", time.Since(start).Round(time.Millisecond))
 }
 
 func (l *udpLoop) closeSocket() {

@@ -17,6 +17,8 @@ func newUDPSub(*Receiver, string, int, *outputMetrics) (output, error) {
 	return nil, errUDPNeedsLinux
 }
 
+func (r *Receiver) setUDPReadBuffer(int) {}
+
 func (r *Receiver) inherit(f *os.File, _ map[string][]byte) { _ = f.Close() }
 
 func (r *Receiver) handOverUDP(func(handoverFrame, int) error) error { return errUDPNeedsLinux }

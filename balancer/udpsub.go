@@ -13,6 +13,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/ipfix-balancer/ipfix-balancer/config"
 	"github.com/ipfix-balancer/ipfix-balancer/ipfix"
 )
 
@@ -90,16 +91,8 @@ func newUDPSub(r *Receiver, addr string, mtu int, m *outputMetrics) (output, err
 		to = ua.AddrPort()
 	}
 	to = netip.AddrPortFrom(to.Addr().Unmap(), to.Port())
-	if mtu <= 0 {
-		mtu = 1500
-	}
-	payload := mtu - ipv4UDPOverhead
-	if to.Addr().Is6() {
-		payload = mtu - ipv6UDPOverhead
-	}
-	payload = min(max(payload, minUDPPayload), ipfix.MaxMessageLen-ipv4UDPOverhead)
 	u := &udpSub{
-		r: r, addr: addr, to: to, payload: payload, m: m,
+		r: r, addr: addr, to: to, payload: udpPayload(to, mtu), m: m,
 		fd:      -1,
 		state:   stateConnecting,
 		backoff: backoffInitial,
@@ -117,6 +110,35 @@ func newUDPSub(r *Receiver, addr string, mtu int, m *outputMetrics) (output, err
 }
 
 func (u *udpSub) name() string { return u.addr }
+
+// udpPayload is the largest message that fits one datagram of mtu bytes to to.
+func udpPayload(to netip.AddrPort, mtu int) int {
+	if mtu <= 0 {
+		mtu = 1500
+	}
+	payload := mtu - ipv4UDPOverhead
+	if to.Addr().Is6() {
+		payload = mtu - ipv6UDPOverhead
+	}
+	return min(max(payload, minUDPPayload), ipfix.MaxMessageLen-ipv4UDPOverhead)
+}
+
+// applyConfig takes a new mtu (the next messages are cut to it) and queue
+// size (the socket's send buffer). Event loop only.
+func (u *udpSub) applyConfig(rc config.Receiver) {
+	u.payload = udpPayload(u.to, rc.MTU)
+	if u.fd >= 0 {
+		setSendBuffer(u.fd, rc.QueueBytes)
+	}
+}
+
+// setSendBuffer sizes a UDP subreceiver's queue, its socket's send buffer;
+// SO_SNDBUFFORCE (CAP_NET_ADMIN) is not capped by net.core.wmem_max.
+func setSendBuffer(fd, bytes int) {
+	if bytes > 0 && unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_SNDBUFFORCE, bytes) != nil {
+		_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_SNDBUF, bytes)
+	}
+}
 
 func (u *udpSub) available() bool { return u.fd >= 0 && (u.state == stateUp || u.probing) }
 
@@ -140,11 +162,7 @@ func (u *udpSub) open() error {
 	if err != nil {
 		return fmt.Errorf("socket: %w", err)
 	}
-	if q := u.r.cfg.QueueBytes; q > 0 {
-		if unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_SNDBUFFORCE, q) != nil {
-			_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_SNDBUF, q)
-		}
-	}
+	setSendBuffer(fd, u.r.cfg.QueueBytes)
 	if err := unix.Connect(fd, sa); err != nil {
 		_ = unix.Close(fd)
 		return fmt.Errorf("connect: %w", err)

@@ -35,6 +35,21 @@ func NewTemplateCache(lifetime time.Duration) *TemplateCache {
 	return &TemplateCache{lifetime: lifetime, m: make(map[uint64]*cacheEntry)}
 }
 
+// SetLifetime changes the lifetime of the templates held and of those learned
+// later (a reload of the template lifetime). Templates learned while the cache
+// had no lifetime count as learned at now.
+func (c *TemplateCache) SetLifetime(d time.Duration, now time.Time) {
+	if c.lifetime <= 0 && d > 0 {
+		c.lifetime = d
+		c.tick(now)
+		for _, e := range c.m {
+			e.learned = c.now
+		}
+		return
+	}
+	c.lifetime = d
+}
+
 func (c *TemplateCache) tick(now time.Time) {
 	if c.lifetime > 0 && !now.IsZero() {
 		if n := now.UnixNano(); n > c.now {
