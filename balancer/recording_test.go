@@ -1197,3 +1197,40 @@ func TestRecordingRecoverNameClash(t *testing.T) {
 	require.NoError(t, err)
 	assert.True(t, bytes.Equal(whole, b))
 }
+
+// A stop right after a reload that swapped the dump writer: the retired writer
+// closes its dump before the receiver says it stopped (a process exits then), so
+// a clean stop leaves no .part and every message is in a closed dump.
+func TestRecordingStopRightAfterReload(t *testing.T) {
+	for round := range 3 {
+		dir := t.TempDir()
+		cfg := recordingConfig(dir, "fullflow", 10*time.Minute)
+		var log syncBuffer
+		opts := balancer.Options{ShutdownTimeout: 30 * time.Second, Logger: slog.New(slog.NewTextHandler(&log, nil))}
+		rcv, stop := runReceiver(t, cfg, opts)
+		r := &recording{Receiver: rcv, stop: stop}
+		e := dialExporter(t, r.Addr())
+		tr := makeTraffic(t, 300_000, 1, 1400, 1)
+		sent := 0
+		sendWindow(t, r, e, tr.messages, &sent)
+		cfg.Recording.RotateRecords = 1_000_000 // a new writer
+		require.NoError(t, r.Reconfigure(cfg))
+		require.NoError(t, e.conn.Close()) // the DPI is gone: the stop does not wait for it
+		r.stop()
+
+		text := log.String()
+		closed, stopped := strings.Index(text, "msg=\"dump closed\""), strings.Index(text, "msg=\"receiver stopped\"")
+		require.True(t, closed >= 0 && stopped >= 0, "round %d: log:\n%s", round, text)
+		require.Less(t, closed, stopped, "round %d: the retired writer closed its dump after the receiver stopped", round)
+		var parts []string
+		require.NoError(t, filepath.Walk(dir, func(p string, info os.FileInfo, err error) error {
+			if err == nil && strings.HasSuffix(p, ".part") {
+				parts = append(parts, p)
+			}
+			return nil
+		}))
+		require.Empty(t, parts, "round %d: a clean stop leaves no .part", round)
+		data, _ := readDumps(t, closedDumps(t, dir, "fullflow"))
+		require.Len(t, data, len(tr.messages), "round %d: every message in a closed dump", round)
+	}
+}
