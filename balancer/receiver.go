@@ -43,6 +43,11 @@ type Receiver struct {
 
 	outputs    []output
 	outputKeys map[output]string // outputKey, or recorderKey
+	// retiring holds the outputs a reload removed that still drain (event loop
+	// only); retired counts those not finished yet, a dump writer until it has
+	// closed its dump: a stopping receiver waits for them.
+	retiring map[output]bool
+	retired  sync.WaitGroup
 	// outMetrics is written on the loop (a reload adds a subreceiver) and read by
 	// the stats goroutine: under outMu.
 	outMu      sync.Mutex
@@ -101,6 +106,7 @@ func New(cfg config.Receiver, opts Options) (*Receiver, error) {
 		labels:     labelsFor(cfg.Stream, cfg.DPI),
 		sessions:   make(map[*session]gnet.Conn),
 		outputKeys: make(map[output]string),
+		retiring:   make(map[output]bool),
 		outMetrics: make(map[string]*outputMetrics),
 		ready:      make(chan struct{}),
 	}
@@ -395,10 +401,14 @@ func (r *Receiver) flush() {
 	r.m.publish()
 }
 
-// pendingBytes sums what the outputs still hold. Event loop only.
+// pendingBytes sums what the outputs, retiring ones included, still hold. Event
+// loop only.
 func (r *Receiver) pendingBytes() int {
 	n := 0
 	for _, o := range r.outputs {
+		n += o.pendingBytes()
+	}
+	for o := range r.retiring {
 		n += o.pendingBytes()
 	}
 	return n

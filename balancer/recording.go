@@ -475,6 +475,17 @@ func (rc *recorder) stop() {
 	}
 }
 
+// finished is closed once the writer has closed its dump and ended (at once
+// when it never started).
+func (rc *recorder) finished() <-chan struct{} {
+	if !rc.started {
+		closed := make(chan struct{})
+		close(closed)
+		return closed
+	}
+	return rc.done
+}
+
 // run is the writer goroutine.
 func (rc *recorder) run() {
 	defer close(rc.done)

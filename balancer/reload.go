@@ -128,17 +128,57 @@ func (r *Receiver) applyReceiverConfig(prev config.Receiver) {
 // retire closes a removed output once it has written what it holds, or at
 // deadline. It receives no new messages meanwhile. Event loop only.
 func (r *Receiver) retire(o output, deadline time.Time) {
+	if !r.retiring[o] {
+		r.retiring[o] = true
+		r.retired.Add(1)
+	}
 	if o.pendingBytes() == 0 || time.Now().After(deadline) {
-		if n := o.pendingBytes(); n > 0 {
-			r.log.Warn("output removed with data still queued", "output", r.outputKeys[o], "bytes", n)
-		}
-		o.flush()
-		o.stop()
-		delete(r.outputKeys, o)
+		r.finishRetiring(o)
 		return
 	}
 	o.flush()
 	time.AfterFunc(50*time.Millisecond, func() { r.onLoop(func() { r.retire(o, deadline) }) })
+}
+
+// finishRetiring stops a retiring output (at its turn, or because the receiver
+// stops). Event loop only.
+func (r *Receiver) finishRetiring(o output) {
+	if !r.retiring[o] {
+		return // finished already; a retire timer may still fire
+	}
+	if n := o.pendingBytes(); n > 0 {
+		r.log.Warn("output removed with data still queued", "output", r.outputKeys[o], "bytes", n)
+	}
+	o.flush()
+	o.stop()
+	delete(r.outputKeys, o)
+	delete(r.retiring, o)
+	if w, ok := o.(interface{ finished() <-chan struct{} }); ok {
+		go func() { <-w.finished(); r.retired.Done() }()
+	} else {
+		r.retired.Done()
+	}
+}
+
+// finishRetiringAll stops every output still retiring: the receiver stops.
+// Event loop only.
+func (r *Receiver) finishRetiringAll() {
+	for o := range r.retiring {
+		r.finishRetiring(o)
+	}
+}
+
+// waitRetired waits, until deadline, for every output a reload removed to
+// finish (a dump writer to close its dump), so that a stopping receiver never
+// says it stopped before them.
+func (r *Receiver) waitRetired(deadline time.Time) {
+	waited := make(chan struct{})
+	go func() { r.retired.Wait(); close(waited) }()
+	select {
+	case <-waited:
+	case <-time.After(max(time.Until(deadline), 0)):
+		r.log.Warn("an output removed by a reload did not finish by the shutdown deadline")
+	}
 }
 
 // sameRecording reports whether two recording settings can share one dump writer

@@ -405,6 +405,7 @@ func (r *Receiver) drain() {
 		case n := <-left:
 			if n == 0 {
 				r.stopOutputs()
+				r.waitRetired(deadline)
 				r.log.Info("receiver stopped", "took", time.Since(start).Round(time.Millisecond))
 				return
 			}
@@ -414,6 +415,7 @@ func (r *Receiver) drain() {
 	}
 	r.log.Warn("shutdown deadline reached with data still queued")
 	r.stopOutputs()
+	r.waitRetired(deadline)
 	r.log.Info("receiver stopped", "took", time.Since(start).Round(time.Millisecond))
 }
 
@@ -423,6 +425,7 @@ func (r *Receiver) stopOutputs() {
 		for _, o := range r.outputs {
 			o.stop()
 		}
+		r.finishRetiringAll()
 		close(done)
 	})
 	select {

@@ -488,6 +488,8 @@ func (l *udpLoop) drain() {
 	for _, o := range r.outputs {
 		o.stop()
 	}
+	r.finishRetiringAll()
+	r.waitRetired(deadline)
 	r.log.Info("receiver stopped", "took", time.Since(start).Round(time.Millisecond))
 }
 
