@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -22,37 +23,37 @@ const (
 	VChannelName   = "vchannel_name_dic"
 )
 
-// colType is how a dictionary column is checked and stored.
-type colType uint8
+// ColumnType is how a dictionary column is checked and stored.
+type ColumnType uint8
 
 const (
-	tText    colType = iota // any text (may be empty)
-	tKey                    // text, not empty
-	tUint8                  // decimal
-	tUint16                 // decimal
-	tUint32                 // decimal
-	tUint64                 // decimal
-	tAddr                   // an IPv4 or IPv6 address
-	tAddrOpt                // an address or empty
-	tPrefix                 // a CIDR or a bare address (a /32 or /128)
+	Text    ColumnType = iota // any text (may be empty)
+	Key                       // text, not empty
+	Uint8                     // decimal
+	Uint16                    // decimal
+	Uint32                    // decimal
+	Uint64                    // decimal
+	Addr                      // an IPv4 or IPv6 address
+	AddrOpt                   // an address or empty
+	Prefix                    // a CIDR or a bare address (a /32 or /128)
 )
 
-// column is one tab-separated column of a dictionary file.
-type column struct {
-	name string
-	typ  colType
+// Column is one tab-separated column of a dictionary file.
+type Column struct {
+	Name string
+	Type ColumnType
 }
 
 // Spec describes one dictionary: its file columns in order, as the legacy
 // collector's manual gives them.
 type Spec struct {
 	Name    string
-	columns []column
+	columns []Column
 }
 
-var asnumColumns = []column{{"asnum", tUint32}, {"name", tText}}
+var asnumColumns = []Column{{"asnum", Uint32}, {"name", Text}}
 
-var subnetColumns = []column{{"subnet", tPrefix}, {"name", tText}}
+var subnetColumns = []Column{{"subnet", Prefix}, {"name", Text}}
 
 // Specs are the dictionaries, in a fixed order.
 var Specs = []Spec{
@@ -60,19 +61,19 @@ var Specs = []Spec{
 	{AsnumExclude, asnumColumns},
 	{SubnetsLocal, subnetColumns},
 	{SubnetsExclude, subnetColumns},
-	{Subscribers, []column{
-		{"ip", tAddr}, {"login", tText}, {"switch_id", tUint64}, {"switch_port", tText},
-		{"vendor", tText}, {"cable", tText}, {"contract", tText}, {"services", tText}, {"mac", tText},
+	{Subscribers, []Column{
+		{"ip", Addr}, {"login", Text}, {"switch_id", Uint64}, {"switch_port", Text},
+		{"vendor", Text}, {"cable", Text}, {"contract", Text}, {"services", Text}, {"mac", Text},
 	}},
-	{Switches, []column{
-		{"id", tUint64}, {"name", tText}, {"type", tText}, {"region", tText}, {"address", tText},
-		{"ip", tAddrOpt}, {"isp", tText}, {"trunk", tUint8}, {"upstream_id", tUint64},
-		{"upstream_port", tText}, {"owner", tText},
+	{Switches, []Column{
+		{"id", Uint64}, {"name", Text}, {"type", Text}, {"region", Text}, {"address", Text},
+		{"ip", AddrOpt}, {"isp", Text}, {"trunk", Uint8}, {"upstream_id", Uint64},
+		{"upstream_port", Text}, {"owner", Text},
 	}},
-	{CRC, []column{{"switch_id", tUint64}, {"switch_port", tText}, {"crc", tUint64}}},
-	{URLCats, []column{{"id", tUint64}, {"name", tText}}},
-	{URLCatsHost, []column{{"host", tKey}, {"category_id", tUint64}}},
-	{VChannelName, []column{{"vchannel", tUint16}, {"name", tText}}},
+	{CRC, []Column{{"switch_id", Uint64}, {"switch_port", Text}, {"crc", Uint64}}},
+	{URLCats, []Column{{"id", Uint64}, {"name", Text}}},
+	{URLCatsHost, []Column{{"host", Key}, {"category_id", Uint64}}},
+	{VChannelName, []Column{{"vchannel", Uint16}, {"name", Text}}},
 }
 
 // SpecOf returns the spec of a dictionary, nil for an unknown name.
@@ -85,14 +86,17 @@ func SpecOf(name string) *Spec {
 	return nil
 }
 
-// Columns returns the names of the file's columns, in order.
-func (s *Spec) Columns() []string {
+// ColumnNames returns the names of the file's columns, in order.
+func (s *Spec) ColumnNames() []string {
 	out := make([]string, len(s.columns))
 	for i, c := range s.columns {
-		out[i] = c.name
+		out[i] = c.Name
 	}
 	return out
 }
+
+// Columns returns the file's columns, in order.
+func (s *Spec) Columns() []Column { return slices.Clone(s.columns) }
 
 // LineError is a line of a dictionary file that does not parse.
 type LineError struct {
@@ -131,12 +135,12 @@ func (s *Spec) parseFile(path, content string, rows [][]string, lines *[]int32) 
 			continue
 		}
 		if got := strings.Count(l, "\t") + 1; got != n {
-			return rows, &LineError{path, line, fmt.Errorf("%w: %d tab-separated, want %d (%s)", ErrColumns, got, n, strings.Join(s.Columns(), ", "))}
+			return rows, &LineError{path, line, fmt.Errorf("%w: %d tab-separated, want %d (%s)", ErrColumns, got, n, strings.Join(s.ColumnNames(), ", "))}
 		}
 		fields := strings.Split(l, "\t")
 		for j, c := range s.columns {
 			if err := c.check(fields[j]); err != nil {
-				return rows, &LineError{path, line, fmt.Errorf("%w: column %d (%s): %w", ErrValue, j+1, c.name, err)}
+				return rows, &LineError{path, line, fmt.Errorf("%w: column %d (%s): %w", ErrValue, j+1, c.Name, err)}
 			}
 		}
 		rows = append(rows, fields)
@@ -145,29 +149,29 @@ func (s *Spec) parseFile(path, content string, rows [][]string, lines *[]int32) 
 	return rows, nil
 }
 
-func (c column) check(v string) error {
+func (c Column) check(v string) error {
 	var err error
-	switch c.typ {
-	case tKey:
+	switch c.Type {
+	case Key:
 		if strings.TrimSpace(v) == "" {
 			err = errors.New("empty")
 		}
-	case tUint8:
+	case Uint8:
 		_, err = strconv.ParseUint(v, 10, 8)
-	case tUint16:
+	case Uint16:
 		_, err = strconv.ParseUint(v, 10, 16)
-	case tUint32:
+	case Uint32:
 		_, err = strconv.ParseUint(v, 10, 32)
-	case tUint64:
+	case Uint64:
 		_, err = strconv.ParseUint(v, 10, 64)
-	case tAddr:
-		_, err = parseAddr(v)
-	case tAddrOpt:
+	case Addr:
+		_, err = ParseAddr(v)
+	case AddrOpt:
 		if v != "" {
-			_, err = parseAddr(v)
+			_, err = ParseAddr(v)
 		}
-	case tPrefix:
-		_, err = parsePrefix(v)
+	case Prefix:
+		_, err = ParsePrefix(v)
 	}
 	if err != nil {
 		var ne *strconv.NumError
@@ -178,7 +182,9 @@ func (c column) check(v string) error {
 	return err
 }
 
-func parseAddr(v string) (netip.Addr, error) {
+// ParseAddr reads an address of a dictionary: IPv4 or IPv6, no zone; an
+// IPv4-mapped IPv6 address is its IPv4 address.
+func ParseAddr(v string) (netip.Addr, error) {
 	a, err := netip.ParseAddr(v)
 	if err != nil {
 		return a, err
@@ -189,12 +195,12 @@ func parseAddr(v string) (netip.Addr, error) {
 	return a.Unmap(), nil
 }
 
-// parsePrefix reads a CIDR ("10.64.66.0/24") or a bare address
+// ParsePrefix reads a CIDR ("10.64.66.0/24") or a bare address
 // ("172.16.0.0", a /32; "2a02:2168:aaa:bbb::2", a /128). Host bits are
 // cleared: "10.64.66.7/24" is 10.64.66.0/24.
-func parsePrefix(v string) (netip.Prefix, error) {
+func ParsePrefix(v string) (netip.Prefix, error) {
 	if !strings.Contains(v, "/") {
-		a, err := parseAddr(v)
+		a, err := ParseAddr(v)
 		if err != nil {
 			return netip.Prefix{}, err
 		}
@@ -219,7 +225,7 @@ func mustUint(v string) uint64 {
 }
 
 func mustAddr(v string) netip.Addr {
-	a, err := parseAddr(v)
+	a, err := ParseAddr(v)
 	if err != nil {
 		panic("BUG: unchecked address " + v)
 	}
@@ -227,7 +233,7 @@ func mustAddr(v string) netip.Addr {
 }
 
 func mustPrefix(v string) netip.Prefix {
-	p, err := parsePrefix(v)
+	p, err := ParsePrefix(v)
 	if err != nil {
 		panic("BUG: unchecked prefix " + v)
 	}
