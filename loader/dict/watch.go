@@ -211,6 +211,9 @@ type Config struct {
 	// An error is counted and the call is repeated at the next poll until it
 	// succeeds or a newer version replaces it.
 	Publish func(ctx context.Context, d *Dict) error
+	// Metrics, when set, receives the watcher's metrics (the loader's own
+	// set); otherwise the watcher has a set of its own.
+	Metrics *metrics.Set
 }
 
 // DefaultPollEvery is the default of Config.PollEvery.
@@ -248,7 +251,7 @@ func New(cfg Config, log *slog.Logger) (*Watcher, error) {
 	if log == nil {
 		log = slog.Default()
 	}
-	w := &Watcher{cfg: cfg, log: log, m: newWatchMetrics(), seen: map[string]string{}, refused: map[string]error{}, pending: map[string]*Dict{}}
+	w := &Watcher{cfg: cfg, log: log, m: newWatchMetrics(cfg.Metrics), seen: map[string]string{}, refused: map[string]error{}, pending: map[string]*Dict{}}
 	w.cur.Store(EmptySet())
 	return w, nil
 }
@@ -256,6 +259,14 @@ func New(cfg Config, log *slog.Logger) (*Watcher, error) {
 // Current returns the dictionaries in force. Safe for concurrent use; it
 // never blocks.
 func (w *Watcher) Current() *Set { return w.cur.Load() }
+
+// Refused returns why the current files of dictionary name are refused, nil
+// when its files are in force.
+func (w *Watcher) Refused(name string) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.refused[name]
+}
 
 // Metrics returns the watcher's metric set (register it to expose it).
 func (w *Watcher) Metrics() *metrics.Set { return w.m.set }
@@ -364,8 +375,10 @@ type watchMetrics struct {
 	lastLoad map[string]*atomic.Int64
 }
 
-func newWatchMetrics() *watchMetrics {
-	s := metrics.NewSet()
+func newWatchMetrics(s *metrics.Set) *watchMetrics {
+	if s == nil {
+		s = metrics.NewSet()
+	}
 	m := &watchMetrics{set: s, errors: map[string]map[string]*metrics.Counter{}, loads: map[string]*metrics.Counter{},
 		entries: map[string]*atomic.Int64{}, lastLoad: map[string]*atomic.Int64{}}
 	for _, name := range specNames {
