@@ -9,6 +9,7 @@ import (
 	"sort"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -198,4 +199,73 @@ func TestConfigNeedsDictionaries(t *testing.T) {
 	cfg.Dictionaries = t.TempDir()
 	_, err = loader.New(cfg, nil)
 	assert.ErrorContains(t, err, "mode 7: want 0..4")
+}
+
+// A running loader picks up an edited dictionary by itself: dumps loaded
+// after the edit are enriched with the new version, with no restart.
+func TestRunningLoaderFollowsDictionaryEdits(t *testing.T) {
+	ch := testenv.StartClickHouse(t)
+	dir, dicDir := t.TempDir(), t.TempDir()
+	path := filepath.Join(dicDir, dict.SubnetsLocal, "local.txt")
+	require.NoError(t, os.MkdirAll(filepath.Dir(path), 0o755))
+	require.NoError(t, os.WriteFile(path, []byte("192.0.2.0/24\tNOBODY\n"), 0o644)) // matches no generated address
+	l := newLoader(t, ch, dir, "follow", func(c *loader.Config) {
+		c.Dictionaries, c.DictionaryPollEvery = dicDir, 100*time.Millisecond
+		c.Policy = dict.Policy{Filter: dict.ModeCIDR}
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- l.Run(ctx) }()
+	defer func() {
+		cancel()
+		select {
+		case err := <-done:
+			assert.NoError(t, err)
+		case <-time.After(30 * time.Second):
+			t.Error("loader did not stop")
+		}
+	}()
+	// Dumps appear closed, by rename, as the recorder makes them.
+	stage := t.TempDir()
+	place := func(p string) string {
+		t.Helper()
+		dst := filepath.Join(dir, "fullflow", filepath.Base(p))
+		require.NoError(t, os.MkdirAll(filepath.Dir(dst), 0o755))
+		require.NoError(t, os.Rename(p, dst))
+		return dst
+	}
+	waitLoaded := func(name string) {
+		t.Helper()
+		waitFor(t, 60*time.Second, name+" loaded", func() bool {
+			return fileExists(filepath.Join(dir, "fullflow", "loaded", filepath.Base(name)))
+		})
+	}
+	d1 := place(writeDump(t, stage, "fullflow", 0, testWindow, 500, 1, 0))
+	waitLoaded(d1)
+	assert.Zero(t, countRows(t, ch, "follow", "fullflow"), "the filter drops every row: no subscriber is local yet")
+
+	start := time.Now()
+	require.NoError(t, os.WriteFile(path, []byte("10.0.0.0/8\tSUBSCRIBERS\n"), 0o644))
+	waitFor(t, 30*time.Second, "the edit in ClickHouse", func() bool {
+		return strings.TrimSpace(ch.Query(t, "SELECT count() FROM follow.subnets_local_dic WHERE subnet = '10.0.0.0/8'")) == "1"
+	})
+	t.Logf("edit in force after %v", time.Since(start))
+	d2 := place(writeDump(t, stage, "fullflow", 0, testWindow.Add(10*time.Minute), 500, 2, 0))
+	waitLoaded(d2)
+	assert.Positive(t, countRows(t, ch, "follow", "fullflow"), "rows of subscribers in 10.0.0.0/8 kept after the edit")
+}
+
+// waitFor polls cond every 20 ms until it holds or timeout passes.
+func waitFor(t testing.TB, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.After(timeout)
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for !cond() {
+		select {
+		case <-deadline:
+			t.Fatalf("timeout (%v) waiting for %s", timeout, what)
+		case <-tick.C:
+		}
+	}
 }
