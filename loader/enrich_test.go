@@ -269,3 +269,45 @@ func waitFor(t testing.TB, timeout time.Duration, what string, cond func() bool)
 		}
 	}
 }
+
+// The crash test with enrichment on: the killed loader runs on the shipped
+// config/default.toml with its dictionary keys set (direction, filter and
+// exclude by CIDR, login from vchannel with the dictionary); every record
+// is loaded or dropped exactly once, as in a clean load with the same
+// dictionaries.
+func TestExactlyOnceUnderSIGKILLWithDictionaries(t *testing.T) {
+	dicDir := t.TempDir()
+	var vc strings.Builder
+	for i := 0; i < 4096; i += 3 {
+		fmt.Fprintf(&vc, "%d\tvc_%d\n", i, i)
+	}
+	for name, content := range map[string]string{
+		dict.SubnetsLocal:   "10.0.0.0/9\tL\n2001:db8::/33\tL\n",
+		dict.SubnetsExclude: "10.0.0.0/12\tX\n",
+		dict.VChannelName:   vc.String(),
+	} {
+		require.NoError(t, os.MkdirAll(filepath.Join(dicDir, name), 0o755))
+		require.NoError(t, os.WriteFile(filepath.Join(dicDir, name, "test.txt"), []byte(content), 0o644))
+	}
+	shipped, err := os.ReadFile("../config/default.toml")
+	require.NoError(t, err)
+	cfg := string(shipped)
+	for old, repl := range map[string]string{
+		`dictionaries = ""`:                    fmt.Sprintf("dictionaries = %q", dicDir),
+		"traffic_dir_def_mode = 0":             "traffic_dir_def_mode = 2",
+		"subscriber_filter_mode = 0":           "subscriber_filter_mode = 2",
+		"subscriber_exclude_mode = 0":          "subscriber_exclude_mode = 2",
+		"replace_login_with_vchannel = 0":      "replace_login_with_vchannel = 2",
+		"use_dic_when_replacing_login = false": "use_dic_when_replacing_login = true",
+	} {
+		require.Contains(t, cfg, old)
+		cfg = strings.Replace(cfg, old, repl, 1)
+	}
+	path := filepath.Join(t.TempDir(), "balancer.toml")
+	require.NoError(t, os.WriteFile(path, []byte(cfg), 0o644))
+	exactlyOnceUnderSIGKILL(t, []string{"-config", path, "-metrics", "127.0.0.1:0"}, func(c *loader.Config) {
+		c.Dictionaries = dicDir
+		c.Policy = dict.Policy{Direction: dict.ModeCIDR, Filter: dict.ModeCIDR, Exclude: dict.ModeCIDR}
+		c.Login = dict.LoginPolicy{Replace: dict.LoginIfEmpty, UseDict: true}
+	})
+}
