@@ -20,6 +20,7 @@ type Dict struct {
 	prefixes []netip.Prefix    // subnets dictionaries, by row
 	table    prefixTable       // subnets dictionaries
 	addrs    map[addr128]int32 // subscribers_dic
+	switchID []uint64          // subscribers_dic, by row
 	ids      map[uint64]int32  // switches_dic, urlcats_dic
 	crc      map[crcKey]int32  // crc_dic
 	hosts    map[string]int32  // urlcats_host_dic
@@ -54,8 +55,10 @@ func build(s *Spec, rows [][]string, where func(row int) (string, int)) (*Dict, 
 		d.table = buildPrefixTable(d.prefixes)
 	case Subscribers:
 		d.addrs = make(map[addr128]int32, len(rows))
+		d.switchID = make([]uint64, len(rows))
 		for i, r := range rows {
 			d.addrs[toAddr128(mustAddr(r[0]))] = int32(i)
+			d.switchID[i] = mustUint(r[2])
 		}
 	case Switches, URLCats:
 		d.ids = make(map[uint64]int32, len(rows))
@@ -133,13 +136,14 @@ type Subscriber struct {
 
 // Subscriber returns the subscriber with address a.
 func (d *Dict) Subscriber(a netip.Addr) (Subscriber, bool) {
-	i, ok := d.addrs[toAddr128(a.Unmap())]
+	a = a.Unmap()
+	i, ok := d.addrs[toAddr128(a)]
 	if !ok {
 		return Subscriber{}, false
 	}
 	r := d.Rows[i]
 	return Subscriber{
-		Addr: mustAddr(r[0]), Login: r[1], SwitchID: mustUint(r[2]), SwitchPort: r[3],
+		Addr: a, Login: r[1], SwitchID: d.switchID[i], SwitchPort: r[3],
 		Vendor: r[4], Cable: r[5], Contract: r[6], Services: r[7], MAC: r[8],
 	}, true
 }

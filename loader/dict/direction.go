@@ -100,20 +100,21 @@ func applies(m Mode, hasAS bool) bool { return m != ModeOff && (m != ModeAS || h
 // the subnet dictionary nets, as mode m combines them. Without AS numbers,
 // modes 3 and 4 judge by subnet alone.
 func in(m Mode, asd, nets *Dict, addr netip.Addr, as uint32, hasAS bool) bool {
-	byAS := hasAS && asd.HasAS(as)
-	byNet := addr.IsValid() && nets.Contains(addr)
+	// The AS map is cheaper than the subnet search: ask it first and search
+	// only when the answer still depends on the subnet.
+	byNet := func() bool { return addr.IsValid() && nets.Contains(addr) }
 	switch m {
 	case ModeAS:
-		return byAS
+		return hasAS && asd.HasAS(as)
 	case ModeCIDR:
-		return byNet
+		return byNet()
 	case ModeBoth:
 		if !hasAS {
-			return byNet
+			return byNet()
 		}
-		return byAS && byNet
+		return asd.HasAS(as) && byNet()
 	case ModeEither:
-		return byAS || byNet
+		return hasAS && asd.HasAS(as) || byNet()
 	}
 	return false
 }
@@ -134,17 +135,28 @@ func in(m Mode, asd, nets *Dict, addr netip.Addr, as uint32, hasAS bool) bool {
 // step. Apply swaps f in place and reports whether it did, so the caller
 // swaps the row's other source/destination pairs too. It allocates nothing.
 func (p Policy) Apply(s *Set, f *Flow) (swapped bool, v Verdict) {
+	// srcLocal is whether the source is local by the direction's mode, known
+	// when direction applies; the filter reuses it when its mode is the same
+	// (the manual's example sets both to 2).
+	srcLocal, known := false, false
 	if applies(p.Direction, f.HasAS) {
-		src := in(p.Direction, s.AsnumLocal(), s.SubnetsLocal(), f.SrcAddr, f.SrcAS, f.HasAS)
-		if !src && in(p.Direction, s.AsnumLocal(), s.SubnetsLocal(), f.DstAddr, f.DstAS, f.HasAS) {
+		srcLocal = in(p.Direction, s.AsnumLocal(), s.SubnetsLocal(), f.SrcAddr, f.SrcAS, f.HasAS)
+		if !srcLocal && in(p.Direction, s.AsnumLocal(), s.SubnetsLocal(), f.DstAddr, f.DstAS, f.HasAS) {
 			f.SrcAddr, f.DstAddr = f.DstAddr, f.SrcAddr
 			f.SrcPort, f.DstPort = f.DstPort, f.SrcPort
 			f.SrcAS, f.DstAS = f.DstAS, f.SrcAS
-			swapped = true
+			swapped, srcLocal = true, true
 		}
+		known = true
 	}
-	if applies(p.Filter, f.HasAS) && !in(p.Filter, s.AsnumLocal(), s.SubnetsLocal(), f.SrcAddr, f.SrcAS, f.HasAS) {
-		return swapped, DropFilter
+	if applies(p.Filter, f.HasAS) {
+		local := srcLocal
+		if !known || p.Filter != p.Direction {
+			local = in(p.Filter, s.AsnumLocal(), s.SubnetsLocal(), f.SrcAddr, f.SrcAS, f.HasAS)
+		}
+		if !local {
+			return swapped, DropFilter
+		}
 	}
 	if applies(p.Exclude, f.HasAS) && in(p.Exclude, s.AsnumExclude(), s.SubnetsExclude(), f.SrcAddr, f.SrcAS, f.HasAS) {
 		return swapped, DropExclude
