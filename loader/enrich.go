@@ -185,9 +185,16 @@ func (l *Loader) newDicts() (*dict.Watcher, error) {
 	return dict.New(dict.Config{Dir: l.cfg.Dictionaries, PollEvery: l.cfg.DictionaryPollEvery, Publish: l.publishDict, Metrics: l.m.set}, l.log)
 }
 
-// publishDict replaces a dictionary's table on every target (after migrate).
+// publishDict replaces a dictionary's table on every target. Called by the
+// watcher's goroutine, so it reads what migrate set under l.mu.
 func (l *Loader) publishDict(ctx context.Context, d *dict.Dict) error {
-	return NewDictTables(l.cfg.Database, l.schema.caps, l.targets()...).Publish(ctx, d)
+	l.mu.Lock()
+	p := l.dictTables
+	l.mu.Unlock()
+	if p == nil {
+		return errors.New("schema not migrated yet")
+	}
+	return p.Publish(ctx, d)
 }
 
 // dictSet returns the dictionaries in force (empty without a dictionary dir).
@@ -207,6 +214,10 @@ var emptyDicts = dict.EmptySet()
 func (l *Loader) loadDicts(ctx context.Context) error {
 	if l.dicts == nil {
 		return nil
+	}
+	// The pattern files the legacy collector shipped, where it kept them.
+	if err := dict.WriteSamples(l.cfg.Dictionaries); err != nil {
+		l.log.Warn("dictionary samples not written", "dir", l.cfg.Dictionaries, "err", err)
 	}
 	_ = l.dicts.Load(ctx)
 	var needed []string

@@ -162,6 +162,10 @@ func TestLoadWithEnrichment(t *testing.T) {
 		assert.Contains(t, m, fmt.Sprintf(`ipfix_loader_dropped_records_total{table=%q,reason="subscriber_filter"} %d`, table, d[dict.DropFilter]))
 		assert.Contains(t, m, fmt.Sprintf(`ipfix_loader_dropped_records_total{table=%q,reason="subscriber_exclude"} %d`, table, d[dict.DropExclude]))
 	}
+	// The samples were written next to the operator's files, and not loaded.
+	for _, sp := range dict.Specs {
+		assert.FileExists(t, filepath.Join(dicDir, sp.Name, dict.SampleFile))
+	}
 	// The dictionaries are in ClickHouse too.
 	assert.Equal(t, "2", strings.TrimSpace(ch.Query(t, "SELECT count() FROM enrich.subnets_local_dic")))
 

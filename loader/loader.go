@@ -38,6 +38,7 @@ type Loader struct {
 	busy          map[string]bool            // dumps being loaded
 	failed        map[string]time.Time       // dumps that failed: not before
 	shapes        map[string]bool            // unmapped template shapes logged
+	dictTables    *DictTables                // where dictionaries are published, once migrated
 	lastFailLog   time.Time
 }
 
@@ -114,6 +115,7 @@ func (l *Loader) migrate(ctx context.Context) error {
 	l.mu.Lock()
 	l.serverColumns = cols
 	l.ready = true
+	l.dictTables = NewDictTables(l.cfg.Database, caps, l.targets()...)
 	l.mu.Unlock()
 	l.log.Info("schema ready", "clickhouse", l.main.URL(), "database", l.cfg.Database, "server", caps.String(), "shards", len(l.shards))
 	return nil
