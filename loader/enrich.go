@@ -22,7 +22,8 @@ import (
 // between a crash and the replay.
 
 // sidePairs are a table's source/destination column pairs that direction
-// swaps: addresses, ports, AS numbers (README, "Traffic direction").
+// swaps, in this order: IPv4 addresses, IPv6 addresses, ports, AS numbers
+// (README, "Traffic direction").
 var sidePairs = map[string][][2]string{
 	"fullflow": {
 		{"source_ipv4_address", "destination_ipv4_address"},
@@ -69,16 +70,14 @@ func (l *Loader) bindEnrich(b *binding, t *ipfix.Template) {
 	}
 	e := &enrichment{table: tb.spec.name, policy: l.cfg.Policy, login: l.cfg.Login, hasAS: tb.spec.name == "fullflow",
 		loginFld: fld("login"), vchanFld: fld("bridge_channel_num"), nFields: len(t.Fields)}
-	if e.table == "fullflow" {
-		e.srcV4, e.dstV4 = fld(pairs[0][0]), fld(pairs[0][1])
-		e.srcV6, e.dstV6 = fld(pairs[1][0]), fld(pairs[1][1])
-		e.srcPort, e.dstPort = fld(pairs[2][0]), fld(pairs[2][1])
+	// sidePairs order: IPv4 addresses, IPv6 addresses, ports, then AS numbers
+	// (fullflow only).
+	e.srcV4, e.dstV4 = fld(pairs[0][0]), fld(pairs[0][1])
+	e.srcV6, e.dstV6 = fld(pairs[1][0]), fld(pairs[1][1])
+	e.srcPort, e.dstPort = fld(pairs[2][0]), fld(pairs[2][1])
+	e.srcAS, e.dstAS = -1, -1
+	if len(pairs) > 3 {
 		e.srcAS, e.dstAS = fld(pairs[3][0]), fld(pairs[3][1])
-	} else {
-		e.srcV4, e.dstV4 = fld(pairs[0][0]), fld(pairs[0][1])
-		e.srcV6, e.dstV6 = fld(pairs[1][0]), fld(pairs[1][1])
-		e.srcPort, e.dstPort = fld(pairs[2][0]), fld(pairs[2][1])
-		e.srcAS, e.dstAS = -1, -1
 	}
 	plain := *b
 	plain.src = slices.Clone(b.src)
