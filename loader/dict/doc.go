@@ -21,7 +21,9 @@
 // # Reloading
 //
 // A Watcher polls the directories (names, sizes, modification times) every
-// poll_every; when they change it reads the files, and when their SHA-256
+// poll_every, and reads them anyway once a minute (a coarse file system
+// clock can hide an edit that keeps the size); when they change it reads
+// the files, and when their SHA-256
 // differs from the version in force and every line parses it swaps in a new
 // immutable Set with one atomic store. Readers call Watcher.Current and never
 // lock. Writing a file in place can be seen half-written: such a version is

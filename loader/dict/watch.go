@@ -219,6 +219,9 @@ type Config struct {
 // DefaultPollEvery is the default of Config.PollEvery.
 const DefaultPollEvery = 2 * time.Second
 
+// rehashEvery is how often unchanged-looking files are read and hashed anyway.
+var rehashEvery = time.Minute // a variable for tests
+
 // Watcher keeps the dictionaries of a directory loaded: it polls the files'
 // names, sizes and modification times, reads a dictionary whose files
 // changed, and when their content hash differs and every line parses,
@@ -231,10 +234,11 @@ type Watcher struct {
 	cur atomic.Pointer[Set]
 	m   *watchMetrics
 
-	mu      sync.Mutex        // one poll at a time
-	seen    map[string]string // dictionary -> fingerprint of the files last read
-	refused map[string]error  // dictionary -> why its files' current version is refused
-	pending map[string]*Dict  // dictionaries still to publish
+	mu      sync.Mutex           // one poll at a time
+	seen    map[string]string    // dictionary -> fingerprint of the files last read
+	readAt  map[string]time.Time // dictionary -> when its files were last read
+	refused map[string]error     // dictionary -> why its files' current version is refused
+	pending map[string]*Dict     // dictionaries still to publish
 }
 
 // New returns an inert Watcher holding empty dictionaries until Load or Run.
@@ -251,7 +255,7 @@ func New(cfg Config, log *slog.Logger) (*Watcher, error) {
 	if log == nil {
 		log = slog.Default()
 	}
-	w := &Watcher{cfg: cfg, log: log, m: newWatchMetrics(cfg.Metrics), seen: map[string]string{}, refused: map[string]error{}, pending: map[string]*Dict{}}
+	w := &Watcher{cfg: cfg, log: log, m: newWatchMetrics(cfg.Metrics), seen: map[string]string{}, readAt: map[string]time.Time{}, refused: map[string]error{}, pending: map[string]*Dict{}}
 	w.cur.Store(EmptySet())
 	return w, nil
 }
@@ -308,10 +312,17 @@ func (w *Watcher) loadOne(s *Spec) error {
 	if err != nil {
 		fp = "\x00" + err.Error()
 	}
-	if prev, known := w.seen[s.Name]; known && prev == fp {
-		return w.refused[s.Name] // unchanged: still in force, or still refused
+	// Unchanged names, sizes and times: nothing to read, except once every
+	// rehashEvery, for file systems whose times are too coarse to see an
+	// edit that keeps the size (the content hash decides then).
+	prev, known := w.seen[s.Name]
+	unchanged := known && prev == fp
+	if unchanged && time.Since(w.readAt[s.Name]) < rehashEvery {
+		return w.refused[s.Name] // still in force, or still refused
 	}
 	w.seen[s.Name] = fp
+	w.readAt[s.Name] = time.Now()
+	wasRefused := w.refused[s.Name] != nil
 	delete(w.refused, s.Name)
 	var d *Dict
 	if err == nil {
@@ -325,8 +336,10 @@ func (w *Watcher) loadOne(s *Spec) error {
 		if errors.As(err, &le) {
 			kind = kindParse
 		}
-		w.m.errors[s.Name][kind].Inc()
-		w.log.Warn("dictionary refused, previous version stays", "dictionary", s.Name, "err", err)
+		if !unchanged || !wasRefused {
+			w.m.errors[s.Name][kind].Inc()
+			w.log.Warn("dictionary refused, previous version stays", "dictionary", s.Name, "err", err)
+		}
 		err = fmt.Errorf("dictionary %s: %w", s.Name, err)
 		w.refused[s.Name] = err
 		return err
