@@ -25,7 +25,7 @@ func TestWatcherRehashesUnchangedLookingFiles(t *testing.T) {
 	require.NoError(t, w.Load(context.Background()))
 
 	require.NoError(t, os.WriteFile(path, []byte("10\tBBBB\n"), 0o644)) // same size
-	require.NoError(t, os.Chtimes(path, stamp, stamp))                   // same time
+	require.NoError(t, os.Chtimes(path, stamp, stamp))                  // same time
 	require.NoError(t, w.Load(context.Background()))
 	n, _ := w.Current().VChannelNames().VChannelName(10)
 	assert.Equal(t, "AAAA", n, "within rehashEvery the files look unchanged")
