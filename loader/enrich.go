@@ -58,8 +58,8 @@ type enrichment struct {
 // loader enriches and b's table is fullflow or clickstream.
 func (l *Loader) bindEnrich(b *binding, t *ipfix.Template) {
 	pairs, ok := sidePairs[b.table.spec.name]
-	if !ok || l.dicts == nil && l.cfg.Login.Replace == dict.LoginAsIs {
-		return
+	if !ok || l.cfg.Policy.Off() && l.cfg.Login.Replace == dict.LoginAsIs {
+		return // rows as sent: no per-row work, even with dictionaries loaded
 	}
 	tb := b.table
 	fld := func(col string) int {
