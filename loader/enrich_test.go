@@ -315,3 +315,20 @@ func TestExactlyOnceUnderSIGKILLWithDictionaries(t *testing.T) {
 		c.Login = dict.LoginPolicy{Replace: dict.LoginIfEmpty, UseDict: true}
 	})
 }
+
+// Login from vchannel needs no dictionary: every login becomes the row's
+// vchannel number.
+func TestLoadLoginFromVChannelWithoutDictionaries(t *testing.T) {
+	ch := testenv.StartClickHouse(t)
+	dir := t.TempDir()
+	writeDump(t, dir, "fullflow", 0, testWindow, 500, 1, 0.3)
+	writeDump(t, dir, "clickstream", 0, testWindow, 500, 2, 0.3)
+	l := newLoader(t, ch, dir, "vlogin", func(c *loader.Config) {
+		c.Login = dict.LoginPolicy{Replace: dict.LoginVChannel}
+	})
+	runOnce(t, l)
+	for _, table := range []string{"fullflow", "clickstream"} {
+		assert.Equal(t, 500, countRows(t, ch, "vlogin", table))
+		assert.Equal(t, "0", strings.TrimSpace(ch.Query(t, "SELECT count() FROM vlogin."+table+" WHERE login != toString(bridge_channel_num)")), table)
+	}
+}
