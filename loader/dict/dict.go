@@ -12,9 +12,9 @@ import (
 // dictionary with no files make an empty Dict, whose lookups find nothing.
 type Dict struct {
 	Spec  *Spec
-	Rows  [][]string
-	Files []string // the files it was read from, in read order
-	Hash  string   // SHA-256 of the files' names and contents, hex
+	Rows  [][]string // shared by every reader: never modify
+	Files []string   // the files it was read from, in read order
+	Hash  string     // SHA-256 of the files' names and contents, hex
 
 	asn      map[uint32]int32  // asnum dictionaries
 	prefixes []netip.Prefix    // subnets dictionaries, by row
