@@ -7,7 +7,7 @@ LDFLAGS := -s -w -X main.version=$(VERSION)
 BIN     := bin
 FUZZTIME ?= 8s
 # Every fuzz target as package:Target; `make fuzz` runs each for FUZZTIME.
-FUZZ_TARGETS := ./ipfix:FuzzFramer ./ipfix:FuzzParseMessage ./ipfix:FuzzReadFile ./config:FuzzLoadConfig ./balancer:FuzzScan
+FUZZ_TARGETS := ./ipfix:FuzzFramer ./ipfix:FuzzParseMessage ./ipfix:FuzzReadFile ./config:FuzzLoadConfig ./balancer:FuzzScan ./loader/dict:FuzzReadDictionary
 
 .PHONY: help run build test test-go fuzz bench lint deps rpm deb clean
 

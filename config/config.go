@@ -168,6 +168,18 @@ type Loader struct {
 	// MetricsListen is where ipfix-loader serves /metrics ("" = off); the
 	// balancer's [metrics] port would clash when both run on one host.
 	MetricsListen string
+	// Dictionaries is the dictionary dir (<dir>/<name>/*.txt, the legacy
+	// collector's /var/qoestor/backend/etc/db); "" = none.
+	Dictionaries string
+	// TrafficDirDefMode, SubscriberFilterMode and SubscriberExcludeMode are
+	// the legacy collector's modes 0..4 (0: off), applied to fullflow and
+	// clickstream rows at load; non-zero ones need Dictionaries.
+	TrafficDirDefMode, SubscriberFilterMode, SubscriberExcludeMode int
+	// ReplaceLoginWithVChannel is 0 (off), 1 (always) or 2 (when the login
+	// is empty); UseDicWhenReplacingLogin takes the vchannel's name from
+	// vchannel_name_dic.
+	ReplaceLoginWithVChannel int
+	UseDicWhenReplacingLogin bool
 }
 
 // Mode is what a receiver does with the messages it receives.

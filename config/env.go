@@ -38,6 +38,20 @@ var envParams = map[string]bool{
 	"BALANCER_AUTO":         true,
 }
 
+// LegacyDictionaryDir is where the legacy collector kept its dictionaries;
+// a .env that turns on a mode reading them loads them from there.
+const LegacyDictionaryDir = "/var/qoestor/backend/etc/db"
+
+// loaderSettings are the legacy collector's settings the loader applies
+// ([loader] keys of the same names in lower case), with their ranges.
+var loaderSettings = map[string]int64{
+	"TRAFFIC_DIR_DEF_MODE":             4,
+	"SUBSCRIBER_FILTER_MODE":           4,
+	"SUBSCRIBER_EXCLUDE_MODE":          4,
+	"ULR_REPLACE_LOGIN_WITH_VCHANNEL":  2,
+	"ULR_USE_DIC_WHEN_REPLACING_LOGIN": 1,
+}
+
 // collectorSettings are settings of the legacy collector (QoE Stor) that may
 // share the .env file; the balancer ignores them with a warning.
 var collectorSettings = map[string]bool{
@@ -87,7 +101,8 @@ type envParser struct {
 	warnings  []envMessage
 	receivers map[string]*envReceiver
 	order     []*envReceiver
-	streams   []string // upper-case streams in order of first appearance
+	streams   []string         // upper-case streams in order of first appearance
+	loader    map[string]int64 // loaderSettings found
 }
 
 func (p *envParser) errorf(line int, format string, args ...any) {
@@ -130,8 +145,11 @@ func (p *envParser) format(ms []envMessage) []string {
 // BALANCER_TASKSET (cpu; the latter wins), BALANCER_AUTO (ignored). The rest
 // of the Config is [Default]'s, with the loader reading LegacyDumpDir.
 //
-// Settings of the legacy collector (TRAFFIC_DIR_DEF_MODE, ULR_*, NAT_AGG_*,
-// ...) and settings that do not apply (BALANCER_AUTO, subreceivers of a
+// The legacy collector's TRAFFIC_DIR_DEF_MODE, SUBSCRIBER_FILTER_MODE,
+// SUBSCRIBER_EXCLUDE_MODE, ULR_REPLACE_LOGIN_WITH_VCHANNEL and
+// ULR_USE_DIC_WHEN_REPLACING_LOGIN set the [loader] keys of the same names
+// (dictionaries from [LegacyDictionaryDir] when a mode needs them). Its other
+// settings (ULR_*, NAT_AGG_*, ...) and settings that do not apply (BALANCER_AUTO, subreceivers of a
 // recording receiver) give warnings. Unknown or malformed lines are errors.
 // Warnings and errors read "name:line: ..."; all errors are joined.
 func ParseEnv(data []byte, name string) (*Config, []string, error) {
@@ -150,6 +168,16 @@ func parseEnv(data []byte, name string) (*Config, *fileConfig, []string, error) 
 	f := *base
 	f.Receiver = p.convert()
 	f.Loader.Dir = LegacyDumpDir
+	if l := p.loader; len(l) > 0 {
+		f.Loader.TrafficDirDefMode = l["TRAFFIC_DIR_DEF_MODE"]
+		f.Loader.SubscriberFilterMode = l["SUBSCRIBER_FILTER_MODE"]
+		f.Loader.SubscriberExcludeMode = l["SUBSCRIBER_EXCLUDE_MODE"]
+		f.Loader.ReplaceLoginWithVChannel = l["ULR_REPLACE_LOGIN_WITH_VCHANNEL"]
+		f.Loader.UseDicWhenReplacingLogin = l["ULR_USE_DIC_WHEN_REPLACING_LOGIN"] == 1
+		if l["TRAFFIC_DIR_DEF_MODE"]|l["SUBSCRIBER_FILTER_MODE"]|l["SUBSCRIBER_EXCLUDE_MODE"]|l["ULR_USE_DIC_WHEN_REPLACING_LOGIN"] != 0 {
+			f.Loader.Dictionaries = LegacyDictionaryDir
+		}
+	}
 	if len(p.errs) == 0 && len(f.Receiver) == 0 {
 		p.errorf(0, "no receivers: no IPFIX_<STREAM>_<PARAM>[N] settings")
 	}
@@ -280,6 +308,18 @@ func (p *envParser) parse(data []byte) {
 		value, err := envUnquote(line[eq+1:])
 		if err != nil {
 			p.errorf(lineNo, "%s: %v", key, err)
+			continue
+		}
+		if maxV, ok := loaderSettings[key]; ok {
+			n, err := strconv.ParseInt(value, 10, 64)
+			if err != nil || n < 0 || n > maxV {
+				p.errorf(lineNo, "%s: %q: want 0..%d", key, value, maxV)
+				continue
+			}
+			if p.loader == nil {
+				p.loader = map[string]int64{}
+			}
+			p.loader[key] = n
 			continue
 		}
 		rest, ok := strings.CutPrefix(key, "IPFIX_")

@@ -81,6 +81,13 @@ type fileLoader struct {
 	ShardingKey   string   `toml:"sharding_key"`
 	Shards        []string `toml:"shards"`
 	MetricsListen string   `toml:"metrics_listen"`
+	// Enrichment (loader/dict); omitted from printed configs while off.
+	Dictionaries             string `toml:"dictionaries,omitempty"`
+	TrafficDirDefMode        int64  `toml:"traffic_dir_def_mode,omitzero"`
+	SubscriberFilterMode     int64  `toml:"subscriber_filter_mode,omitzero"`
+	SubscriberExcludeMode    int64  `toml:"subscriber_exclude_mode,omitzero"`
+	ReplaceLoginWithVChannel int64  `toml:"replace_login_with_vchannel,omitzero"`
+	UseDicWhenReplacingLogin bool   `toml:"use_dic_when_replacing_login,omitempty,omitzero"`
 }
 
 // Per-receiver defaults (the top-level ones live in default.toml).
@@ -309,6 +316,13 @@ func build(f *fileConfig) (*Config, []error) {
 		ShardingKey:   f.Loader.ShardingKey,
 		Shards:        f.Loader.Shards,
 		MetricsListen: f.Loader.MetricsListen,
+
+		Dictionaries:             f.Loader.Dictionaries,
+		TrafficDirDefMode:        e.int("loader.traffic_dir_def_mode", f.Loader.TrafficDirDefMode),
+		SubscriberFilterMode:     e.int("loader.subscriber_filter_mode", f.Loader.SubscriberFilterMode),
+		SubscriberExcludeMode:    e.int("loader.subscriber_exclude_mode", f.Loader.SubscriberExcludeMode),
+		ReplaceLoginWithVChannel: e.int("loader.replace_login_with_vchannel", f.Loader.ReplaceLoginWithVChannel),
+		UseDicWhenReplacingLogin: f.Loader.UseDicWhenReplacingLogin,
 	}
 	c.Loader.validate(&e)
 	if len(e) > 0 {
@@ -500,6 +514,13 @@ func toFile(c *Config) *fileConfig {
 			ShardingKey:   c.Loader.ShardingKey,
 			Shards:        c.Loader.Shards,
 			MetricsListen: c.Loader.MetricsListen,
+
+			Dictionaries:             c.Loader.Dictionaries,
+			TrafficDirDefMode:        int64(c.Loader.TrafficDirDefMode),
+			SubscriberFilterMode:     int64(c.Loader.SubscriberFilterMode),
+			SubscriberExcludeMode:    int64(c.Loader.SubscriberExcludeMode),
+			ReplaceLoginWithVChannel: int64(c.Loader.ReplaceLoginWithVChannel),
+			UseDicWhenReplacingLogin: c.Loader.UseDicWhenReplacingLogin,
 		},
 	}
 	for i := range c.Receivers {

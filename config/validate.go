@@ -233,6 +233,22 @@ func (l *Loader) validate(e *errs) {
 	if l.PollEvery < 100*time.Millisecond {
 		e.addf("loader.poll_every: %s: below the minimum 100ms", l.PollEvery)
 	}
+	for _, m := range []struct {
+		key string
+		v   int
+	}{{"traffic_dir_def_mode", l.TrafficDirDefMode}, {"subscriber_filter_mode", l.SubscriberFilterMode}, {"subscriber_exclude_mode", l.SubscriberExcludeMode}} {
+		if m.v < 0 || m.v > 4 {
+			e.addf("loader.%s: %d: want 0..4 (0 off, 1 by AS, 2 by CIDR, 3 both, 4 either)", m.key, m.v)
+		} else if m.v != 0 && l.Dictionaries == "" {
+			e.addf("loader.%s: %d: needs loader.dictionaries", m.key, m.v)
+		}
+	}
+	if l.ReplaceLoginWithVChannel < 0 || l.ReplaceLoginWithVChannel > 2 {
+		e.addf("loader.replace_login_with_vchannel: %d: want 0..2 (0 off, 1 always, 2 when the login is empty)", l.ReplaceLoginWithVChannel)
+	}
+	if l.UseDicWhenReplacingLogin && l.Dictionaries == "" {
+		e.addf("loader.use_dic_when_replacing_login: needs loader.dictionaries")
+	}
 	if l.Cluster != "" {
 		if !clusterRE.MatchString(l.Cluster) {
 			e.addf("loader.cluster: %q: bad cluster name", l.Cluster)

@@ -266,7 +266,7 @@ func TestLoad(t *testing.T) {
 
 	// A legacy file is recognised by its name or by its content, and its
 	// warnings are logged.
-	env := "IPFIX_FULLFLOW_PORT[0]=1500\nTRAFFIC_DIR_DEF_MODE=0\n"
+	env := "IPFIX_FULLFLOW_PORT[0]=1500\nASNUM_DIC_AUTOLOAD_ENABLED=1\n"
 	for _, name := range []string{".env", "balancer.conf"} {
 		logs := captureLog(t)
 		path := filepath.Join(dir, name)
@@ -276,7 +276,7 @@ func TestLoad(t *testing.T) {
 		require.Len(t, cfg.Receivers, 1)
 		assert.Equal(t, "0.0.0.0:1500", cfg.Receivers[0].Listen.String())
 		assert.Equal(t, LegacyDumpDir, cfg.Receivers[0].Recording.Dir)
-		assert.Contains(t, logs.String(), `level=WARN msg="legacy config setting" file=`+path+` warning="`+path+`:2: TRAFFIC_DIR_DEF_MODE: ignored: collector setting"`)
+		assert.Contains(t, logs.String(), `level=WARN msg="legacy config setting" file=`+path+` warning="`+path+`:2: ASNUM_DIC_AUTOLOAD_ENABLED: ignored: collector setting"`)
 	}
 
 	_, err = Load(filepath.Join(dir, "missing.toml"))

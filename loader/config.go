@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"net/url"
 	"time"
+
+	"github.com/ipfix-balancer/ipfix-balancer/loader/dict"
 )
 
 // Config is what the loader needs; cmd/ipfix-loader fills it from the
@@ -51,6 +53,20 @@ type Config struct {
 	// whose outcome is unknown, so an insert still running on the server for a
 	// killed loader is seen (default 2s).
 	Settle time.Duration
+
+	// Dictionaries is the dictionary dir (<Dictionaries>/<name>/*.txt, the
+	// legacy /var/qoestor/backend/etc/db); "" loads none (package dict).
+	Dictionaries string
+	// DictionaryPollEvery is how often the dictionary files are checked
+	// (default 2s).
+	DictionaryPollEvery time.Duration
+	// Policy is TRAFFIC_DIR_DEF_MODE, SUBSCRIBER_FILTER_MODE and
+	// SUBSCRIBER_EXCLUDE_MODE, applied to fullflow and clickstream rows
+	// (default all 0: rows as sent). Modes other than 0 need Dictionaries.
+	Policy dict.Policy
+	// Login is ULR_REPLACE_LOGIN_WITH_VCHANNEL and
+	// ULR_USE_DIC_WHEN_REPLACING_LOGIN (default 0: the DPI's login).
+	Login dict.LoginPolicy
 }
 
 // Defaults of Config.
@@ -132,6 +148,19 @@ func (c *Config) Validate() error {
 		if u, err := url.Parse(s); err != nil || u.Host == "" {
 			errs = append(errs, fmt.Errorf("loader.shards[%d]: %q: want http://HOST:PORT", i, s))
 		}
+	}
+	if err := c.Policy.Validate(); err != nil {
+		errs = append(errs, fmt.Errorf("loader: traffic direction / subscriber filter: %w", err))
+	}
+	if err := c.Login.Validate(); err != nil {
+		errs = append(errs, fmt.Errorf("loader: %w", err))
+	}
+	if c.Dictionaries == "" && (!c.Policy.Off() || c.Login.UseDict) {
+		errs = append(errs, fmt.Errorf("loader.dictionaries: empty, but traffic direction %d, subscriber filter %d, exclude %d, login dictionary %v need it",
+			c.Policy.Direction, c.Policy.Filter, c.Policy.Exclude, c.Login.UseDict))
+	}
+	if c.DictionaryPollEvery < 0 {
+		errs = append(errs, fmt.Errorf("loader.dictionary_poll_every: %v: want > 0", c.DictionaryPollEvery))
 	}
 	if len(c.Shards) > 0 && c.Cluster == "" {
 		errs = append(errs, errors.New("loader.shards: set without loader.cluster"))

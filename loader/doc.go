@@ -63,4 +63,15 @@
 //
 // A partial count cannot come from the loader; if found, the dump goes to
 // bad/ with the ALTER TABLE ... DELETE that clears the batch.
+//
+// # Enrichment
+//
+// With a dictionary dir, a dict.Watcher keeps the legacy collector's
+// dictionaries loaded as their files change and DictTables replaces their
+// ClickHouse tables atomically. Fullflow and clickstream rows then go
+// through traffic direction, the subscriber filter and exclude, and the
+// login from vchannel (enrich.go) after their ordinal is assigned: a dropped
+// record stays inside its batch's ordinal range, and shards are picked from
+// the values as sent, so neither depends on a dictionary that may change
+// between a crash and the replay.
 package loader

@@ -16,6 +16,7 @@ import (
 
 	"github.com/ipfix-balancer/ipfix-balancer/dump"
 	"github.com/ipfix-balancer/ipfix-balancer/ipfix"
+	"github.com/ipfix-balancer/ipfix-balancer/loader/dict"
 )
 
 // binding maps the fields of one template onto the columns of its table.
@@ -25,7 +26,8 @@ type binding struct {
 	skipped   []string
 	timeField int // field giving the record's time, -1: the message's export time
 	timeKind  kind
-	shardFld  int // field of the sharding column, -1: shard 0
+	shardFld  int         // field of the sharding column, -1: shard 0
+	enrich    *enrichment // nil: rows as sent (enrich.go)
 }
 
 func elementKey(f ipfix.FieldSpecifier) string {
@@ -157,6 +159,7 @@ func (l *Loader) bind(t *ipfix.Template, stream string) *binding {
 			b.shardFld = b.src[ci]
 		}
 	}
+	l.bindEnrich(b, t)
 	return b
 }
 
@@ -192,6 +195,8 @@ type fileLoad struct {
 	pending  []ledgerRow // done rows not yet written
 	sum      fileSummary
 	dpi      uint16
+	set      *dict.Set     // the dictionaries, one version per dump
+	scratch  []ipfix.Value // a record's values with a replaced login
 }
 
 // flushError carries an error of an insert out of the decoder callback.
@@ -241,6 +246,7 @@ func (l *Loader) loadDump(ctx context.Context, d Dump) error {
 		ordinals: map[batchKey]uint64{},
 		batches:  map[batchKey]*batch{},
 		sum:      fileSummary{Rows: map[string]int64{}},
+		set:      l.dictSet(),
 	}
 	fr := ipfix.NewFileReader(f)
 	dec := ipfix.NewDecoder(ipfix.NewTemplateCache(0))
@@ -471,6 +477,12 @@ func (fl *fileLoad) add(ctx context.Context, r *ipfix.Record, exportTime uint32)
 		fl.batches[key] = bt
 	}
 	bt.count = ord + 1 - bt.start
+	if b.enrich != nil {
+		var drop bool
+		if b, vals, drop = fl.enrich(b, vals); drop {
+			return nil // its ordinal stays in the batch's range: a replay skips it too
+		}
+	}
 	sb := &bt.shards[shard]
 	if sb.id == 0 {
 		sb.id = rand.Uint64() | 1
@@ -572,7 +584,7 @@ func appendZero(dst []byte, k kind) []byte {
 // one atomic insert; the done rows follow with the next ledger write.
 func (fl *fileLoad) flush(ctx context.Context, key batchKey) error {
 	bt := fl.batches[key]
-	if bt == nil || bt.rows == 0 {
+	if bt == nil || bt.count == 0 { // a batch of dropped records only still records its range
 		delete(fl.batches, key)
 		return nil
 	}

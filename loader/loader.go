@@ -19,6 +19,7 @@ import (
 
 	"github.com/ipfix-balancer/ipfix-balancer/dump"
 	"github.com/ipfix-balancer/ipfix-balancer/ipfix"
+	"github.com/ipfix-balancer/ipfix-balancer/loader/dict"
 )
 
 // Loader loads closed dumps into ClickHouse exactly once.
@@ -30,6 +31,8 @@ type Loader struct {
 	slots  []uint16  // shard by hash slot (weights)
 	schema *schema
 	m      *loaderMetrics
+	em     *enrichMetrics
+	dicts  *dict.Watcher // nil without a dictionary dir
 
 	mu            sync.Mutex
 	ready         bool                       // migrated, shards known
@@ -37,6 +40,7 @@ type Loader struct {
 	busy          map[string]bool            // dumps being loaded
 	failed        map[string]time.Time       // dumps that failed: not before
 	shapes        map[string]bool            // unmapped template shapes logged
+	dictTables    *DictTables                // where dictionaries are published, once migrated
 	lastFailLog   time.Time
 	gaveUp        atomic.Bool // a request failed for GiveUpAfter: fail fast from now on
 	lastSkipLog   time.Time
@@ -71,6 +75,10 @@ func New(cfg Config, log *slog.Logger) (*Loader, error) {
 		failed: map[string]time.Time{},
 		shapes: map[string]bool{},
 	}
+	l.em = newEnrichMetrics(l.m.set)
+	if l.dicts, err = l.newDicts(); err != nil {
+		return nil, err
+	}
 	return l, nil
 }
 
@@ -102,13 +110,7 @@ func (l *Loader) migrate(ctx context.Context) error {
 		return err
 	}
 	l.schema.caps = caps
-	targets := l.shards
-	if l.cfg.Cluster == "" {
-		targets = []*Client{l.main}
-	} else if !containsClient(targets, l.main) {
-		targets = append(append([]*Client(nil), targets...), l.main)
-	}
-	if err := l.schema.migrate(ctx, targets); err != nil {
+	if err := l.schema.migrate(ctx, l.targets()); err != nil {
 		return err
 	}
 	cols := map[string]map[string]bool{}
@@ -122,9 +124,22 @@ func (l *Loader) migrate(ctx context.Context) error {
 	l.mu.Lock()
 	l.serverColumns = cols
 	l.ready = true
+	l.dictTables = NewDictTables(l.cfg.Database, caps, l.targets()...)
 	l.mu.Unlock()
 	l.log.Info("schema ready", "clickhouse", l.main.URL(), "database", l.cfg.Database, "server", caps.String(), "shards", len(l.shards))
 	return nil
+}
+
+// targets are the servers that hold the schema: the server, or every shard
+// of the cluster and the server named in the config.
+func (l *Loader) targets() []*Client {
+	targets := l.shards
+	if l.cfg.Cluster == "" {
+		targets = []*Client{l.main}
+	} else if !containsClient(targets, l.main) {
+		targets = append(append([]*Client(nil), targets...), l.main)
+	}
+	return targets
 }
 
 func containsClient(cs []*Client, c *Client) bool {
@@ -273,6 +288,9 @@ func (l *Loader) RunOnce(ctx context.Context) error {
 	if err := l.ensureReady(ctx); err != nil {
 		return err
 	}
+	if err := l.loadDicts(ctx); err != nil {
+		return err
+	}
 	l.dropExpired(ctx)
 	var errs []error
 	tried := map[string]bool{}
@@ -312,6 +330,21 @@ func (l *Loader) Run(ctx context.Context) error {
 	defer unlock()
 	if err := l.ensureReady(ctx); err != nil {
 		return nil // ctx ended
+	}
+	if err := l.loadDicts(ctx); err != nil {
+		return err
+	}
+	if l.dicts != nil {
+		dctx, stop := context.WithCancel(ctx)
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			_ = l.dicts.Run(dctx)
+		}()
+		defer func() {
+			stop()
+			<-done
+		}()
 	}
 	var lastDrop time.Time
 	for {

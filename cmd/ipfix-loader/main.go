@@ -29,6 +29,7 @@ import (
 
 	"github.com/ipfix-balancer/ipfix-balancer/config"
 	"github.com/ipfix-balancer/ipfix-balancer/loader"
+	"github.com/ipfix-balancer/ipfix-balancer/loader/dict"
 )
 
 var version = "dev"
@@ -294,5 +295,10 @@ func fromConfig(c config.Loader) loader.Config {
 	if len(c.Shards) > 0 {
 		cfg.Shards = c.Shards
 	}
+	// Ranges are checked by config (0..4, 0..2); the conversion is exact.
+	cfg.Dictionaries = c.Dictionaries
+	cfg.Policy = dict.Policy{Direction: dict.Mode(c.TrafficDirDefMode), Filter: dict.Mode(c.SubscriberFilterMode),
+		Exclude: dict.Mode(c.SubscriberExcludeMode)}
+	cfg.Login = dict.LoginPolicy{Replace: dict.LoginMode(c.ReplaceLoginWithVChannel), UseDict: c.UseDicWhenReplacingLogin}
 	return cfg
 }
