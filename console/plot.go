@@ -28,8 +28,14 @@ func svgPlot(title, unit string, pts []point, now time.Time, window time.Duratio
 		top = 1
 	}
 	top = niceCeil(top)
+	// The x axis spans the samples kept, up to window: a daemon started a
+	// minute ago shows its minute, not a dot at the end of an empty hour.
+	span := time.Minute
+	if len(pts) > 0 {
+		span = min(window, max(span, now.Sub(pts[0].T)))
+	}
 	x := func(t time.Time) float64 {
-		return plotLeft + iw*(1-now.Sub(t).Seconds()/window.Seconds())
+		return plotLeft + iw*(1-now.Sub(t).Seconds()/span.Seconds())
 	}
 	y := func(v float64) float64 { return plotTop + ih*(1-v/top) }
 	var b strings.Builder
@@ -41,13 +47,17 @@ func svgPlot(title, unit string, pts []point, now time.Time, window time.Duratio
 		fmt.Fprintf(&b, `<line x1="%d" x2="%d" y1="%.1f" y2="%.1f" class="pgrid"/>`, plotLeft, plotW-plotRight, y(top*f), y(top*f))
 		fmt.Fprintf(&b, `<text x="%d" y="%.1f" class="plabel" text-anchor="end">%s</text>`, plotLeft-4, y(top*f)+4, template.HTMLEscapeString(human(top*f, unit)))
 	}
-	for _, m := range []int{60, 45, 30, 15, 0} {
-		t := now.Add(-time.Duration(m) * time.Minute * window / time.Hour)
+	for _, q := range []int{4, 3, 2, 1, 0} {
+		ago := span * time.Duration(q) / 4
 		label := "now"
-		if m > 0 {
-			label = fmt.Sprintf("−%dm", int(time.Duration(m)*time.Minute*window/time.Hour/time.Minute))
+		if ago > 0 {
+			label = "−" + ago.Round(time.Second).String()
 		}
-		fmt.Fprintf(&b, `<text x="%.1f" y="%d" class="plabel" text-anchor="middle">%s</text>`, x(t), plotH-6, label)
+		anchor := "middle"
+		if q == 4 {
+			anchor = "start"
+		}
+		fmt.Fprintf(&b, `<text x="%.1f" y="%d" class="plabel" text-anchor="%s">%s</text>`, x(now.Add(-ago)), plotH-6, anchor, label)
 	}
 	if mark > 0 {
 		fmt.Fprintf(&b, `<line x1="%d" x2="%d" y1="%.1f" y2="%.1f" class="pmark"><title>mark %s</title></line>`, plotLeft, plotW-plotRight, y(mark), y(mark), template.HTMLEscapeString(human(mark, unit)))
