@@ -300,6 +300,12 @@ func TestConsoleInBrowser(t *testing.T) {
 			t.Fatalf("ipfix-gen stopped: %v\n%s", err, genOut.String())
 		default:
 		}
+		// The overview shows it up, and what it is sent.
+		run(t, ctx, "overview", chromedp.Navigate(base+"/"), chromedp.WaitVisible(chromedp.CSS(`tr[data-subreceiver="tcp `+col.Addr()+`"]`)))
+		state := waitText(t, ctx, `tr[data-subreceiver="tcp `+col.Addr()+`"] td.state`, 10*time.Second, func(s string) bool { return s == "up" })
+		assert.Equal(t, "up", state)
+		waitText(t, ctx, `tr[data-subreceiver="tcp `+col.Addr()+`"] td.sent`, 30*time.Second, func(s string) bool { return !strings.HasPrefix(s, "0 msg/s") })
+		screenshot(t, ctx, shots, "overview-subreceiver.png")
 	})
 
 	t.Run("the logs page shows the reload", func(t *testing.T) {

@@ -18,6 +18,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/VictoriaMetrics/metrics"
+
 	"github.com/ipfix-balancer/ipfix-balancer/balancer"
 )
 
@@ -69,6 +71,8 @@ type Console struct {
 	opts    Options
 	log     *slog.Logger
 	samples *samples
+	set     *metrics.Set
+	m       *consoleMetrics
 	pages   map[string]*template.Template
 	static  http.Handler
 
@@ -99,7 +103,9 @@ func New(src Source, opts Options) (*Console, error) {
 		samples:  newSamples(opts.SampleEvery, sampleWindow),
 		pages:    make(map[string]*template.Template),
 		sessions: make(map[string]*operatorSession),
+		set:      metrics.NewSet(),
 	}
+	c.m = newConsoleMetrics(c.set)
 	for _, page := range []string{"overview", "plots", "logs", "receivers", "edit", "diff", "login", "error"} {
 		t, err := template.New("layout.html").Funcs(funcs).ParseFS(assets, "templates/layout.html", "templates/"+page+".html")
 		if err != nil {
@@ -115,11 +121,17 @@ func New(src Source, opts Options) (*Console, error) {
 	return c, nil
 }
 
-// Run samples the balancer every SampleEvery until ctx ends.
+// Run samples the balancer every SampleEvery until ctx ends; the console's
+// metrics are registered meanwhile.
 func (c *Console) Run(ctx context.Context) error {
+	metrics.RegisterSet(c.set)
+	defer metrics.UnregisterSet(c.set, false)
 	c.samples.run(ctx, c.src)
 	return nil
 }
+
+// Metrics is the console's own metric set (registered while Run runs).
+func (c *Console) Metrics() *metrics.Set { return c.set }
 
 // Handler serves the console's pages; mount it at "/".
 func (c *Console) Handler() http.Handler {
@@ -186,17 +198,20 @@ func (c *Console) read(h func(http.ResponseWriter, *http.Request, *operatorSessi
 func (c *Console) change(h func(http.ResponseWriter, *http.Request, *operatorSession)) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if err := sameOrigin(r); err != nil {
+			c.m.refused[refusedCrossSite].Inc()
 			c.log.Warn("console request refused", "remote", r.RemoteAddr, "path", r.URL.Path, "err", err)
 			c.fail(w, r, nil, http.StatusForbidden, err.Error())
 			return
 		}
 		s := c.session(r)
 		if s == nil {
+			c.m.refused[refusedUnauthenticated].Inc()
 			c.log.Warn("console change refused: no operator logged in", "remote", r.RemoteAddr, "path", r.URL.Path)
 			c.fail(w, r, nil, http.StatusUnauthorized, "a change needs an operator: log in first")
 			return
 		}
 		if subtle.ConstantTimeCompare([]byte(r.PostFormValue("csrf")), []byte(s.csrf)) != 1 {
+			c.m.refused[refusedCSRF].Inc()
 			c.log.Warn("console change refused: bad csrf token", "remote", r.RemoteAddr, "operator", s.operator, "path", r.URL.Path)
 			c.fail(w, r, s, http.StatusForbidden, "the form is stale or came from another site: reload the page and try again")
 			return
@@ -229,6 +244,8 @@ func (c *Console) loginPage(w http.ResponseWriter, r *http.Request) {
 // every operator compared) and opens a session.
 func (c *Console) login(w http.ResponseWriter, r *http.Request) {
 	if err := sameOrigin(r); err != nil {
+		c.m.refused[refusedCrossSite].Inc()
+		c.log.Warn("console request refused", "remote", r.RemoteAddr, "path", r.URL.Path, "err", err)
 		c.fail(w, r, nil, http.StatusForbidden, err.Error())
 		return
 	}
@@ -243,6 +260,7 @@ func (c *Console) login(w http.ResponseWriter, r *http.Request) {
 	}
 	next := safeNext(r.PostFormValue("next"))
 	if name == "" {
+		c.m.refused[refusedLogin].Inc()
 		c.log.Warn("console login refused", "remote", r.RemoteAddr)
 		c.render(w, r, "login", nil, http.StatusUnauthorized, map[string]any{"Next": next, "Error": "unknown token", "Operators": len(cfg.Operators)})
 		return

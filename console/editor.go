@@ -675,15 +675,18 @@ func (c *Console) apply(w http.ResponseWriter, r *http.Request, s *operatorSessi
 	f := formFromRequest(r)
 	p, err := c.propose(f)
 	if err != nil {
+		c.m.changes[changeFailed].Inc()
 		c.fail(w, r, s, http.StatusInternalServerError, err.Error())
 		return
 	}
 	if !p.Errors.empty() {
+		c.m.changes[changeInvalid].Inc()
 		c.render(w, r, "edit", s, http.StatusUnprocessableEntity, p)
 		return
 	}
 	log := c.log.With("operator", s.operator, "remote", r.RemoteAddr, "action", f.Action, "receiver", p.Name, "file", c.opts.ConfigPath)
 	if err := writeAtomic(c.opts.ConfigPath, p.Old, p.New); err != nil {
+		c.m.changes[changeFailed].Inc()
 		log.Error("console change not written", "err", err)
 		p.Errors.General = append(p.Errors.General, "the file was not changed: "+err.Error())
 		c.render(w, r, "edit", s, http.StatusInternalServerError, p)
@@ -691,11 +694,13 @@ func (c *Console) apply(w http.ResponseWriter, r *http.Request, s *operatorSessi
 	}
 	if err := c.opts.Reload(); err != nil {
 		restore := replaceFile(c.opts.ConfigPath, p.Old, fileMode(c.opts.ConfigPath))
+		c.m.changes[changeFailed].Inc()
 		log.Error("console change refused by the reload, file restored", "err", err, "restore_err", restore)
 		p.Errors.General = append(p.Errors.General, "the reload refused the change (the running configuration is unchanged and the file restored): "+err.Error())
 		c.render(w, r, "edit", s, http.StatusConflict, p)
 		return
 	}
+	c.m.changes[changeApplied].Inc()
 	log.Info("configuration changed from the console", "diff_lines", changedLines(p.Diff))
 	http.Redirect(w, r, "/receivers?done="+f.Action+"+"+p.Name, http.StatusSeeOther)
 }

@@ -26,7 +26,7 @@ import (
 // startConsole runs a real balancer (one recording receiver on a free
 // loopback port) from a configuration file and serves its console over a
 // real loopback socket.
-func startConsole(t *testing.T, loopback bool) (srv *httptest.Server, path string, logs *LogRing) {
+func startConsole(t *testing.T, loopback bool) (srv *httptest.Server, path string, logs *LogRing, con *Console) {
 	t.Helper()
 	dir := t.TempDir()
 	sum := sha256.Sum256([]byte("tok"))
@@ -80,7 +80,7 @@ dir = "` + filepath.Join(dir, "dump") + `"
 	go func() { _ = c.Run(ctx) }()
 	srv = httptest.NewServer(c.Handler())
 	t.Cleanup(srv.Close)
-	return srv, path, logs
+	return srv, path, logs, c
 }
 
 func noRedirect(jar http.CookieJar) *http.Client {
@@ -91,7 +91,7 @@ func noRedirect(jar http.CookieJar) *http.Client {
 // TestBeyondLoopbackEveryPageNeedsAnOperator: on a listener that is not
 // loopback-only, the read-only pages send to the login page too.
 func TestBeyondLoopbackEveryPageNeedsAnOperator(t *testing.T) {
-	srv, _, _ := startConsole(t, false)
+	srv, _, _, _ := startConsole(t, false)
 	c := noRedirect(nil)
 	for _, p := range []string{"/", "/plots", "/logs", "/logs.json", "/receivers", "/plot.svg?receiver=fullflow/0&series=in_messages"} {
 		resp, err := c.Get(srv.URL + p)
@@ -128,7 +128,7 @@ func TestBeyondLoopbackEveryPageNeedsAnOperator(t *testing.T) {
 // TestChangeNeedsCSRFToken: a logged-in operator's POST without the session's
 // token, or from another origin, changes nothing.
 func TestChangeNeedsCSRFToken(t *testing.T) {
-	srv, path, logs := startConsole(t, true)
+	srv, path, logs, con := startConsole(t, true)
 	before, err := os.ReadFile(path)
 	require.NoError(t, err)
 	jar, err := cookiejar.New(nil)
@@ -165,6 +165,29 @@ func TestChangeNeedsCSRFToken(t *testing.T) {
 		}
 	}
 	assert.Equal(t, 2, refused, "both refusals logged")
+	var m bytes.Buffer
+	con.Metrics().WritePrometheus(&m)
+	for _, line := range []string{
+		`ipfix_balancer_console_refused_requests_total{reason="csrf"} 1`,
+		`ipfix_balancer_console_refused_requests_total{reason="cross_site"} 1`,
+		`ipfix_balancer_console_refused_requests_total{reason="unauthenticated"} 0`,
+		`ipfix_balancer_console_changes_total{result="applied"} 0`,
+	} {
+		assert.Contains(t, m.String(), line+"\n")
+	}
+}
+
+// TestMetricsDocumented: every console series is in the README's metrics
+// table (as balancer's TestMetricsDocumented).
+func TestMetricsDocumented(t *testing.T) {
+	readme, err := os.ReadFile("../README.md")
+	require.NoError(t, err)
+	c, err := New(nil, Options{})
+	require.NoError(t, err)
+	for _, name := range c.Metrics().ListMetricNames() {
+		base, _, _ := strings.Cut(name, "{")
+		assert.Contains(t, string(readme), "`"+base+"`", "README metrics table lacks %s", base)
+	}
 }
 
 func TestLogRing(t *testing.T) {

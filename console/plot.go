@@ -27,7 +27,16 @@ func svgPlot(title, unit string, pts []point, now time.Time, window time.Duratio
 	if top <= 0 {
 		top = 1
 	}
-	top = niceCeil(top)
+	if strings.HasPrefix(unit, "B") {
+		// Bytes: round in KiB, MiB, GiB so that the labels read 32 MiB, not 33.6.
+		scale := 1.0
+		for scale*1024 <= top {
+			scale *= 1024
+		}
+		top = niceCeil(top/scale) * scale
+	} else {
+		top = niceCeil(top)
+	}
 	// The x axis spans the samples kept, up to window: a daemon started a
 	// minute ago shows its minute, not a dot at the end of an empty hour.
 	span := time.Minute

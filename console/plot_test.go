@@ -35,6 +35,7 @@ func TestSVGPlot(t *testing.T) {
 	withMark := string(svgPlot("queue", "B", pts[:1], now, time.Hour, 32<<20))
 	assert.Contains(t, withMark, `class="pmark"`)
 	assert.Contains(t, withMark, "<title>mark 32 MiB</title>")
+	assert.Contains(t, withMark, ">50 MiB<", "a byte axis is rounded in MiB")
 }
 
 func TestSamplesRing(t *testing.T) {
