@@ -84,6 +84,7 @@ type Console struct {
 // operatorSession is a logged-in operator.
 type operatorSession struct {
 	operator string
+	token    [32]byte // the token's hash, as configured at login
 	csrf     string
 	expires  time.Time
 }
@@ -162,6 +163,20 @@ func securityHeaders(h http.Handler) http.Handler {
 	})
 }
 
+// status is the balancer's state as last sampled: pages never ask the event
+// loops themselves, so that however many browsers refresh, the loops run one
+// short task per receiver per SampleEvery.
+func (c *Console) status() balancer.Status {
+	if st := c.samples.status(); st != nil {
+		return *st
+	}
+	st := c.src.Status() // before the first sample (Run starts with one)
+	return st
+}
+
+// maxSessions bounds the logged-in sessions kept.
+const maxSessions = 1000
+
 // session returns the logged-in operator of r, or nil.
 func (c *Console) session(r *http.Request) *operatorSession {
 	ck, err := r.Cookie(cookieName)
@@ -174,11 +189,24 @@ func (c *Console) session(r *http.Request) *operatorSession {
 	if s == nil {
 		return nil
 	}
-	if time.Now().After(s.expires) {
+	if time.Now().After(s.expires) || !c.stillOperator(s) {
 		delete(c.sessions, ck.Value)
 		return nil
 	}
 	return s
+}
+
+// stillOperator reports whether the running configuration still has s's
+// operator with the same token: removing an operator (and reloading) ends
+// their sessions.
+func (c *Console) stillOperator(s *operatorSession) bool {
+	cfg := c.status().Config.Console
+	for i := range cfg.Operators {
+		if name, sum, err := cfg.Operator(i); err == nil && name == s.operator && sum == s.token {
+			return true
+		}
+	}
+	return false
 }
 
 // read guards a read-only page: open on loopback, an operator beyond.
@@ -237,7 +265,7 @@ func sameOrigin(r *http.Request) error {
 }
 
 func (c *Console) loginPage(w http.ResponseWriter, r *http.Request) {
-	c.render(w, r, "login", nil, http.StatusOK, map[string]any{"Next": safeNext(r.URL.Query().Get("next")), "Operators": len(c.src.Status().Config.Console.Operators)})
+	c.render(w, r, "login", nil, http.StatusOK, map[string]any{"Next": safeNext(r.URL.Query().Get("next")), "Operators": len(c.status().Config.Console.Operators)})
 }
 
 // login checks a token against [console] operators (SHA-256, constant time,
@@ -250,13 +278,17 @@ func (c *Console) login(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	sum := sha256.Sum256([]byte(r.PostFormValue("token")))
-	cfg := c.src.Status().Config.Console
+	cfg := c.status().Config.Console
 	name := ""
 	for i := range cfg.Operators {
 		n, h, err := cfg.Operator(i)
 		if err == nil && subtle.ConstantTimeCompare(sum[:], h[:]) == 1 {
 			name = n
 		}
+	}
+	if name == "" {
+		// Slows down guessing (the token's entropy is what protects).
+		time.Sleep(500 * time.Millisecond)
 	}
 	next := safeNext(r.PostFormValue("next"))
 	if name == "" {
@@ -267,7 +299,23 @@ func (c *Console) login(w http.ResponseWriter, r *http.Request) {
 	}
 	id, csrf := randomHex(), randomHex()
 	c.mu.Lock()
-	c.sessions[id] = &operatorSession{operator: name, csrf: csrf, expires: time.Now().Add(sessionLifetime)}
+	now := time.Now()
+	for k, s := range c.sessions {
+		if now.After(s.expires) {
+			delete(c.sessions, k)
+		}
+	}
+	if len(c.sessions) >= maxSessions {
+		// The oldest goes.
+		oldest := ""
+		for k, s := range c.sessions {
+			if oldest == "" || s.expires.Before(c.sessions[oldest].expires) {
+				oldest = k
+			}
+		}
+		delete(c.sessions, oldest)
+	}
+	c.sessions[id] = &operatorSession{operator: name, token: sum, csrf: csrf, expires: now.Add(sessionLifetime)}
 	c.mu.Unlock()
 	http.SetCookie(w, &http.Cookie{Name: cookieName, Value: id, Path: "/", HttpOnly: true, SameSite: http.SameSiteStrictMode, MaxAge: int(sessionLifetime.Seconds())})
 	c.log.Info("console login", "operator", name, "remote", r.RemoteAddr)

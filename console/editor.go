@@ -278,6 +278,8 @@ type proposal struct {
 	New    []byte
 	Diff   []diffLine
 	Name   string // the receiver changed, as it will be named
+	// Warnings say what the DPI will notice (a receiver restarted or removed).
+	Warnings []string
 }
 
 // propose applies the form to the file's text and checks the result with
@@ -394,6 +396,15 @@ func (c *Console) propose(f receiverForm) (*proposal, error) {
 	}
 	if f.Action != "remove" {
 		p.Name = next.Receivers[blockIndex(out, changed.start)].Name()
+	}
+	switch f.Action {
+	case "remove":
+		p.Warnings = append(p.Warnings, fmt.Sprintf("receiver %s stops listening: its exporters are disconnected", f.Orig))
+	case "edit":
+		a, b := cur.Receivers[idx], next.Receivers[blockIndex(out, changed.start)]
+		if a.Listen != b.Listen || a.Proto != b.Proto || a.CPU.String() != b.CPU.String() || a.Name() != b.Name() {
+			p.Warnings = append(p.Warnings, fmt.Sprintf("receiver %s is restarted (its address, protocol, CPU or name changes): its exporters are disconnected and must reconnect", f.Orig))
+		}
 	}
 	// Receivers without a dpi key are numbered by position: removing or
 	// changing one may renumber another, which the diff would not show.
@@ -599,7 +610,7 @@ func replaceFile(path string, data []byte, mode os.FileMode) error {
 func (c *Console) receivers(w http.ResponseWriter, r *http.Request, s *operatorSession) {
 	data := map[string]any{"Path": c.opts.ConfigPath, "Flash": r.URL.Query().Get("done")}
 	if c.opts.ConfigPath == "" {
-		data["Receivers"] = c.src.Status().Config.Receivers
+		data["Receivers"] = c.status().Config.Receivers
 		data["ReadOnly"] = "the embedded default configuration runs (no -config FILE): nothing to edit"
 	} else if cfg, err := config.Load(c.opts.ConfigPath); err != nil {
 		data["Error"] = err.Error()

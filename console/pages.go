@@ -67,7 +67,7 @@ type overviewData struct {
 }
 
 func (c *Console) overviewData() overviewData {
-	st := c.src.Status()
+	st := c.status()
 	d := overviewData{Status: st, Every: c.opts.SampleEvery}
 	last := func(rc, out, name string) float64 {
 		v, _ := c.samples.last(seriesKey(rc, out, name))
@@ -142,7 +142,7 @@ type plotGroup struct {
 }
 
 func (c *Console) plots(w http.ResponseWriter, r *http.Request, s *operatorSession) {
-	st := c.src.Status()
+	st := c.status()
 	now := time.Now()
 	only := r.URL.Query().Get("receiver")
 	plot := func(title, unit, key string, mark float64) plotView {
@@ -237,7 +237,7 @@ func (c *Console) logsPage(w http.ResponseWriter, r *http.Request, s *operatorSe
 	lines, f := c.logLines(r)
 	slices.Reverse(lines) // newest first
 	var names []string
-	for _, rc := range c.src.Status().Config.Receivers {
+	for _, rc := range c.status().Config.Receivers {
 		names = append(names, rc.Name())
 	}
 	var seq uint64

@@ -153,6 +153,13 @@ func (s *samples) take(st balancer.Status) {
 	}
 }
 
+// status returns the latest sample (nil before the first).
+func (s *samples) status() *balancer.Status {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.latest
+}
+
 // get returns a copy of a series (nil when unknown).
 func (s *samples) get(key string) []point {
 	s.mu.Lock()

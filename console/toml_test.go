@@ -79,6 +79,7 @@ func TestEditKeepsTheRest(t *testing.T) {
 	want = strings.Replace(want, "stream = \"fullflow\"\n", "stream = \"fullflow\"\ndpi = 0\n", 1)
 	assert.Equal(t, want, string(p.New))
 	assert.Equal(t, "fullflow/0", p.Name)
+	assert.Empty(t, p.Warnings, "a subreceiver change is applied live")
 
 	f = editForm(t, handFile, "clickstream/0")
 	f.RotateMinutes, f.RotateSeconds, f.RotateFlows = "5", "30", "1000"
@@ -94,6 +95,7 @@ func TestEditKeepsTheRest(t *testing.T) {
 	p = proposeOn(t, handFile, f)
 	require.True(t, p.Errors.empty(), "%+v", p.Errors)
 	assert.Contains(t, string(p.New), `listen = "127.0.0.1:1600"   # the DPI exports here`)
+	assert.Equal(t, []string{"receiver fullflow/0 is restarted (its address, protocol, CPU or name changes): its exporters are disconnected and must reconnect"}, p.Warnings)
 }
 
 func TestAddAndRemove(t *testing.T) {
