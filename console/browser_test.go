@@ -262,8 +262,8 @@ func TestConsoleInBrowser(t *testing.T) {
 		assert.Equal(t, string(before), string(after), "the file is unchanged")
 	})
 
+	col := testenv.StartCollector(t, "tcp")
 	t.Run("a subreceiver added through the form starts receiving", func(t *testing.T) {
-		col := testenv.StartCollector(t, "tcp")
 		run(t, ctx, "edit", chromedp.Navigate(base+"/receivers/edit?receiver=fullflow/0"),
 			chromedp.WaitVisible(chromedp.ID(`receiver-form`)),
 			chromedp.SetValue(chromedp.ID(`mode`), "All"),
@@ -338,5 +338,17 @@ func TestConsoleInBrowser(t *testing.T) {
 		line := get(t, ctx, "line", chromedp.AttributeValue(chromedp.CSS(`svg.plot polyline.pline`), "points")).Value
 		assert.GreaterOrEqual(t, len(strings.Fields(line)), 2)
 		screenshot(t, ctx, shots, "plots.png")
+	})
+
+	t.Run("a subreceiver down shows at a glance", func(t *testing.T) {
+		col.Stop()
+		run(t, ctx, "overview", chromedp.Navigate(base+"/"))
+		row := `tr[data-subreceiver="tcp ` + col.Addr() + `"]`
+		waitText(t, ctx, row+` td.state`, 30*time.Second, func(s string) bool { return s == "down" })
+		banner := waitText(t, ctx, `#summary`, 30*time.Second, func(s string) bool { return strings.Contains(s, "down") })
+		assert.Contains(t, banner, "fullflow/0: subreceiver "+col.Addr()+" down")
+		class := get(t, ctx, "section class", chromedp.AttributeValue(chromedp.CSS(`section[data-receiver="fullflow/0"]`), "class")).Value
+		assert.Contains(t, class, "bad")
+		screenshot(t, ctx, shots, "overview-problem.png")
 	})
 }
