@@ -610,7 +610,11 @@ func replaceFile(path string, data []byte, mode os.FileMode) error {
 func (c *Console) receivers(w http.ResponseWriter, r *http.Request, s *operatorSession) {
 	data := map[string]any{"Path": c.opts.ConfigPath, "Flash": r.URL.Query().Get("done")}
 	if c.opts.ConfigPath == "" {
-		data["Receivers"] = c.status().Config.Receivers
+		var forms []receiverForm
+		for _, rc := range c.status().Config.Receivers {
+			forms = append(forms, formFromReceiver(rc))
+		}
+		data["Forms"] = forms
 		data["ReadOnly"] = "the embedded default configuration runs (no -config FILE): nothing to edit"
 	} else if cfg, err := config.Load(c.opts.ConfigPath); err != nil {
 		data["Error"] = err.Error()

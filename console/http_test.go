@@ -213,3 +213,23 @@ func TestLogRing(t *testing.T) {
 	assert.NotContains(t, out.String(), "not kept")
 	assert.Contains(t, out.String(), "receiver=fullflow/0")
 }
+
+// TestEmbeddedDefaultIsReadOnly: without -config there is no file to edit;
+// the receiver table still shows what runs.
+func TestEmbeddedDefaultIsReadOnly(t *testing.T) {
+	_, _, _, running := startConsole(t, true)
+	c, err := New(running.src, Options{Loopback: true})
+	require.NoError(t, err)
+	srv := httptest.NewServer(c.Handler())
+	defer srv.Close()
+	resp, err := http.Get(srv.URL + "/receivers")
+	require.NoError(t, err)
+	var body bytes.Buffer
+	_, err = body.ReadFrom(resp.Body)
+	require.NoError(t, err)
+	_ = resp.Body.Close()
+	assert.Equal(t, http.StatusOK, resp.StatusCode)
+	assert.Contains(t, body.String(), "nothing to edit")
+	assert.Contains(t, body.String(), `data-receiver="fullflow/0"`)
+	assert.NotContains(t, body.String(), "Add a receiver")
+}

@@ -45,6 +45,7 @@ type receiverView struct {
 	Problems                       []string
 	InMessages, InRecords, InBytes float64 // per second
 	Drops                          float64 // messages/s dropped, every reason
+	OutMessages, OutBytes          float64 // per second, to every subreceiver
 	Subreceivers                   []outputView
 	DumpClass                      string
 	DumpErrors                     float64 // per second
@@ -104,6 +105,8 @@ func (c *Console) overviewData() overviewData {
 				ov.Class = "warn"
 			}
 			v.Subreceivers = append(v.Subreceivers, ov)
+			v.OutMessages += ov.SentMessages
+			v.OutBytes += ov.SentBytes
 		}
 		if rs.Dump != nil {
 			v.DumpClass = "ok"
