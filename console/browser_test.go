@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"io"
 	"net/http"
 	"net/url"
 	"os"
@@ -351,4 +352,37 @@ func TestConsoleInBrowser(t *testing.T) {
 		assert.Contains(t, class, "bad")
 		screenshot(t, ctx, shots, "overview-problem.png")
 	})
+}
+
+// TestConsoleOnPackagedConfig: the packaged configuration turns the console
+// on, on loopback, read-only without login.
+func TestConsoleOnPackagedConfig(t *testing.T) {
+	s := testenv.ShippedConfig(t, "packaging/balancer.toml")
+	testenv.StartDaemon(t, balancerBin, "-config", s.Path)
+	c := &http.Client{Timeout: 10 * time.Second}
+	var body string
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		resp, err := c.Get("http://" + s.Metrics + "/")
+		require.NoError(t, err)
+		var b strings.Builder
+		_, err = io.Copy(&b, resp.Body)
+		_ = resp.Body.Close()
+		require.NoError(t, err)
+		require.Equal(t, http.StatusOK, resp.StatusCode)
+		body = b.String()
+		if strings.Contains(body, `data-receiver="dnsflow/0"`) || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	for name := range s.Receivers {
+		assert.Contains(t, body, `data-receiver="`+name+`"`)
+	}
+	resp, err := c.PostForm("http://"+s.Metrics+"/receivers/apply", url.Values{"action": {"remove"}, "orig": {"dnsflow/0"}})
+	require.NoError(t, err)
+	_ = resp.Body.Close()
+	assert.Equal(t, http.StatusUnauthorized, resp.StatusCode, "no operator in the packaged file: read-only")
+	// /metrics is still served next to it.
+	assert.Contains(t, testenv.Scrape(t, s.Metrics), "ipfix_balancer_console_changes_total")
 }
