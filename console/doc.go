@@ -25,7 +25,9 @@
 // beyond loopback every page needs an operator. Every change is logged with
 // the operator's name.
 //
-// The console leaves the balancer's hot path alone: it reads
-// balancer.Balancer.Status (one short task per receiver on its event loop)
-// only from the sampler goroutine and page requests.
+// The console leaves the balancer's hot path alone: one goroutine calls
+// balancer.Balancer.Status every SampleEvery (one short task per receiver on
+// its event loop, reading counters the balancer keeps anyway) and every page
+// reads that sample, so the loops' load does not depend on how many browsers
+// are open. Logins last 12 hours and do not survive a restart.
 package console
