@@ -23,6 +23,7 @@ type session struct {
 	carry    []byte
 	spare    []byte // the carry's other buffer (see completeCarry)
 	lastSeen time.Time
+	since    time.Time // when the session opened (console status)
 	// adopted holds the templates of a session handed over by the predecessor
 	// until the loop registers it; passed marks one handed on to a successor.
 	adopted []byte
@@ -41,5 +42,5 @@ func (s *session) exportTime(odid uint32, now time.Time, follow map[uint32]uint3
 }
 
 func newSession(remote netip.AddrPort, templateLifetime time.Duration) *session {
-	return &session{remote: remote, templates: ipfix.NewTemplateCache(templateLifetime)}
+	return &session{remote: remote, templates: ipfix.NewTemplateCache(templateLifetime), since: time.Now()}
 }

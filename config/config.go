@@ -27,6 +27,7 @@ var DefaultTOML []byte
 // default; a Config built by hand should pass [Config.Validate] before use.
 type Config struct {
 	Metrics Metrics
+	Console Console
 	Log     Log
 	// StatsEvery is the period of the stats log line; 0 turns it off
 	// ([balancer] stats_every, default 60s).
@@ -46,6 +47,23 @@ type Config struct {
 type Metrics struct {
 	// Listen is the host:port of the /metrics HTTP endpoint; "" turns it off.
 	Listen string
+}
+
+// Console is the [console] section: the web console served on the metrics
+// listener (package console).
+type Console struct {
+	// Enabled serves the console at / of the metrics listener (default true).
+	Enabled bool
+	// Operators may change the configuration from the console, each as
+	// "name:<hex SHA-256 of the name's token>". Read-only pages need no login
+	// when the listener is a loopback address; beyond loopback every page
+	// needs an operator. Empty: the console is read-only.
+	Operators []string
+}
+
+// Operator returns the name and token hash of c.Operators[i].
+func (c Console) Operator(i int) (name string, sum [32]byte, err error) {
+	return parseOperator(c.Operators[i])
 }
 
 // Log is the [log] section.

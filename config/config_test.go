@@ -86,7 +86,7 @@ func TestDefaultFileIsComplete(t *testing.T) {
 	for _, section := range []struct {
 		name string
 		v    any
-	}{{"metrics", fileMetrics{}}, {"log", fileLog{}}, {"balancer", fileBalancer{}}, {"loader", fileLoader{}}} {
+	}{{"metrics", fileMetrics{}}, {"console", fileConsole{}}, {"log", fileLog{}}, {"balancer", fileBalancer{}}, {"loader", fileLoader{}}} {
 		var b bytes.Buffer
 		require.NoError(t, toml.NewEncoder(&b).Encode(section.v))
 		var keys map[string]any

@@ -20,6 +20,7 @@ import (
 // depend on other keys and report every bad value at once with its key path.
 type fileConfig struct {
 	Metrics  fileMetrics    `toml:"metrics"`
+	Console  fileConsole    `toml:"console"`
 	Log      fileLog        `toml:"log"`
 	Balancer fileBalancer   `toml:"balancer"`
 	Receiver []fileReceiver `toml:"receiver"`
@@ -28,6 +29,11 @@ type fileConfig struct {
 
 type fileMetrics struct {
 	Listen string `toml:"listen"`
+}
+
+type fileConsole struct {
+	Enabled   bool     `toml:"enabled"`
+	Operators []string `toml:"operators"`
 }
 
 type fileLog struct {
@@ -275,6 +281,7 @@ func build(f *fileConfig) (*Config, []error) {
 	var e errs
 	c := &Config{
 		Metrics:         Metrics{Listen: f.Metrics.Listen},
+		Console:         Console{Enabled: f.Console.Enabled, Operators: f.Console.Operators},
 		Log:             Log{Level: strings.ToLower(f.Log.Level)},
 		StatsEvery:      e.duration("balancer.stats_every", f.Balancer.StatsEvery, time.Minute),
 		ShutdownTimeout: e.duration("balancer.shutdown_timeout", f.Balancer.ShutdownTimeout, time.Second),
@@ -493,6 +500,7 @@ func (e *errs) subreceivers(path string, list []string, proto Proto) []Subreceiv
 func toFile(c *Config) *fileConfig {
 	f := &fileConfig{
 		Metrics: fileMetrics{Listen: c.Metrics.Listen},
+		Console: fileConsole{Enabled: c.Console.Enabled, Operators: c.Console.Operators},
 		Log:     fileLog{Level: c.Log.Level},
 		Balancer: fileBalancer{
 			StatsEvery:      formatDuration(c.StatsEvery),

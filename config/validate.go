@@ -1,6 +1,7 @@
 package config
 
 import (
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"net"
@@ -53,6 +54,18 @@ func (c *Config) validateTop(e *errs) {
 		if err := checkHostPort(c.Metrics.Listen); err != nil {
 			e.addf("metrics.listen: %w", err)
 		}
+	}
+	names := map[string]bool{}
+	for i := range c.Console.Operators {
+		name, _, err := c.Console.Operator(i)
+		if err != nil {
+			e.addf("console.operators[%d]: %w", i, err)
+			continue
+		}
+		if names[name] {
+			e.addf("console.operators[%d]: %q: operator named twice", i, name)
+		}
+		names[name] = true
 	}
 	switch c.Log.Level {
 	case "debug", "info", "warn", "error":
@@ -278,4 +291,29 @@ func (c *Config) Warnings() []string {
 			receiverPath(i, r), r.CPU, word, missing, affinity.Online()))
 	}
 	return w
+}
+
+var operatorRE = regexp.MustCompile(`^[A-Za-z0-9_.@-]+$`)
+
+// parseOperator parses "name:<64 hex digits>" (a console operator and the
+// SHA-256 of its token).
+func parseOperator(s string) (name string, sum [32]byte, err error) {
+	name, h, ok := strings.Cut(s, ":")
+	if !ok || !operatorRE.MatchString(name) {
+		return "", sum, fmt.Errorf("%q: want name:sha256hex (name of A-Z, a-z, 0-9, _ . @ -)", redactOperator(s))
+	}
+	b, err := hex.DecodeString(h)
+	if err != nil || len(b) != len(sum) {
+		return "", sum, fmt.Errorf("%q: want name:sha256hex, the token hash as 64 hex digits (sha256sum)", redactOperator(s))
+	}
+	copy(sum[:], b)
+	return name, sum, nil
+}
+
+// redactOperator keeps a mistyped token hash out of error messages.
+func redactOperator(s string) string {
+	if name, _, ok := strings.Cut(s, ":"); ok {
+		return name + ":…"
+	}
+	return "…"
 }

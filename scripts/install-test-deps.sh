@@ -2,7 +2,8 @@
 # Installs what `make test` needs beyond Go: tshark (decodes our IPFIX files as an
 # independent oracle), clickhouse-server (the loader tests start a private one), and
 # for packaging/packaging_test.go rpm (rpm -qlp on Debian too), dpkg-deb (dpkg on
-# RHEL-likes, from EPEL) and systemd-analyze (systemd).
+# RHEL-likes, from EPEL), systemd-analyze (systemd) and chromium (the console's
+# browser tests; on RHEL-likes from EPEL).
 # Debian/Ubuntu use apt-get, RHEL-likes dnf/yum. Does nothing when all are present.
 set -euo pipefail
 
@@ -13,6 +14,8 @@ command -v clickhouse-client >/dev/null 2>&1 || need+=(clickhouse-client)
 command -v rpm >/dev/null 2>&1 || need+=(rpm)
 command -v dpkg-deb >/dev/null 2>&1 || need+=(dpkg)
 command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)
+# The console's browser tests drive a headless Chromium (console/browser_test.go).
+command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || need+=(chromium)
 [ ${#need[@]} -eq 0 ] && exit 0
 
 sudo=""

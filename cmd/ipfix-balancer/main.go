@@ -24,6 +24,7 @@ import (
 
 	"github.com/ipfix-balancer/ipfix-balancer/balancer"
 	"github.com/ipfix-balancer/ipfix-balancer/config"
+	"github.com/ipfix-balancer/ipfix-balancer/console"
 )
 
 var version = "dev"
@@ -185,6 +186,10 @@ func serve(cfg *config.Config, path string, log *slog.Logger) error {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 
+	// The console's logs page shows what the daemon logs.
+	logs := console.NewLogRing(2000)
+	log = slog.New(logs.Handler(log.Handler()))
+	slog.SetDefault(log)
 	metrics.NewGauge(`ipfix_balancer_build_info{version="`+version+`",goversion="`+runtime.Version()+`"}`, func() float64 { return 1 })
 	opts := balancer.Options{Logger: log, StatsEvery: cfg.StatsEvery, ShutdownTimeout: cfg.ShutdownTimeout}
 	b, err := balancer.NewBalancer(cfg, opts)
@@ -196,7 +201,17 @@ func serve(cfg *config.Config, path string, log *slog.Logger) error {
 		if err != nil {
 			return fmt.Errorf("metrics: %w", err)
 		}
-		srv := &http.Server{Handler: metricsHandler(), ReadHeaderTimeout: 5 * time.Second}
+		var pages http.Handler
+		if cfg.Console.Enabled {
+			con, err := console.New(b, console.Options{ConfigPath: path, Reload: func() error { return reloadFile(b, path) },
+				Logs: logs, Logger: log, Loopback: console.Loopback(ln.Addr()), Version: version})
+			if err != nil {
+				return err
+			}
+			go func() { _ = con.Run(ctx) }()
+			pages = con.Handler()
+		}
+		srv := &http.Server{Handler: metricsHandler(pages), ReadHeaderTimeout: 5 * time.Second}
 		go func() { _ = srv.Serve(ln) }()
 		defer srv.Close()
 		b.ShareListener("metrics", ln)
@@ -250,12 +265,7 @@ func serve(cfg *config.Config, path string, log *slog.Logger) error {
 					continue
 				}
 				sdNotify("RELOADING=1")
-				next, err := config.Load(path)
-				if err != nil {
-					b.ReloadFailed(err)
-				} else {
-					_ = b.Reload(next)
-				}
+				_ = reloadFile(b, path)
 				sdNotify("READY=1")
 			case syscall.SIGUSR2:
 				pid, err := startSuccessor(log)
@@ -267,6 +277,17 @@ func serve(cfg *config.Config, path string, log *slog.Logger) error {
 			}
 		}
 	}
+}
+
+// reloadFile applies the configuration file at path (SIGHUP and the console's
+// editor): all or nothing, a refused one is logged and counted.
+func reloadFile(b *balancer.Balancer, path string) error {
+	next, err := config.Load(path)
+	if err != nil {
+		b.ReloadFailed(err)
+		return err
+	}
+	return b.Reload(next)
 }
 
 // startSuccessor runs this binary again with the same arguments; the child takes
@@ -324,11 +345,16 @@ func listenMetrics(controlSocket, addr string, log *slog.Logger) (net.Listener, 
 	return ln, nil
 }
 
-func metricsHandler() http.Handler {
+// metricsHandler serves /metrics and, when pages is not nil, the console at /.
+func metricsHandler(pages http.Handler) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/metrics", func(w http.ResponseWriter, _ *http.Request) {
 		metrics.WritePrometheus(w, true)
 	})
+	if pages != nil {
+		mux.Handle("/", pages)
+		return mux
+	}
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path != "/" {
 			http.NotFound(w, r)
