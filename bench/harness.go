@@ -5,11 +5,14 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -28,6 +31,10 @@ type scenario struct {
 	// then resumed; the rate is that of draining the buffer. It measures
 	// what the receive loop can do when a sender cannot keep it busy.
 	Burst bool `json:"burst,omitempty"`
+	// Console: the daemon's web console is on and a browser-like client
+	// loads its pages every second during the run; otherwise it is off. The
+	// pair tcp-rr-1400 / tcp-rr-1400-console shows what the console costs.
+	Console bool `json:"console,omitempty"`
 }
 
 func (s scenario) relay() bool { return s.Mode == "relay" || s.Mode == "relay-all" }
@@ -46,6 +53,7 @@ func (s scenario) copies() int {
 var scenarios = []scenario{
 	{Name: "tcp-rr-1400", Proto: "tcp", Mode: "RoundRobin", Size: 1400, Main: true},
 	{Name: "relay-1400", Proto: "tcp", Mode: "relay", Size: 1400, Main: true},
+	{Name: "tcp-rr-1400-console", Proto: "tcp", Mode: "RoundRobin", Size: 1400, Console: true},
 	{Name: "tcp-rr-16k", Proto: "tcp", Mode: "RoundRobin", Size: 16384},
 	{Name: "relay-16k", Proto: "tcp", Mode: "relay", Size: 16384},
 	{Name: "tcp-all-1400", Proto: "tcp", Mode: "All", Size: 1400, Main: true},
@@ -116,6 +124,8 @@ type result struct {
 	PeakRSS  int64   `json:"peak_rss_bytes"`
 	Complete bool    `json:"complete"` // every message accounted for
 	Note     string  `json:"note,omitempty"`
+	// ConsolePages is how many console pages were loaded during the run.
+	ConsolePages int64 `json:"console_pages,omitempty"`
 
 	// Interference: this machine is shared. IdleBefore is the idle share of
 	// all CPUs just before the run; OtherCPU is the CPU time (in % of one
@@ -239,6 +249,9 @@ listen = %q
 [log]
 level = "warn"
 
+[console]
+enabled = %t
+
 [balancer]
 stats_every = "0s"
 shutdown_timeout = "2s"
@@ -253,7 +266,7 @@ mode = %q
 subreceivers = [%s]
 subreceiver_proto = "tcp"
 cpu = %s
-`, sc.Name, metricsAddr, listen, sc.Proto, sc.Mode, strings.Join(q, ", "), daemonCPU)
+`, sc.Name, metricsAddr, sc.Console, listen, sc.Proto, sc.Mode, strings.Join(q, ", "), daemonCPU)
 }
 
 // sinkStatsOf asks the sink child for its counters.
@@ -399,6 +412,10 @@ func (h *harness) runErr(parent context.Context, sc scenario, rep int, res *resu
 		"-duration", (time.Duration(h.seconds * float64(time.Second))).String()}
 	if sc.Proto == "udp" && h.udpRate > 0 {
 		genArgs = append(genArgs, "-rate", strconv.FormatFloat(h.udpRate, 'f', 0, 64))
+	}
+	if sc.Console {
+		stopBrowsing := browseConsole(ctx, strings.TrimSuffix(metricsURL, "/metrics"), &res.ConsolePages)
+		defer stopBrowsing()
 	}
 	out, genP, err := ps.run(ctx, "ipfix-gen", loadCPU, filepath.Join(h.bin, "ipfix-gen"), genArgs...)
 	if err != nil {
@@ -704,4 +721,40 @@ func (h *harness) burst(ctx context.Context, ps *procs, sinkP, target *proc, met
 		return fmt.Errorf("sinks lost IPFIX framing %d times", res.SinkErrors)
 	}
 	return nil
+}
+
+// browseConsole loads the console's overview, plots and logs pages at base once
+// a second, as an operator's open browser tab refreshing does, until the
+// returned stop is called (or ctx ends, or ten minutes pass). It counts the
+// pages that answered 200 in *pages.
+func browseConsole(ctx context.Context, base string, pages *int64) (stop func()) {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		c := &http.Client{Timeout: 5 * time.Second}
+		t := time.NewTicker(time.Second)
+		defer t.Stop()
+		for {
+			for _, p := range []string{"/", "/plots?receiver=fullflow/0", "/logs"} {
+				req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+p, nil)
+				if err != nil {
+					return
+				}
+				if resp, err := c.Do(req); err == nil {
+					_, _ = io.Copy(io.Discard, resp.Body)
+					_ = resp.Body.Close()
+					if resp.StatusCode == http.StatusOK {
+						atomic.AddInt64(pages, 1)
+					}
+				}
+			}
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+		}
+	}()
+	return func() { cancel(); <-done }
 }

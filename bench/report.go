@@ -179,6 +179,15 @@ func newReport(run []scenario, rs []result, h *harness, args []string) *report {
 		r.Targets = append(r.Targets, target{What: "UDP in, 1400 B datagrams, draining a full socket buffer", Goal: "≥ 800 k pps", Value: s.InRate,
 			Measured: fmt.Sprintf("%s pps (kernel drops %d)", si(s.InRate), s.MaxKernel), Met: s.InRate >= 800e3})
 	}
+	if off, found := ok("tcp-rr-1400"); found {
+		if on, found := ok("tcp-rr-1400-console"); found && off.CPUPer > 0 {
+			v := on.CPUPer / off.CPUPer
+			r.Targets = append(r.Targets, target{What: "console open and refreshing: CPU per message, on / off (tcp-rr-1400)",
+				Goal: "≤ 1.10 (no change beyond the noise)", Value: v,
+				Measured: fmt.Sprintf("%.2f (%.0f / %.0f ns; in %s / %s msg/s)", v, on.CPUPer, off.CPUPer, si(on.InRate), si(off.InRate)),
+				Met:      v <= 1.10})
+		}
+	}
 	for _, name := range []string{"tcp-rr-1400", "tcp-rr-16k", "tcp-all-1400"} {
 		if v, found := r.Ratios[name]; found {
 			r.Targets = append(r.Targets, target{What: "ratio to the minimal relay, " + name, Goal: "≥ 0.85", Value: v,
