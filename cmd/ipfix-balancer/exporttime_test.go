@@ -56,7 +56,7 @@ func TestOldCaptureThroughRestartsAndReloads(t *testing.T) {
 	metricsAddr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
 	control := filepath.Join(dir, "control.sock")
 	config := filepath.Join(dir, "balancer.toml")
-	writeAllConfig(t, config, port, metricsAddr, control, a)
+	writeConfig(t, config, "All", metricsAddr, port, control, a)
 	d := startDaemon(t, config)
 	up := func(c *testenv.Collector) float64 {
 		return metricIn(t, testenv.Scrape(t, metricsAddr),
@@ -107,7 +107,7 @@ func TestOldCaptureThroughRestartsAndReloads(t *testing.T) {
 	a.Restart()
 	arrived("collector restarted")
 
-	writeAllConfig(t, config, port, metricsAddr, control, a, b)
+	writeConfig(t, config, "All", metricsAddr, port, control, a, b)
 	d.Signal(syscall.SIGHUP)
 	d.WaitLog("configuration reloaded", 1)
 	waitUntil(t, 10*time.Second, "b up", func() bool { return up(b) == 1 })
@@ -142,32 +142,6 @@ func TestOldCaptureThroughRestartsAndReloads(t *testing.T) {
 }
 
 // writeAllConfig writes a daemon configuration: metrics on at metricsAddr, the
-// control socket, one TCP receiver in All mode to the collectors.
-func writeAllConfig(t *testing.T, path string, listen int, metricsAddr, control string, subs ...*testenv.Collector) {
-	t.Helper()
-	var quoted []string
-	for _, c := range subs {
-		quoted = append(quoted, strconv.Quote(c.Addr()))
-	}
-	cfg := fmt.Sprintf(`
-[metrics]
-listen = %q
-[balancer]
-control_socket = %q
-shutdown_timeout = "5s"
-stats_every = "0s"
-
-[[receiver]]
-stream = "fullflow"
-listen = "127.0.0.1:%d"
-mode = "All"
-subreceivers = [%s]
-queue_bytes = 67108864
-`, metricsAddr, control, listen, strings.Join(quoted, ", "))
-	tmp := path + ".tmp"
-	require.NoError(t, os.WriteFile(tmp, []byte(cfg), 0o600))
-	require.NoError(t, os.Rename(tmp, path))
-}
 
 // writeCapture writes n records of stream, as the DPI exports them, into an
 // IPFIX file (RFC 5655): the templates first, then messages of at most 1400 bytes.
@@ -282,7 +256,7 @@ func TestReplayedOldCaptureRoundRobin(t *testing.T) {
 	metricsAddr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
 	control := filepath.Join(dir, "control.sock")
 	config := filepath.Join(dir, "balancer.toml")
-	writeRoundRobinConfig(t, config, port, metricsAddr, control, cs[:2]...)
+	writeConfig(t, config, "RoundRobin", metricsAddr, port, control, cs[:2]...)
 	d := startDaemon(t, config)
 
 	var out, errOut bytes.Buffer
@@ -302,7 +276,7 @@ func TestReplayedOldCaptureRoundRobin(t *testing.T) {
 		return n
 	}
 	waitUntil(t, 20*time.Second, "records flowing", func() bool { return total() > 4000 })
-	writeRoundRobinConfig(t, config, port, metricsAddr, control, cs...)
+	writeConfig(t, config, "RoundRobin", metricsAddr, port, control, cs...)
 	d.Signal(syscall.SIGHUP)
 	d.WaitLog("configuration reloaded", 1)
 	waitUntil(t, 20*time.Second, "more records", func() bool { return total() > 12000 })
@@ -336,15 +310,6 @@ func TestReplayedOldCaptureRoundRobin(t *testing.T) {
 	assert.Contains(t, out.String(), `"records":40000`)
 }
 
-// writeRoundRobinConfig is writeAllConfig in RoundRobin mode.
-func writeRoundRobinConfig(t *testing.T, path string, listen int, metricsAddr, control string, subs ...*testenv.Collector) {
-	t.Helper()
-	writeAllConfig(t, path, listen, metricsAddr, control, subs...)
-	b, err := os.ReadFile(path)
-	require.NoError(t, err)
-	require.NoError(t, os.WriteFile(path, bytes.Replace(b, []byte(`mode = "All"`), []byte(`mode = "RoundRobin"`), 1), 0o600))
-}
-
 // A UDP receiver hands its socket and each exporter's templates to its
 // successor on SIGUSR2: the successor sends those templates on at the
 // exporter's export time, so the strict collector behind it, which sees a new
@@ -358,7 +323,7 @@ func TestOldCaptureOverUDPThroughRestarts(t *testing.T) {
 	port := freeUDPPort(t)
 	metricsAddr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
 	config := filepath.Join(dir, "balancer.toml")
-	writeAllConfig(t, config, port, metricsAddr, filepath.Join(dir, "control.sock"), c)
+	writeConfig(t, config, "All", metricsAddr, port, filepath.Join(dir, "control.sock"), c)
 	b, err := os.ReadFile(config)
 	require.NoError(t, err)
 	require.NoError(t, os.WriteFile(config, bytes.Replace(b, []byte(`mode = "All"`), []byte("mode = \"All\"\nproto = \"udp\""), 1), 0o600))

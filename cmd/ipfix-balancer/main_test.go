@@ -40,9 +40,10 @@ func freePort(t *testing.T) int {
 	return ln.Addr().(*net.TCPAddr).Port
 }
 
-// writeConfig writes a RoundRobin configuration with metrics on metricsPort and
-// the hand-over on control, as the shipped files have them.
-func writeConfig(t *testing.T, path string, metricsPort, listen int, control string, subs []*testenv.Collector) {
+// writeConfig writes a configuration of one fullflow receiver in mode to subs,
+// with metrics on metricsAddr and the hand-over on control, as the shipped files
+// have them, atomically (a reload never reads half of it).
+func writeConfig(t *testing.T, path, mode, metricsAddr string, listen int, control string, subs ...*testenv.Collector) {
 	t.Helper()
 	var quoted []string
 	for _, c := range subs {
@@ -50,7 +51,7 @@ func writeConfig(t *testing.T, path string, metricsPort, listen int, control str
 	}
 	cfg := fmt.Sprintf(`
 [metrics]
-listen = "127.0.0.1:%d"
+listen = %q
 [balancer]
 control_socket = %q
 shutdown_timeout = "5s"
@@ -59,10 +60,10 @@ stats_every = "0s"
 [[receiver]]
 stream = "fullflow"
 listen = "127.0.0.1:%d"
-mode = "RoundRobin"
+mode = %q
 subreceivers = [%s]
 queue_bytes = 67108864
-`, metricsPort, control, listen, strings.Join(quoted, ", "))
+`, metricsAddr, control, listen, mode, strings.Join(quoted, ", "))
 	tmp := path + ".tmp"
 	require.NoError(t, os.WriteFile(tmp, []byte(cfg), 0o600))
 	require.NoError(t, os.Rename(tmp, path))
@@ -77,10 +78,10 @@ func TestReloadAndRestartLoseNothing(t *testing.T) {
 	for range 4 {
 		pool = append(pool, testenv.StartCollector(t, "tcp", testenv.CountByID()))
 	}
-	port, metricsPort := freePort(t), freePort(t)
+	port, metricsAddr := freePort(t), fmt.Sprintf("127.0.0.1:%d", freePort(t))
 	control := filepath.Join(dir, "control.sock")
 	config := filepath.Join(dir, "balancer.toml")
-	writeConfig(t, config, metricsPort, port, control, pool[:2])
+	writeConfig(t, config, "RoundRobin", metricsAddr, port, control, pool[:2]...)
 	d := startDaemon(t, config)
 
 	conn, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port))
@@ -106,7 +107,7 @@ func TestReloadAndRestartLoseNothing(t *testing.T) {
 		if i%3 == 0 {
 			subs = append(subs, pool[(i+2)%4])
 		}
-		writeConfig(t, config, metricsPort, port, control, subs)
+		writeConfig(t, config, "RoundRobin", metricsAddr, port, control, subs...)
 		d.Signal(syscall.SIGHUP)
 		d.WaitLog("configuration reloaded", i+1)
 		time.Sleep(50 * time.Millisecond)
