@@ -180,6 +180,15 @@ type Loader struct {
 	// vchannel_name_dic.
 	ReplaceLoginWithVChannel int
 	UseDicWhenReplacingLogin bool
+	// AggregateRetention keeps the aggregated tables (by month); 0 = forever.
+	AggregateRetention time.Duration
+	// FullflowAggFields and ClickstreamAggFields are the raw columns
+	// fullflow_agg and clickstream_agg group by, FullflowAggPeriod and
+	// ClickstreamAggPeriod the period their time is rounded to; empty / 0:
+	// the loader's defaults (the legacy collector's). The loader checks the
+	// column names.
+	FullflowAggFields, ClickstreamAggFields []string
+	FullflowAggPeriod, ClickstreamAggPeriod time.Duration
 }
 
 // Mode is what a receiver does with the messages it receives.

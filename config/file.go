@@ -88,6 +88,12 @@ type fileLoader struct {
 	SubscriberExcludeMode    int64  `toml:"subscriber_exclude_mode,omitzero"`
 	ReplaceLoginWithVChannel int64  `toml:"replace_login_with_vchannel,omitzero"`
 	UseDicWhenReplacingLogin bool   `toml:"use_dic_when_replacing_login,omitempty,omitzero"`
+	// Aggregation and retention of the aggregates; omitted while default.
+	AggregateRetention   string   `toml:"aggregate_retention,omitempty"`
+	FullflowAggFields    []string `toml:"fullflow_agg_fields,omitempty"`
+	FullflowAggPeriod    string   `toml:"fullflow_agg_period,omitempty"`
+	ClickstreamAggFields []string `toml:"clickstream_agg_fields,omitempty"`
+	ClickstreamAggPeriod string   `toml:"clickstream_agg_period,omitempty"`
 }
 
 // Per-receiver defaults (the top-level ones live in default.toml).
@@ -323,6 +329,12 @@ func build(f *fileConfig) (*Config, []error) {
 		SubscriberExcludeMode:    e.int("loader.subscriber_exclude_mode", f.Loader.SubscriberExcludeMode),
 		ReplaceLoginWithVChannel: e.int("loader.replace_login_with_vchannel", f.Loader.ReplaceLoginWithVChannel),
 		UseDicWhenReplacingLogin: f.Loader.UseDicWhenReplacingLogin,
+
+		AggregateRetention:   e.optDuration("loader.aggregate_retention", f.Loader.AggregateRetention),
+		FullflowAggFields:    f.Loader.FullflowAggFields,
+		FullflowAggPeriod:    e.optDuration("loader.fullflow_agg_period", f.Loader.FullflowAggPeriod),
+		ClickstreamAggFields: f.Loader.ClickstreamAggFields,
+		ClickstreamAggPeriod: e.optDuration("loader.clickstream_agg_period", f.Loader.ClickstreamAggPeriod),
 	}
 	c.Loader.validate(&e)
 	if len(e) > 0 {
@@ -454,6 +466,14 @@ func (e *errs) duration(path, s string, fallback time.Duration) time.Duration {
 	return d
 }
 
+// optDuration is duration for a key that may be left out ("" is 0).
+func (e *errs) optDuration(path, s string) time.Duration {
+	if s == "" {
+		return 0
+	}
+	return e.duration(path, s, 0)
+}
+
 func (e *errs) int(path string, v int64) int {
 	if int64(int(v)) != v {
 		e.addf("%s: %d: out of range", path, v)
@@ -489,6 +509,14 @@ func (e *errs) subreceivers(path string, list []string, proto Proto) []Subreceiv
 	return subs
 }
 
+// formatOptDuration is formatDuration, "" for 0 (a key left out).
+func formatOptDuration(d time.Duration) string {
+	if d == 0 {
+		return ""
+	}
+	return formatDuration(d)
+}
+
 // toFile is the inverse of build, for c.TOML.
 func toFile(c *Config) *fileConfig {
 	f := &fileConfig{
@@ -521,6 +549,12 @@ func toFile(c *Config) *fileConfig {
 			SubscriberExcludeMode:    int64(c.Loader.SubscriberExcludeMode),
 			ReplaceLoginWithVChannel: int64(c.Loader.ReplaceLoginWithVChannel),
 			UseDicWhenReplacingLogin: c.Loader.UseDicWhenReplacingLogin,
+
+			AggregateRetention:   formatOptDuration(c.Loader.AggregateRetention),
+			FullflowAggFields:    c.Loader.FullflowAggFields,
+			FullflowAggPeriod:    formatOptDuration(c.Loader.FullflowAggPeriod),
+			ClickstreamAggFields: c.Loader.ClickstreamAggFields,
+			ClickstreamAggPeriod: formatOptDuration(c.Loader.ClickstreamAggPeriod),
 		},
 	}
 	for i := range c.Receivers {

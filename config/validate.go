@@ -227,6 +227,17 @@ func (l *Loader) validate(e *errs) {
 	if l.Retention < 0 {
 		e.addf("loader.retention: %s: negative", l.Retention)
 	}
+	if l.AggregateRetention < 0 {
+		e.addf("loader.aggregate_retention: %s: negative", l.AggregateRetention)
+	}
+	for _, p := range []struct {
+		key string
+		v   time.Duration
+	}{{"fullflow_agg_period", l.FullflowAggPeriod}, {"clickstream_agg_period", l.ClickstreamAggPeriod}} {
+		if p.v != 0 && (p.v < time.Minute || p.v > 24*time.Hour || p.v%time.Minute != 0 || (24*time.Hour)%p.v != 0) {
+			e.addf("loader.%s: %s: want whole minutes dividing a day (1m .. 24h)", p.key, p.v)
+		}
+	}
 	if l.BatchRows < 1 || l.BatchRows > 10_000_000 {
 		e.addf("loader.batch_rows: %d: outside 1..10000000", l.BatchRows)
 	}

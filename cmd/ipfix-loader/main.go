@@ -282,6 +282,19 @@ func fromConfig(c config.Loader) loader.Config {
 		cfg.AfterLoad = c.AfterLoad
 	}
 	cfg.Retention = c.Retention
+	cfg.AggregateRetention = c.AggregateRetention
+	if len(c.FullflowAggFields) > 0 {
+		cfg.FullflowAgg.Fields = c.FullflowAggFields
+	}
+	if c.FullflowAggPeriod != 0 {
+		cfg.FullflowAgg.Period = c.FullflowAggPeriod
+	}
+	if len(c.ClickstreamAggFields) > 0 {
+		cfg.ClickstreamAgg.Fields = c.ClickstreamAggFields
+	}
+	if c.ClickstreamAggPeriod != 0 {
+		cfg.ClickstreamAgg.Period = c.ClickstreamAggPeriod
+	}
 	if c.BatchRows != 0 {
 		cfg.BatchRows = c.BatchRows
 	}

@@ -8,6 +8,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/ipfix-balancer/ipfix-balancer/config"
+	"github.com/ipfix-balancer/ipfix-balancer/loader"
 )
 
 func TestFromConfig(t *testing.T) {
@@ -25,6 +26,11 @@ batch_rows = 50000
 poll_every = "2s"
 cluster = "ipfix"
 sharding_key = "login"
+aggregate_retention = "8760h"
+fullflow_agg_fields = ["login", "protocol_identifier"]
+fullflow_agg_period = "15m"
+clickstream_agg_fields = ["hostname"]
+clickstream_agg_period = "10m"
 `), "test.toml")
 	require.NoError(t, err)
 	cfg := fromConfig(c.Loader)
@@ -40,7 +46,27 @@ sharding_key = "login"
 	assert.Equal(t, 2*time.Second, cfg.PollEvery)
 	assert.Equal(t, "ipfix", cfg.Cluster)
 	assert.Equal(t, "login", cfg.ShardingKey)
+	assert.Equal(t, 8760*time.Hour, cfg.AggregateRetention)
+	assert.Equal(t, loader.Aggregate{Fields: []string{"login", "protocol_identifier"}, Period: 15 * time.Minute}, cfg.FullflowAgg)
+	assert.Equal(t, loader.Aggregate{Fields: []string{"hostname"}, Period: 10 * time.Minute}, cfg.ClickstreamAgg)
 	require.NoError(t, cfg.Validate())
+}
+
+// The defaults are the legacy collector's aggregates; a field that is no
+// column, or a period that does not divide a day, is refused by name.
+func TestAggregateConfigChecked(t *testing.T) {
+	cfg := fromConfig(config.Loader{})
+	assert.Equal(t, loader.DefaultFullflowAgg, cfg.FullflowAgg)
+	assert.Equal(t, loader.DefaultClickstreamAgg, cfg.ClickstreamAgg)
+	cfg.FullflowAgg.Fields = []string{"login", "no_such_column"}
+	cfg.ClickstreamAgg.Period = 7 * time.Minute
+	err := cfg.Validate()
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), `loader.fullflow_agg: field "no_such_column": not a column of fullflow`)
+	assert.Contains(t, err.Error(), `loader.clickstream_agg: period 7m0s: want whole minutes dividing a day`)
+	_, err = config.Parse([]byte("[loader]\nclickstream_agg_period = \"7m\"\n"), "test.toml")
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "loader.clickstream_agg_period: 7m0s: want whole minutes dividing a day")
 }
 
 func TestRunRejectsBadFlags(t *testing.T) {
