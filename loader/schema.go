@@ -367,6 +367,29 @@ var tableSpecs = []tableSpec{
 		aliases: [][2]string{{"time", "time_stamp"}, {"host", "hostname"}},
 	},
 	{
+		// NAT events (the legacy natflow stream, port 1503): the IANA NAT
+		// logging elements (RFC 8158), the eleven fields of the aggregated
+		// NAT log (NAT_AGG_LOG_FIELDS_TO_SAVE_BITMASK) among them.
+		name:      "natflow",
+		signature: []string{"natEvent"},
+		elements: []string{"observationTimeMilliseconds", "natEvent", "protocolIdentifier",
+			"sourceIPv4Address", "sourceIPv6Address", "sourceTransportPort",
+			"destinationIPv4Address", "destinationIPv6Address", "destinationTransportPort",
+			"postNATSourceIPv4Address", "postNAPTSourceTransportPort", "sessionId", "login"},
+		timeElements: []string{"observationTimeMilliseconds", "flowStartMilliseconds", "timeStamp"},
+		dateColumn:   "date",
+		timeColumn:   "time",
+		orderBy:      []string{"time"},
+		shardKeys:    []string{"login", "source_ipv4_address", "source_ipv6_address"},
+	},
+	{
+		// GTP records (the legacy gtpflow stream, port 1502): the
+		// subscriber's address with IMSI and MSISDN.
+		name:      "gtpflow",
+		signature: []string{"mobileIMSI", "mobileMSISDN"},
+		elements:  []string{"timeStamp", "login", "sourceIPv4Address", "sourceIPv6Address", "mobileIMSI", "mobileMSISDN", "sessionId"},
+	},
+	{
 		name:      "fullflow",
 		signature: []string{"octetDeltaCount", "packetDeltaCount", "flowStartMilliseconds", "flowStartSeconds"},
 		elements: []string{
