@@ -189,6 +189,14 @@ type Loader struct {
 	// column names.
 	FullflowAggFields, ClickstreamAggFields []string
 	FullflowAggPeriod, ClickstreamAggPeriod time.Duration
+	// NATImportFromFullflow, NATAggFieldsBitmask and NATAggInterval are the
+	// legacy NAT_IMPORT_FROM_FULLFLOW, NAT_AGG_LOG_FIELDS_TO_SAVE_BITMASK
+	// (0..0x7ff, the eleven fields of the manual) and
+	// NAT_AGG_LOG_GROUP_TIME_INTERVAL (1, 5, 10, 15, 30 or 60 minutes; 0:
+	// the loader's default, 5).
+	NATImportFromFullflow bool
+	NATAggFieldsBitmask   int
+	NATAggInterval        int
 }
 
 // Mode is what a receiver does with the messages it receives.

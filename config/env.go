@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"reflect"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -45,11 +46,14 @@ const LegacyDictionaryDir = "/var/qoestor/backend/etc/db"
 // loaderSettings are the legacy collector's settings the loader applies
 // ([loader] keys of the same names in lower case), with their ranges.
 var loaderSettings = map[string]int64{
-	"TRAFFIC_DIR_DEF_MODE":             4,
-	"SUBSCRIBER_FILTER_MODE":           4,
-	"SUBSCRIBER_EXCLUDE_MODE":          4,
-	"ULR_REPLACE_LOGIN_WITH_VCHANNEL":  2,
-	"ULR_USE_DIC_WHEN_REPLACING_LOGIN": 1,
+	"TRAFFIC_DIR_DEF_MODE":               4,
+	"SUBSCRIBER_FILTER_MODE":             4,
+	"SUBSCRIBER_EXCLUDE_MODE":            4,
+	"ULR_REPLACE_LOGIN_WITH_VCHANNEL":    2,
+	"ULR_USE_DIC_WHEN_REPLACING_LOGIN":   1,
+	"NAT_IMPORT_FROM_FULLFLOW":           1,
+	"NAT_AGG_LOG_FIELDS_TO_SAVE_BITMASK": 0x7ff, // also written in hex, 0x...
+	"NAT_AGG_LOG_GROUP_TIME_INTERVAL":    60,    // minutes: 1, 5, 10, 15, 30, 60
 }
 
 // collectorSettings are settings of the legacy collector (QoE Stor) that may
@@ -174,6 +178,11 @@ func parseEnv(data []byte, name string) (*Config, *fileConfig, []string, error) 
 		f.Loader.SubscriberExcludeMode = l["SUBSCRIBER_EXCLUDE_MODE"]
 		f.Loader.ReplaceLoginWithVChannel = l["ULR_REPLACE_LOGIN_WITH_VCHANNEL"]
 		f.Loader.UseDicWhenReplacingLogin = l["ULR_USE_DIC_WHEN_REPLACING_LOGIN"] == 1
+		f.Loader.NATImportFromFullflow = l["NAT_IMPORT_FROM_FULLFLOW"] == 1
+		f.Loader.NATAggLogFieldsToSaveBitmask = l["NAT_AGG_LOG_FIELDS_TO_SAVE_BITMASK"]
+		if v, ok := l["NAT_AGG_LOG_GROUP_TIME_INTERVAL"]; ok {
+			f.Loader.NATAggLogGroupTimeInterval = v
+		}
 		if l["TRAFFIC_DIR_DEF_MODE"]|l["SUBSCRIBER_FILTER_MODE"]|l["SUBSCRIBER_EXCLUDE_MODE"]|l["ULR_USE_DIC_WHEN_REPLACING_LOGIN"] != 0 {
 			f.Loader.Dictionaries = LegacyDictionaryDir
 		}
@@ -297,7 +306,11 @@ func (p *envParser) parse(data []byte) {
 		}
 		eq := strings.IndexByte(line, '=')
 		if eq < 0 {
-			if isCollectorSetting(line) {
+			if _, ok := loaderSettings[line]; ok {
+				// The manual prints NAT_IMPORT_FROM_FULLFLOW and
+				// NAT_AGG_LOG_GROUP_TIME_INTERVAL so, values listed below.
+				p.warnf(lineNo, "%s: no value (no '='): the default stays", line)
+			} else if isCollectorSetting(line) {
 				p.warnf(lineNo, "%s: ignored: collector setting", line)
 			} else {
 				p.errorf(lineNo, "%q: want NAME=value", line)
@@ -311,9 +324,21 @@ func (p *envParser) parse(data []byte) {
 			continue
 		}
 		if maxV, ok := loaderSettings[key]; ok {
-			n, err := strconv.ParseInt(value, 10, 64)
+			base := 10
+			if key == "NAT_AGG_LOG_FIELDS_TO_SAVE_BITMASK" {
+				base = 0 // 0x7ff, as the manual writes the bits
+			}
+			n, err := strconv.ParseInt(value, base, 64)
 			if err != nil || n < 0 || n > maxV {
-				p.errorf(lineNo, "%s: %q: want 0..%d", key, value, maxV)
+				if base == 0 {
+					p.errorf(lineNo, "%s: %q: want 0..%#x", key, value, maxV)
+				} else {
+					p.errorf(lineNo, "%s: %q: want 0..%d", key, value, maxV)
+				}
+				continue
+			}
+			if key == "NAT_AGG_LOG_GROUP_TIME_INTERVAL" && !slices.Contains([]int64{1, 5, 10, 15, 30, 60}, n) {
+				p.errorf(lineNo, "%s: %q: want 1, 5, 10, 15, 30 or 60 (minutes)", key, value)
 				continue
 			}
 			if p.loader == nil {

@@ -94,6 +94,10 @@ type fileLoader struct {
 	FullflowAggPeriod    string   `toml:"fullflow_agg_period,omitempty"`
 	ClickstreamAggFields []string `toml:"clickstream_agg_fields,omitempty"`
 	ClickstreamAggPeriod string   `toml:"clickstream_agg_period,omitempty"`
+	// NAT log (the legacy NAT_* settings).
+	NATImportFromFullflow        bool  `toml:"nat_import_from_fullflow,omitempty,omitzero"`
+	NATAggLogFieldsToSaveBitmask int64 `toml:"nat_agg_log_fields_to_save_bitmask,omitzero"`
+	NATAggLogGroupTimeInterval   int64 `toml:"nat_agg_log_group_time_interval,omitzero"`
 }
 
 // Per-receiver defaults (the top-level ones live in default.toml).
@@ -335,6 +339,10 @@ func build(f *fileConfig) (*Config, []error) {
 		FullflowAggPeriod:    e.optDuration("loader.fullflow_agg_period", f.Loader.FullflowAggPeriod),
 		ClickstreamAggFields: f.Loader.ClickstreamAggFields,
 		ClickstreamAggPeriod: e.optDuration("loader.clickstream_agg_period", f.Loader.ClickstreamAggPeriod),
+
+		NATImportFromFullflow: f.Loader.NATImportFromFullflow,
+		NATAggFieldsBitmask:   e.int("loader.nat_agg_log_fields_to_save_bitmask", f.Loader.NATAggLogFieldsToSaveBitmask),
+		NATAggInterval:        e.int("loader.nat_agg_log_group_time_interval", f.Loader.NATAggLogGroupTimeInterval),
 	}
 	c.Loader.validate(&e)
 	if len(e) > 0 {
@@ -555,6 +563,10 @@ func toFile(c *Config) *fileConfig {
 			FullflowAggPeriod:    formatOptDuration(c.Loader.FullflowAggPeriod),
 			ClickstreamAggFields: c.Loader.ClickstreamAggFields,
 			ClickstreamAggPeriod: formatOptDuration(c.Loader.ClickstreamAggPeriod),
+
+			NATImportFromFullflow:        c.Loader.NATImportFromFullflow,
+			NATAggLogFieldsToSaveBitmask: int64(c.Loader.NATAggFieldsBitmask),
+			NATAggLogGroupTimeInterval:   int64(c.Loader.NATAggInterval),
 		},
 	}
 	for i := range c.Receivers {

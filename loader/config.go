@@ -37,6 +37,9 @@ type Config struct {
 	// DefaultClickstreamAgg). A changed one applies once its table and view
 	// are dropped: the loader makes them anew.
 	FullflowAgg, ClickstreamAgg Aggregate
+	// NAT is the NAT log: events derived from fullflow, and natflow_agg's
+	// fields and interval (default: none derived, counts per 5 minutes).
+	NAT NAT
 	// BatchRows is the number of rows per INSERT (default 100000; at most 1000000).
 	BatchRows int
 	// PollEvery is how often the dump directories are scanned (default 5s).
@@ -100,6 +103,7 @@ func Default() Config {
 		Retention:      DefaultRetention,
 		FullflowAgg:    Aggregate{Fields: slices.Clone(DefaultFullflowAgg.Fields), Period: DefaultFullflowAgg.Period},
 		ClickstreamAgg: Aggregate{Fields: slices.Clone(DefaultClickstreamAgg.Fields), Period: DefaultClickstreamAgg.Period},
+		NAT:            NAT{AggInterval: DefaultNATAggInterval},
 		BatchRows:      DefaultBatchRows,
 		PollEvery:      DefaultPollEvery,
 		RetryMax:       10 * time.Second,
@@ -142,6 +146,9 @@ func (c *Config) fill() {
 	if c.ClickstreamAgg.Period == 0 {
 		c.ClickstreamAgg.Period = d.ClickstreamAgg.Period
 	}
+	if c.NAT.AggInterval == 0 {
+		c.NAT.AggInterval = DefaultNATAggInterval
+	}
 }
 
 // Validate reports every problem at once.
@@ -172,6 +179,9 @@ func (c *Config) Validate() error {
 		if err := a.validate(aggKinds[i]); err != nil {
 			errs = append(errs, fmt.Errorf("loader.%s: %w", aggKinds[i].name, err))
 		}
+	}
+	if err := c.NAT.validate(); err != nil {
+		errs = append(errs, err)
 	}
 	if c.PollEvery <= 0 {
 		errs = append(errs, fmt.Errorf("loader.poll_every: %v: want > 0", c.PollEvery))

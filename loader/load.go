@@ -550,6 +550,9 @@ func (fl *fileLoad) encode(dst []byte, b *binding, vals []ipfix.Value, day uint1
 		case roleBatch:
 			dst = le.AppendUint64(dst, id)
 			continue
+		case roleZero:
+			dst = appendZero(dst, c.Kind)
+			continue
 		}
 		fi := b.src[ci]
 		if fi < 0 {

@@ -75,6 +75,7 @@ func New(cfg Config, log *slog.Logger) (*Loader, error) {
 		failed: map[string]time.Time{},
 		shapes: map[string]bool{},
 	}
+	l.schema.nat = cfg.NAT
 	l.em = newEnrichMetrics(l.m.set)
 	if l.dicts, err = l.newDicts(); err != nil {
 		return nil, err
@@ -472,8 +473,8 @@ func (l *Loader) dropExpired(ctx context.Context) {
 			}
 		}
 		if l.cfg.AggregateRetention > 0 {
-			for _, a := range l.schema.aggs {
-				l.dropOlder(ctx, c, a.name, now.Add(-l.cfg.AggregateRetention), false)
+			for _, a := range AggregateNames() {
+				l.dropOlder(ctx, c, a, now.Add(-l.cfg.AggregateRetention), false)
 			}
 		}
 	}

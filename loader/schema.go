@@ -52,6 +52,7 @@ const (
 	roleDate                // the record's day (partition key)
 	roleTime                // the record's time in seconds (DateTime)
 	roleBatch               // the batch id (exactly-once bookkeeping)
+	roleZero                // 0 from the loader (a view writes other values)
 )
 
 // Column is one column of a raw table.
@@ -288,6 +289,7 @@ type tableSpec struct {
 	orderBy      []string
 	shardKeys    []string    // default sharding columns, first present wins
 	aliases      [][2]string // legacy column names: name, expression
+	zero         []string    // UInt8 columns the loader writes 0 into
 }
 
 // refTail are the fields that end most metadata templates of the reference.
@@ -377,6 +379,7 @@ var tableSpecs = []tableSpec{
 			"destinationIPv4Address", "destinationIPv6Address", "destinationTransportPort",
 			"postNATSourceIPv4Address", "postNAPTSourceTransportPort", "sessionId", "login"},
 		timeElements: []string{"observationTimeMilliseconds", "flowStartMilliseconds", "timeStamp"},
+		zero:         []string{"from_fullflow"}, // 1: derived from fullflow (NAT.ImportFromFullflow)
 		dateColumn:   "date",
 		timeColumn:   "time",
 		orderBy:      []string{"time"},
@@ -501,6 +504,9 @@ func newTable(spec *tableSpec, index int) *table {
 			add(Column{Name: col + v6Suffix, Kind: kIPv6, Element: e})
 		}
 	}
+	for _, z := range spec.zero {
+		add(Column{Name: z, Kind: kUint8, Role: roleZero})
+	}
 	t.batchCol = len(t.columns)
 	add(Column{Name: "_batch", Kind: kUint64, Role: roleBatch})
 	return t
@@ -516,6 +522,7 @@ type schema struct {
 	caps    Capabilities
 	retain  time.Duration
 	aggs    []aggSpec
+	nat     NAT
 }
 
 // newSchema returns the schema; aggs holds the configured aggregates in the
@@ -646,13 +653,14 @@ var aggKinds = []aggKind{
 	},
 }
 
-// AggregateNames returns the aggregated tables.
+// AggregateNames returns the aggregated tables: fullflow_agg,
+// clickstream_agg and natflow_agg.
 func AggregateNames() []string {
-	out := make([]string, len(aggKinds))
-	for i, a := range aggKinds {
-		out[i] = a.name
+	out := make([]string, 0, len(aggKinds)+1)
+	for _, a := range aggKinds {
+		out = append(out, a.name)
 	}
-	return out
+	return append(out, natAggTable)
 }
 
 // validate checks an aggregate against its source table.
@@ -797,10 +805,17 @@ func (s *schema) migrate(ctx context.Context, targets []*Client) error {
 				s.checkAggregate(ctx, c, a)
 			}
 		}
+		// Drop the NAT views the configuration no longer asks for before
+		// making the new ones, so no row is counted twice.
+		stmts = append(stmts, s.natStale(exists)...)
+		for _, v := range s.natObjects() {
+			add(s.localName(v.name), v.ddl)
+		}
 		if s.cluster != "" {
 			for _, t := range s.tables {
 				add(t.spec.name, s.distributedDDL(t.spec.name, s.localName(t.spec.name), s.shardColumn(t)))
 			}
+			add(natAggTable, s.distributedDDL(natAggTable, s.localName(natAggTable), ""))
 			for _, a := range s.aggs {
 				add(a.name, s.distributedDDL(a.name, s.localName(a.name), ""))
 			}

@@ -1,6 +1,9 @@
 package main
 
 import (
+	"bytes"
+	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -73,4 +76,34 @@ func TestRunRejectsBadFlags(t *testing.T) {
 	assert.Error(t, run([]string{"-no-such-flag"}))
 	assert.Error(t, run([]string{"-clickhouse", "http://127.0.0.1:1", "frobnicate"}))
 	assert.Error(t, run([]string{"-retention", "soon", "-once"}))
+}
+
+// The legacy collector's .env is read as it is: its NAT settings reach the
+// loader, and convert-config prints the TOML that says the same.
+func TestLegacyCollectorEnv(t *testing.T) {
+	const env = "../../config/testdata/legacy/collector-nat/in.env"
+	s, err := configure([]string{"-config", env})
+	require.NoError(t, err)
+	assert.Equal(t, config.LegacyDumpDir, s.cfg.Dir)
+	assert.Equal(t, loader.NAT{ImportFromFullflow: true, AggFields: 0x241, AggInterval: 15 * time.Minute}, s.cfg.NAT)
+
+	var out, errOut bytes.Buffer
+	require.NoError(t, convertConfig([]string{env}, &out, &errOut))
+	assert.Empty(t, errOut.String())
+	want, err := os.ReadFile("../../config/testdata/legacy/collector-nat/want.toml")
+	require.NoError(t, err)
+	assert.Equal(t, string(want), strings.Replace(out.String(), env, "in.env", 1), "the golden of config's .env import")
+	// The printed TOML configures the loader as the .env does.
+	c, err := config.Parse(out.Bytes(), "converted.toml")
+	require.NoError(t, err)
+	assert.Equal(t, s.cfg.NAT, fromConfig(c.Loader).NAT)
+
+	// The manual's default .env: NAT_IMPORT_FROM_FULLFLOW without a value
+	// keeps the default, with a warning naming the line.
+	out.Reset()
+	require.NoError(t, convertConfig([]string{"../../config/testdata/legacy/collector-default/in.env"}, &out, &errOut))
+	assert.Contains(t, errOut.String(), "in.env:79: NAT_IMPORT_FROM_FULLFLOW: no value (no '='): the default stays")
+
+	var ue usageError
+	assert.ErrorAs(t, convertConfig(nil, &out, &errOut), &ue)
 }
