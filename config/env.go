@@ -39,6 +39,11 @@ var envParams = map[string]bool{
 	"BALANCER_AUTO":         true,
 }
 
+// LegacyDatabase is the legacy collector's database: a .env with collector
+// settings (the QoE Stor's /var/qoestor/backend/.env) loads into it, so the
+// manual's queries (qoestor.fullflow, ...) and DPIUI2 find the tables.
+const LegacyDatabase = "qoestor"
+
 // LegacyDictionaryDir is where the legacy collector kept its dictionaries;
 // a .env that turns on a mode reading them loads them from there.
 const LegacyDictionaryDir = "/var/qoestor/backend/etc/db"
@@ -107,6 +112,7 @@ type envParser struct {
 	order     []*envReceiver
 	streams   []string         // upper-case streams in order of first appearance
 	loader    map[string]int64 // loaderSettings found
+	collector bool             // a setting of the legacy collector seen
 }
 
 func (p *envParser) errorf(line int, format string, args ...any) {
@@ -152,7 +158,9 @@ func (p *envParser) format(ms []envMessage) []string {
 // The legacy collector's TRAFFIC_DIR_DEF_MODE, SUBSCRIBER_FILTER_MODE,
 // SUBSCRIBER_EXCLUDE_MODE, ULR_REPLACE_LOGIN_WITH_VCHANNEL and
 // ULR_USE_DIC_WHEN_REPLACING_LOGIN set the [loader] keys of the same names
-// (dictionaries from [LegacyDictionaryDir] when a mode needs them). Its other
+// (dictionaries from [LegacyDictionaryDir] when a mode needs them), and so
+// do its NAT_* settings; a .env with any collector setting loads into
+// [LegacyDatabase]. Its other
 // settings (ULR_*, NAT_AGG_*, ...) and settings that do not apply (BALANCER_AUTO, subreceivers of a
 // recording receiver) give warnings. Unknown or malformed lines are errors.
 // Warnings and errors read "name:line: ..."; all errors are joined.
@@ -172,6 +180,9 @@ func parseEnv(data []byte, name string) (*Config, *fileConfig, []string, error) 
 	f := *base
 	f.Receiver = p.convert()
 	f.Loader.Dir = LegacyDumpDir
+	if p.collector {
+		f.Loader.Database = LegacyDatabase
+	}
 	if l := p.loader; len(l) > 0 {
 		f.Loader.TrafficDirDefMode = l["TRAFFIC_DIR_DEF_MODE"]
 		f.Loader.SubscriberFilterMode = l["SUBSCRIBER_FILTER_MODE"]
@@ -306,6 +317,7 @@ func (p *envParser) parse(data []byte) {
 		}
 		eq := strings.IndexByte(line, '=')
 		if eq < 0 {
+			p.collector = p.collector || isCollectorSetting(line) || loaderSettings[line] > 0
 			if _, ok := loaderSettings[line]; ok {
 				// The manual prints NAT_IMPORT_FROM_FULLFLOW and
 				// NAT_AGG_LOG_GROUP_TIME_INTERVAL so, values listed below.
@@ -318,6 +330,7 @@ func (p *envParser) parse(data []byte) {
 			continue
 		}
 		key := strings.TrimSpace(line[:eq])
+		p.collector = p.collector || isCollectorSetting(key) || loaderSettings[key] > 0
 		value, err := envUnquote(line[eq+1:])
 		if err != nil {
 			p.errorf(lineNo, "%s: %v", key, err)
