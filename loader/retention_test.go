@@ -2,6 +2,8 @@ package loader_test
 
 import (
 	"fmt"
+	"os"
+	"path/filepath"
 	"sort"
 	"strings"
 	"testing"
@@ -149,4 +151,36 @@ func TestLedgerWithoutHourMigrates(t *testing.T) {
 	ch.Query(t, "INSERT INTO "+db+"._ledger (file, state, table, date, at) VALUES ('x', 'done', 'fullflow', today(), now())")
 	runOnce(t, newLoader(t, ch, t.TempDir(), db, nil))
 	assert.Equal(t, "255", strings.TrimSpace(ch.Query(t, "SELECT hour FROM "+db+"._ledger WHERE file = 'x'")))
+}
+
+// A dump an older loader began (ledger rows per day, hour 255 after the
+// migration) is finished per day: the rest of it loads once, neither twice
+// nor lost, and its new ledger rows stay per day.
+func TestDayLedgerResumesPerDay(t *testing.T) {
+	ch := testenv.StartClickHouse(t)
+	batch := func(c *loader.Config) { c.BatchRows = 300 }
+	dir := t.TempDir()
+	path := writeDump(t, dir, "fullflow", 0, testWindow.Add(30*time.Minute), 1000, 1, 0)
+	name := filepath.Base(path)
+	runOnce(t, newLoader(t, ch, dir, "dayref", batch))
+	require.Equal(t, 1000, countRows(t, ch, "dayref", "fullflow"))
+	// One hour of records: per day and per hour they are numbered alike.
+	require.Equal(t, "1", strings.TrimSpace(ch.Query(t, "SELECT uniqExact(hour) FROM dayref._ledger WHERE state = 'done'")))
+
+	runOnce(t, newLoader(t, ch, t.TempDir(), "dayold", batch)) // the schema
+	first := strings.TrimSpace(ch.Query(t, "SELECT batch FROM dayref._ledger WHERE state = 'done' AND start = 0 LIMIT 1"))
+	require.NotEmpty(t, first)
+	ch.Query(t, "INSERT INTO dayold.fullflow SELECT * FROM dayref.fullflow WHERE _batch = "+first)
+	// As an older loader wrote them: no hour column (it reads 255).
+	ch.Query(t, "INSERT INTO dayold._ledger (file, state, table, date, shard, start, rows, shard_rows, batch, checksum, detail, at) "+
+		"SELECT file, state, table, date, shard, start, rows, shard_rows, batch, checksum, detail, at FROM dayref._ledger "+
+		"WHERE batch = "+first+" AND state IN ('intent', 'done')")
+	require.Equal(t, 300, countRows(t, ch, "dayold", "fullflow"))
+
+	require.NoError(t, os.Rename(filepath.Join(dir, "fullflow", "loaded", name), path))
+	runOnce(t, newLoader(t, ch, dir, "dayold", batch))
+	assert.Equal(t, 1000, countRows(t, ch, "dayold", "fullflow"), "the rest of the dump, once")
+	assert.Equal(t, checksum(t, ch, "dayref", "fullflow"), checksum(t, ch, "dayold", "fullflow"))
+	assert.Equal(t, "4\t0", strings.TrimSpace(ch.Query(t, "SELECT count(), countIf(hour != 255) FROM dayold._ledger WHERE state = 'done'")),
+		"its batches stay per day")
 }
