@@ -198,6 +198,23 @@ type Loader struct {
 	// vchannel_name_dic.
 	ReplaceLoginWithVChannel int
 	UseDicWhenReplacingLogin bool
+	// AggregateRetention keeps the aggregated tables (by month); 0 = forever.
+	AggregateRetention time.Duration
+	// FullflowAggFields and ClickstreamAggFields are the raw columns
+	// fullflow_agg and clickstream_agg group by, FullflowAggPeriod and
+	// ClickstreamAggPeriod the period their time is rounded to; empty / 0:
+	// the loader's defaults (the legacy collector's). The loader checks the
+	// column names.
+	FullflowAggFields, ClickstreamAggFields []string
+	FullflowAggPeriod, ClickstreamAggPeriod time.Duration
+	// NATImportFromFullflow, NATAggFieldsBitmask and NATAggInterval are the
+	// legacy NAT_IMPORT_FROM_FULLFLOW, NAT_AGG_LOG_FIELDS_TO_SAVE_BITMASK
+	// (0..0x7ff, the eleven fields of the manual) and
+	// NAT_AGG_LOG_GROUP_TIME_INTERVAL (1, 5, 10, 15, 30 or 60 minutes; 0:
+	// the loader's default, 5).
+	NATImportFromFullflow bool
+	NATAggFieldsBitmask   int
+	NATAggInterval        int
 }
 
 // Mode is what a receiver does with the messages it receives.

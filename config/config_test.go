@@ -58,17 +58,18 @@ func TestDefault(t *testing.T) {
 		assert.Empty(t, r.CPU)
 	}
 	assert.Equal(t, Loader{
-		Dir:           "dump",
-		ClickHouse:    "http://127.0.0.1:8123",
-		Database:      "ipfix",
-		User:          "default",
-		Parallel:      2,
-		AfterLoad:     "move",
-		Retention:     24 * time.Hour,
-		BatchRows:     100000,
-		PollEvery:     5 * time.Second,
-		ShardingKey:   "login",
-		MetricsListen: "127.0.0.1:9741",
+		Dir:            "dump",
+		ClickHouse:     "http://127.0.0.1:8123",
+		Database:       "ipfix",
+		User:           "default",
+		Parallel:       2,
+		AfterLoad:      "move",
+		Retention:      24 * time.Hour,
+		BatchRows:      100000,
+		PollEvery:      5 * time.Second,
+		ShardingKey:    "login",
+		NATAggInterval: 5,
+		MetricsListen:  "127.0.0.1:9741",
 	}, cfg.Loader)
 
 	// The embedded file loads like any other, and each call is a new value.

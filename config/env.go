@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"reflect"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -38,6 +39,11 @@ var envParams = map[string]bool{
 	"BALANCER_AUTO":         true,
 }
 
+// LegacyDatabase is the legacy collector's database: a .env with collector
+// settings (the QoE Stor's /var/qoestor/backend/.env) loads into it, so the
+// manual's queries (qoestor.fullflow, ...) and DPIUI2 find the tables.
+const LegacyDatabase = "qoestor"
+
 // LegacyDictionaryDir is where the legacy collector kept its dictionaries;
 // a .env that turns on a mode reading them loads them from there.
 const LegacyDictionaryDir = "/var/qoestor/backend/etc/db"
@@ -45,11 +51,14 @@ const LegacyDictionaryDir = "/var/qoestor/backend/etc/db"
 // loaderSettings are the legacy collector's settings the loader applies
 // ([loader] keys of the same names in lower case), with their ranges.
 var loaderSettings = map[string]int64{
-	"TRAFFIC_DIR_DEF_MODE":             4,
-	"SUBSCRIBER_FILTER_MODE":           4,
-	"SUBSCRIBER_EXCLUDE_MODE":          4,
-	"ULR_REPLACE_LOGIN_WITH_VCHANNEL":  2,
-	"ULR_USE_DIC_WHEN_REPLACING_LOGIN": 1,
+	"TRAFFIC_DIR_DEF_MODE":               4,
+	"SUBSCRIBER_FILTER_MODE":             4,
+	"SUBSCRIBER_EXCLUDE_MODE":            4,
+	"ULR_REPLACE_LOGIN_WITH_VCHANNEL":    2,
+	"ULR_USE_DIC_WHEN_REPLACING_LOGIN":   1,
+	"NAT_IMPORT_FROM_FULLFLOW":           1,
+	"NAT_AGG_LOG_FIELDS_TO_SAVE_BITMASK": 0x7ff, // also written in hex, 0x...
+	"NAT_AGG_LOG_GROUP_TIME_INTERVAL":    60,    // minutes: 1, 5, 10, 15, 30, 60
 }
 
 // collectorSettings are settings of the legacy collector (QoE Stor) that may
@@ -103,6 +112,7 @@ type envParser struct {
 	order     []*envReceiver
 	streams   []string         // upper-case streams in order of first appearance
 	loader    map[string]int64 // loaderSettings found
+	collector bool             // a setting of the legacy collector seen
 }
 
 func (p *envParser) errorf(line int, format string, args ...any) {
@@ -148,7 +158,9 @@ func (p *envParser) format(ms []envMessage) []string {
 // The legacy collector's TRAFFIC_DIR_DEF_MODE, SUBSCRIBER_FILTER_MODE,
 // SUBSCRIBER_EXCLUDE_MODE, ULR_REPLACE_LOGIN_WITH_VCHANNEL and
 // ULR_USE_DIC_WHEN_REPLACING_LOGIN set the [loader] keys of the same names
-// (dictionaries from [LegacyDictionaryDir] when a mode needs them). Its other
+// (dictionaries from [LegacyDictionaryDir] when a mode needs them), and so
+// do its NAT_* settings; a .env with any collector setting loads into
+// [LegacyDatabase]. Its other
 // settings (ULR_*, NAT_AGG_*, ...) and settings that do not apply (BALANCER_AUTO, subreceivers of a
 // recording receiver) give warnings. Unknown or malformed lines are errors.
 // Warnings and errors read "name:line: ..."; all errors are joined.
@@ -168,12 +180,20 @@ func parseEnv(data []byte, name string) (*Config, *fileConfig, []string, error) 
 	f := *base
 	f.Receiver = p.convert()
 	f.Loader.Dir = LegacyDumpDir
+	if p.collector {
+		f.Loader.Database = LegacyDatabase
+	}
 	if l := p.loader; len(l) > 0 {
 		f.Loader.TrafficDirDefMode = l["TRAFFIC_DIR_DEF_MODE"]
 		f.Loader.SubscriberFilterMode = l["SUBSCRIBER_FILTER_MODE"]
 		f.Loader.SubscriberExcludeMode = l["SUBSCRIBER_EXCLUDE_MODE"]
 		f.Loader.ReplaceLoginWithVChannel = l["ULR_REPLACE_LOGIN_WITH_VCHANNEL"]
 		f.Loader.UseDicWhenReplacingLogin = l["ULR_USE_DIC_WHEN_REPLACING_LOGIN"] == 1
+		f.Loader.NATImportFromFullflow = l["NAT_IMPORT_FROM_FULLFLOW"] == 1
+		f.Loader.NATAggLogFieldsToSaveBitmask = l["NAT_AGG_LOG_FIELDS_TO_SAVE_BITMASK"]
+		if v, ok := l["NAT_AGG_LOG_GROUP_TIME_INTERVAL"]; ok {
+			f.Loader.NATAggLogGroupTimeInterval = v
+		}
 		if l["TRAFFIC_DIR_DEF_MODE"]|l["SUBSCRIBER_FILTER_MODE"]|l["SUBSCRIBER_EXCLUDE_MODE"]|l["ULR_USE_DIC_WHEN_REPLACING_LOGIN"] != 0 {
 			f.Loader.Dictionaries = LegacyDictionaryDir
 		}
@@ -297,7 +317,12 @@ func (p *envParser) parse(data []byte) {
 		}
 		eq := strings.IndexByte(line, '=')
 		if eq < 0 {
-			if isCollectorSetting(line) {
+			p.collector = p.collector || isCollectorSetting(line) || loaderSettings[line] > 0
+			if _, ok := loaderSettings[line]; ok {
+				// The manual prints NAT_IMPORT_FROM_FULLFLOW and
+				// NAT_AGG_LOG_GROUP_TIME_INTERVAL so, values listed below.
+				p.warnf(lineNo, "%s: no value (no '='): the default stays", line)
+			} else if isCollectorSetting(line) {
 				p.warnf(lineNo, "%s: ignored: collector setting", line)
 			} else {
 				p.errorf(lineNo, "%q: want NAME=value", line)
@@ -305,15 +330,28 @@ func (p *envParser) parse(data []byte) {
 			continue
 		}
 		key := strings.TrimSpace(line[:eq])
+		p.collector = p.collector || isCollectorSetting(key) || loaderSettings[key] > 0
 		value, err := envUnquote(line[eq+1:])
 		if err != nil {
 			p.errorf(lineNo, "%s: %v", key, err)
 			continue
 		}
 		if maxV, ok := loaderSettings[key]; ok {
-			n, err := strconv.ParseInt(value, 10, 64)
+			base := 10
+			if key == "NAT_AGG_LOG_FIELDS_TO_SAVE_BITMASK" {
+				base = 0 // 0x7ff, as the manual writes the bits
+			}
+			n, err := strconv.ParseInt(value, base, 64)
 			if err != nil || n < 0 || n > maxV {
-				p.errorf(lineNo, "%s: %q: want 0..%d", key, value, maxV)
+				if base == 0 {
+					p.errorf(lineNo, "%s: %q: want 0..%#x", key, value, maxV)
+				} else {
+					p.errorf(lineNo, "%s: %q: want 0..%d", key, value, maxV)
+				}
+				continue
+			}
+			if key == "NAT_AGG_LOG_GROUP_TIME_INTERVAL" && !slices.Contains([]int64{1, 5, 10, 15, 30, 60}, n) {
+				p.errorf(lineNo, "%s: %q: want 1, 5, 10, 15, 30 or 60 (minutes)", key, value)
 				continue
 			}
 			if p.loader == nil {

@@ -94,6 +94,16 @@ type fileLoader struct {
 	SubscriberExcludeMode    int64  `toml:"subscriber_exclude_mode,omitzero"`
 	ReplaceLoginWithVChannel int64  `toml:"replace_login_with_vchannel,omitzero"`
 	UseDicWhenReplacingLogin bool   `toml:"use_dic_when_replacing_login,omitempty,omitzero"`
+	// Aggregation and retention of the aggregates; omitted while default.
+	AggregateRetention   string   `toml:"aggregate_retention,omitempty"`
+	FullflowAggFields    []string `toml:"fullflow_agg_fields,omitempty"`
+	FullflowAggPeriod    string   `toml:"fullflow_agg_period,omitempty"`
+	ClickstreamAggFields []string `toml:"clickstream_agg_fields,omitempty"`
+	ClickstreamAggPeriod string   `toml:"clickstream_agg_period,omitempty"`
+	// NAT log (the legacy NAT_* settings).
+	NATImportFromFullflow        bool  `toml:"nat_import_from_fullflow,omitempty,omitzero"`
+	NATAggLogFieldsToSaveBitmask int64 `toml:"nat_agg_log_fields_to_save_bitmask,omitzero"`
+	NATAggLogGroupTimeInterval   int64 `toml:"nat_agg_log_group_time_interval,omitzero"`
 }
 
 // Per-receiver defaults (the top-level ones live in default.toml).
@@ -330,6 +340,16 @@ func build(f *fileConfig) (*Config, []error) {
 		SubscriberExcludeMode:    e.int("loader.subscriber_exclude_mode", f.Loader.SubscriberExcludeMode),
 		ReplaceLoginWithVChannel: e.int("loader.replace_login_with_vchannel", f.Loader.ReplaceLoginWithVChannel),
 		UseDicWhenReplacingLogin: f.Loader.UseDicWhenReplacingLogin,
+
+		AggregateRetention:   e.optDuration("loader.aggregate_retention", f.Loader.AggregateRetention),
+		FullflowAggFields:    f.Loader.FullflowAggFields,
+		FullflowAggPeriod:    e.optDuration("loader.fullflow_agg_period", f.Loader.FullflowAggPeriod),
+		ClickstreamAggFields: f.Loader.ClickstreamAggFields,
+		ClickstreamAggPeriod: e.optDuration("loader.clickstream_agg_period", f.Loader.ClickstreamAggPeriod),
+
+		NATImportFromFullflow: f.Loader.NATImportFromFullflow,
+		NATAggFieldsBitmask:   e.int("loader.nat_agg_log_fields_to_save_bitmask", f.Loader.NATAggLogFieldsToSaveBitmask),
+		NATAggInterval:        e.int("loader.nat_agg_log_group_time_interval", f.Loader.NATAggLogGroupTimeInterval),
 	}
 	c.Loader.validate(&e)
 	if len(e) > 0 {
@@ -461,6 +481,14 @@ func (e *errs) duration(path, s string, fallback time.Duration) time.Duration {
 	return d
 }
 
+// optDuration is duration for a key that may be left out ("" is 0).
+func (e *errs) optDuration(path, s string) time.Duration {
+	if s == "" {
+		return 0
+	}
+	return e.duration(path, s, 0)
+}
+
 func (e *errs) int(path string, v int64) int {
 	if int64(int(v)) != v {
 		e.addf("%s: %d: out of range", path, v)
@@ -496,6 +524,14 @@ func (e *errs) subreceivers(path string, list []string, proto Proto) []Subreceiv
 	return subs
 }
 
+// formatOptDuration is formatDuration, "" for 0 (a key left out).
+func formatOptDuration(d time.Duration) string {
+	if d == 0 {
+		return ""
+	}
+	return formatDuration(d)
+}
+
 // toFile is the inverse of build, for c.TOML.
 func toFile(c *Config) *fileConfig {
 	f := &fileConfig{
@@ -529,6 +565,16 @@ func toFile(c *Config) *fileConfig {
 			SubscriberExcludeMode:    int64(c.Loader.SubscriberExcludeMode),
 			ReplaceLoginWithVChannel: int64(c.Loader.ReplaceLoginWithVChannel),
 			UseDicWhenReplacingLogin: c.Loader.UseDicWhenReplacingLogin,
+
+			AggregateRetention:   formatOptDuration(c.Loader.AggregateRetention),
+			FullflowAggFields:    c.Loader.FullflowAggFields,
+			FullflowAggPeriod:    formatOptDuration(c.Loader.FullflowAggPeriod),
+			ClickstreamAggFields: c.Loader.ClickstreamAggFields,
+			ClickstreamAggPeriod: formatOptDuration(c.Loader.ClickstreamAggPeriod),
+
+			NATImportFromFullflow:        c.Loader.NATImportFromFullflow,
+			NATAggLogFieldsToSaveBitmask: int64(c.Loader.NATAggFieldsBitmask),
+			NATAggLogGroupTimeInterval:   int64(c.Loader.NATAggInterval),
 		},
 	}
 	for i := range c.Receivers {

@@ -240,6 +240,25 @@ func (l *Loader) validate(e *errs) {
 	if l.Retention < 0 {
 		e.addf("loader.retention: %s: negative", l.Retention)
 	}
+	if l.AggregateRetention < 0 {
+		e.addf("loader.aggregate_retention: %s: negative", l.AggregateRetention)
+	}
+	for _, p := range []struct {
+		key string
+		v   time.Duration
+	}{{"fullflow_agg_period", l.FullflowAggPeriod}, {"clickstream_agg_period", l.ClickstreamAggPeriod}} {
+		if p.v != 0 && (p.v < time.Minute || p.v > 24*time.Hour || p.v%time.Minute != 0 || (24*time.Hour)%p.v != 0) {
+			e.addf("loader.%s: %s: want whole minutes dividing a day (1m .. 24h)", p.key, p.v)
+		}
+	}
+	if l.NATAggFieldsBitmask < 0 || l.NATAggFieldsBitmask > 0x7ff {
+		e.addf("loader.nat_agg_log_fields_to_save_bitmask: %#x: want 0 .. 0x7ff (the eleven fields)", l.NATAggFieldsBitmask)
+	}
+	switch l.NATAggInterval {
+	case 0, 1, 5, 10, 15, 30, 60:
+	default:
+		e.addf("loader.nat_agg_log_group_time_interval: %d: want 1, 5, 10, 15, 30 or 60 (minutes)", l.NATAggInterval)
+	}
 	if l.BatchRows < 1 || l.BatchRows > 10_000_000 {
 		e.addf("loader.batch_rows: %d: outside 1..10000000", l.BatchRows)
 	}

@@ -264,6 +264,8 @@ var ianaElements = []InfoElement{
 	{0, 324, "observationTimeMicroseconds", DateTimeMicroseconds},
 	{0, 325, "observationTimeNanoseconds", DateTimeNanoseconds},
 	{0, 346, "privateEnterpriseNumber", Unsigned32},
+	{0, 455, "mobileIMSI", String},
+	{0, 456, "mobileMSISDN", String},
 }
 
 // dpiElements are the enterprise 43823 elements of the DPI reference templates

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"slices"
 	"time"
 
 	"github.com/ipfix-balancer/ipfix-balancer/loader/dict"
@@ -25,8 +26,20 @@ type Config struct {
 	// AfterLoad is "move" (to <Dir>/<stream>/loaded/, the default) or "delete".
 	AfterLoad string
 	// Retention of the raw tables; 0 keeps them forever (default 24h, the
-	// legacy collector's). Aggregated tables are kept without limit.
+	// legacy collector's). Raw tables are partitioned by hour, so a row is
+	// dropped between Retention and Retention + 1h + 5m after its time.
 	Retention time.Duration
+	// AggregateRetention of the aggregated tables (partitioned by month: a
+	// month goes once all of it is older); 0 (the default) keeps them forever.
+	AggregateRetention time.Duration
+	// FullflowAgg and ClickstreamAgg are the group-by columns and period of
+	// fullflow_agg and clickstream_agg (default DefaultFullflowAgg,
+	// DefaultClickstreamAgg). A changed one applies once its table and view
+	// are dropped: the loader makes them anew.
+	FullflowAgg, ClickstreamAgg Aggregate
+	// NAT is the NAT log: events derived from fullflow, and natflow_agg's
+	// fields and interval (default: none derived, counts per 5 minutes).
+	NAT NAT
 	// BatchRows is the number of rows per INSERT (default 100000; at most 1000000).
 	BatchRows int
 	// PollEvery is how often the dump directories are scanned (default 5s).
@@ -82,16 +95,19 @@ const (
 // Default returns the default configuration.
 func Default() Config {
 	return Config{
-		Dir:        "/var/lib/ipfix-balancer/dump",
-		ClickHouse: "http://127.0.0.1:8123",
-		Database:   DefaultDatabase,
-		Parallel:   DefaultParallel,
-		AfterLoad:  "move",
-		Retention:  DefaultRetention,
-		BatchRows:  DefaultBatchRows,
-		PollEvery:  DefaultPollEvery,
-		RetryMax:   10 * time.Second,
-		Settle:     2 * time.Second,
+		Dir:            "/var/lib/ipfix-balancer/dump",
+		ClickHouse:     "http://127.0.0.1:8123",
+		Database:       DefaultDatabase,
+		Parallel:       DefaultParallel,
+		AfterLoad:      "move",
+		Retention:      DefaultRetention,
+		FullflowAgg:    Aggregate{Fields: slices.Clone(DefaultFullflowAgg.Fields), Period: DefaultFullflowAgg.Period},
+		ClickstreamAgg: Aggregate{Fields: slices.Clone(DefaultClickstreamAgg.Fields), Period: DefaultClickstreamAgg.Period},
+		NAT:            NAT{AggInterval: DefaultNATAggInterval},
+		BatchRows:      DefaultBatchRows,
+		PollEvery:      DefaultPollEvery,
+		RetryMax:       10 * time.Second,
+		Settle:         2 * time.Second,
 	}
 }
 
@@ -118,6 +134,21 @@ func (c *Config) fill() {
 	if c.Settle == 0 {
 		c.Settle = d.Settle
 	}
+	if len(c.FullflowAgg.Fields) == 0 {
+		c.FullflowAgg.Fields = d.FullflowAgg.Fields
+	}
+	if c.FullflowAgg.Period == 0 {
+		c.FullflowAgg.Period = d.FullflowAgg.Period
+	}
+	if len(c.ClickstreamAgg.Fields) == 0 {
+		c.ClickstreamAgg.Fields = d.ClickstreamAgg.Fields
+	}
+	if c.ClickstreamAgg.Period == 0 {
+		c.ClickstreamAgg.Period = d.ClickstreamAgg.Period
+	}
+	if c.NAT.AggInterval == 0 {
+		c.NAT.AggInterval = DefaultNATAggInterval
+	}
 }
 
 // Validate reports every problem at once.
@@ -140,6 +171,17 @@ func (c *Config) Validate() error {
 	}
 	if c.Retention < 0 {
 		errs = append(errs, fmt.Errorf("loader.retention: %v: negative", c.Retention))
+	}
+	if c.AggregateRetention < 0 {
+		errs = append(errs, fmt.Errorf("loader.aggregate_retention: %v: negative", c.AggregateRetention))
+	}
+	for i, a := range []Aggregate{c.FullflowAgg, c.ClickstreamAgg} {
+		if err := a.validate(aggKinds[i]); err != nil {
+			errs = append(errs, fmt.Errorf("loader.%s: %w", aggKinds[i].name, err))
+		}
+	}
+	if err := c.NAT.validate(); err != nil {
+		errs = append(errs, err)
 	}
 	if c.PollEvery <= 0 {
 		errs = append(errs, fmt.Errorf("loader.poll_every: %v: want > 0", c.PollEvery))

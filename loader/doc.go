@@ -14,7 +14,9 @@
 // fixed field list. Fields without a column are counted per element and
 // skipped; records whose template has no table are counted by template
 // shape. Every raw table has a dpi column (from the dump's name) and a day
-// column (flow_start_date, or date) partitioning it by day.
+// column (flow_start_date, or date); with the hour (UTC) of flow_start_time
+// or time_stamp it partitions the table by hour, so retention by dropping
+// partitions keeps a row between Retention and Retention + 1h + dropEvery.
 //
 // A loaded dump moves to <dir>/<stream>/loaded/ (or is deleted); a damaged
 // one goes to <dir>/<stream>/bad/ with a sidecar <name>.why naming the file,
@@ -25,10 +27,12 @@
 // Migrate reads version(), system.data_type_families, system.settings and
 // system.merge_tree_settings and picks the DDL: on ClickHouse 18.16 UInt32 /
 // FixedString(16) addresses, UInt64 milliseconds, and retention by dropping
-// day partitions; on modern servers IPv4/IPv6, DateTime64, LowCardinality,
+// hour partitions; on modern servers IPv4/IPv6, DateTime64, LowCardinality,
 // CODEC and TTL. The RowBinary bytes of both variants are the same, so one
 // row encoder serves both. fullflow_agg and clickstream_agg are
-// SummingMergeTree tables filled by materialized views, kept without limit.
+// SummingMergeTree tables filled by materialized views (fields and period
+// configured, Aggregate), partitioned by month, kept without limit unless
+// AggregateRetention is set.
 // With a cluster, each shard holds <table>_local tables and a Distributed
 // <table> over them; the loader shards rows itself by the sharding key and
 // inserts into each shard's local table, so each insert stays atomic.
@@ -39,9 +43,11 @@
 // the loader makes every retry safe itself, with a ledger table _ledger and
 // a _batch column in each raw table:
 //
-//  1. A dump's records of one (table, day) are numbered in file order
+//  1. A dump's records of one (table, day, hour) are numbered in file order
 //     (ordinals). A batch is a range of ordinals, at most batch_rows rows,
-//     never across days, so it falls in one partition. Each shard's part of
+//     never across hours, so it falls in one partition. (A dump an older
+//     loader began, whose ledger rows have hour 255, goes on per day; so
+//     does a table made by it, partitioned by day.) Each shard's part of
 //     it gets a random 64-bit batch id, written in the _batch column.
 //  2. Before inserting, the loader writes an intent row (file, table, day,
 //     shard, ordinal range, rows, batch id) to the ledger; after the insert

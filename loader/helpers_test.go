@@ -175,6 +175,10 @@ func tableOf(tm *ipfix.Template) string {
 		return "http_reply"
 	case has["path"]:
 		return "clickstream"
+	case has["natEvent"]:
+		return "natflow"
+	case has["mobileIMSI"]:
+		return "gtpflow"
 	case has["octetDeltaCount"]:
 		return "fullflow"
 	}
@@ -227,6 +231,8 @@ func expectedRow(rec decoded, cols []colInfo, dpi int) string {
 	sec := int64(rec.exportTime)
 	if v, ok := byCol["flow_start_milliseconds"]; ok {
 		sec = int64(v.Uint() / 1000)
+	} else if v, ok := byCol["observation_time_milliseconds"]; ok {
+		sec = int64(v.Uint() / 1000)
 	} else if v, ok := byCol["time_stamp"]; ok {
 		sec = int64(v.Uint())
 	}
@@ -241,7 +247,7 @@ func expectedRow(rec decoded, cols []colInfo, dpi int) string {
 		case "date", "flow_start_date":
 			parts = append(parts, strconv.FormatInt(sec/86400, 10))
 			continue
-		case "flow_start_time":
+		case "flow_start_time", "time":
 			parts = append(parts, strconv.FormatInt(sec, 10))
 			continue
 		}

@@ -25,8 +25,9 @@ type ledgerRow struct {
 	State     int8
 	Table     string
 	Day       uint16 // days since 1970-01-01 (the batch's partition)
+	Hour      uint8  // hour of the day (UTC) of the batch's partition; legacyHour: the whole day
 	Shard     uint16
-	Start     uint64 // first ordinal of the batch among the dump's records of (table, day)
+	Start     uint64 // first ordinal of the batch among the dump's records of (table, day, hour)
 	Rows      uint64 // ordinals covered by the batch
 	ShardRows uint64 // rows of the batch that went to this shard
 	Batch     uint64 // value of the _batch column of those rows
@@ -35,7 +36,7 @@ type ledgerRow struct {
 	At        time.Time
 }
 
-var ledgerColumns = []string{"file", "state", "table", "date", "shard", "start", "rows", "shard_rows", "batch", "checksum", "detail", "at"}
+var ledgerColumns = []string{"file", "state", "table", "date", "hour", "shard", "start", "rows", "shard_rows", "batch", "checksum", "detail", "at"}
 
 func appendString(b []byte, s string) []byte {
 	b = binary.AppendUvarint(b, uint64(len(s)))
@@ -49,6 +50,7 @@ func encodeLedger(rows []ledgerRow) []byte {
 		b = append(b, byte(r.State))
 		b = appendString(b, r.Table)
 		b = binary.LittleEndian.AppendUint16(b, r.Day)
+		b = append(b, r.Hour)
 		b = binary.LittleEndian.AppendUint16(b, r.Shard)
 		b = binary.LittleEndian.AppendUint64(b, r.Start)
 		b = binary.LittleEndian.AppendUint64(b, r.Rows)
@@ -64,14 +66,14 @@ func encodeLedger(rows []ledgerRow) []byte {
 // readLedger returns the ledger rows of one dump.
 func (l *Loader) readLedger(ctx context.Context, file string) ([]ledgerRow, error) {
 	rows, err := l.main.Query(ctx, fmt.Sprintf(
-		"SELECT toInt8(state), table, toUInt16(date), shard, start, rows, shard_rows, batch, checksum, detail, toUInt32(at) FROM %s WHERE file = %s",
+		"SELECT toInt8(state), table, toUInt16(date), shard, start, rows, shard_rows, batch, checksum, detail, toUInt32(at), hour FROM %s WHERE file = %s",
 		l.schema.qualified(ledgerTable), literal(file)))
 	if err != nil {
 		return nil, err
 	}
 	out := make([]ledgerRow, 0, len(rows))
 	for _, r := range rows {
-		if len(r) != 11 {
+		if len(r) != 12 {
 			return nil, fmt.Errorf("ledger of %s: %d columns", file, len(r))
 		}
 		u := func(i int) uint64 { v, _ := strconv.ParseUint(r[i], 10, 64); return v }
@@ -79,7 +81,7 @@ func (l *Loader) readLedger(ctx context.Context, file string) ([]ledgerRow, erro
 		out = append(out, ledgerRow{
 			File: file, State: int8(st), Table: r[1], Day: uint16(u(2)), Shard: uint16(u(3)),
 			Start: u(4), Rows: u(5), ShardRows: u(6), Batch: u(7), Checksum: uint32(u(8)),
-			Detail: r[9], At: time.Unix(int64(u(10)), 0),
+			Detail: r[9], At: time.Unix(int64(u(10)), 0), Hour: uint8(u(11)),
 		})
 	}
 	return out, nil
@@ -118,6 +120,7 @@ func (s fileSummary) String() string {
 type loadKey struct {
 	table string
 	day   uint16
+	hour  uint8
 	shard uint16
 }
 
@@ -125,7 +128,10 @@ type loadKey struct {
 type recovery struct {
 	key      string             // the dump's ledger key
 	finished *fileSummary       // the dump is loaded; finish it
-	loaded   map[loadKey]uint64 // ordinals [0, n) of (table, day, shard) are in their table
+	loaded   map[loadKey]uint64 // ordinals [0, n) of (table, day, hour, shard) are in their table
+	// byDay: an older loader began this dump and numbered its records per
+	// (table, day); go on that way (hour legacyHour) so the ordinals match.
+	byDay bool
 }
 
 // recover reads the ledger of a dump and settles the batches whose outcome is
@@ -218,12 +224,15 @@ func (l *Loader) recover(ctx context.Context, d Dump) (recovery, error) {
 			return rec, err
 		}
 	}
-	// Batches of (table, day, shard) are inserted in ordinal order, one at a
-	// time, so the done ones cover a prefix of the ordinals.
+	// Batches of (table, day, hour, shard) are inserted in ordinal order,
+	// one at a time, so the done ones cover a prefix of the ordinals.
 	ranges := map[loadKey][][2]uint64{}
 	for _, r := range rows {
+		if r.Hour == legacyHour {
+			rec.byDay = true
+		}
 		if r.State == stateDone {
-			k := loadKey{r.Table, r.Day, r.Shard}
+			k := loadKey{r.Table, r.Day, r.Hour, r.Shard}
 			ranges[k] = append(ranges[k], [2]uint64{r.Start, r.Start + r.Rows})
 		}
 	}

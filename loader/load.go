@@ -26,9 +26,22 @@ type binding struct {
 	skipped   []string
 	timeField int // field giving the record's time, -1: the message's export time
 	timeKind  kind
-	shardFld  int         // field of the sharding column, -1: shard 0
+	shardFld  int // field of the sharding column, -1: shard 0
+	// hourField gives the row's partition hour: hourFromTime (the derived
+	// time column holds the record's time), hourZero (the hour column is
+	// empty) or the index of the field the hour column holds.
+	hourField int
 	enrich    *enrichment // nil: rows as sent (enrich.go)
 }
+
+const (
+	hourFromTime = -2
+	hourZero     = -1
+)
+
+// legacyHour is the hour of a batch keyed by day alone: ledger rows written
+// before raw tables were partitioned by hour (their hour column reads 255).
+const legacyHour = 255
 
 func elementKey(f ipfix.FieldSpecifier) string {
 	return fmt.Sprintf("e%d/%d", f.EnterpriseNumber, f.ID)
@@ -154,6 +167,12 @@ func (l *Loader) bind(t *ipfix.Template, stream string) *binding {
 			break
 		}
 	}
+	b.hourField = hourZero
+	if ci := tb.byName[tb.spec.hourColumn()]; tb.columns[ci].Role == roleTime {
+		b.hourField = hourFromTime
+	} else if b.src[ci] >= 0 {
+		b.hourField = b.src[ci]
+	}
 	if len(l.shards) > 1 {
 		if ci, ok := tb.byName[l.schema.shardColumn(tb)]; ok {
 			b.shardFld = b.src[ci]
@@ -163,11 +182,13 @@ func (l *Loader) bind(t *ipfix.Template, stream string) *binding {
 	return b
 }
 
-// batchKey is one (table, day) stream of a dump's records; ordinals count
-// its records in file order.
+// batchKey is one (table, day, hour) stream of a dump's records, one
+// partition; ordinals count its records in file order. Dumps whose ledger
+// predates hourly partitions keep hour legacyHour (the whole day).
 type batchKey struct {
 	table *table
 	day   uint16
+	hour  uint8
 }
 
 // shardBuf holds the rows of a batch bound for one shard.
@@ -303,7 +324,10 @@ func (l *Loader) loadDump(ctx context.Context, d Dump) error {
 		if keys[i].table.index != keys[j].table.index {
 			return keys[i].table.index < keys[j].table.index
 		}
-		return keys[i].day < keys[j].day
+		if keys[i].day != keys[j].day {
+			return keys[i].day < keys[j].day
+		}
+		return keys[i].hour < keys[j].hour
 	})
 	for _, k := range keys {
 		if err := fl.flush(ctx, k); err != nil {
@@ -464,10 +488,21 @@ func (fl *fileLoad) add(ctx context.Context, r *ipfix.Record, exportTime uint32)
 	if b.shardFld >= 0 {
 		shard = fl.l.pickShard(vals[b.shardFld].Raw)
 	}
-	key := batchKey{b.table, day}
+	hour := uint8(legacyHour)
+	if !fl.rec.byDay {
+		switch b.hourField {
+		case hourFromTime:
+			hour = uint8(sec % 86400 / 3600)
+		case hourZero:
+			hour = 0
+		default:
+			hour = uint8(uint32(vals[b.hourField].Uint()) % 86400 / 3600)
+		}
+	}
+	key := batchKey{b.table, day, hour}
 	ord := fl.ordinals[key]
 	fl.ordinals[key] = ord + 1
-	if ord < fl.rec.loaded[loadKey{b.table.spec.name, day, shard}] {
+	if ord < fl.rec.loaded[loadKey{b.table.spec.name, day, hour, shard}] {
 		fl.sum.Skipped++
 		return nil
 	}
@@ -514,6 +549,9 @@ func (fl *fileLoad) encode(dst []byte, b *binding, vals []ipfix.Value, day uint1
 			continue
 		case roleBatch:
 			dst = le.AppendUint64(dst, id)
+			continue
+		case roleZero:
+			dst = appendZero(dst, c.Kind)
 			continue
 		}
 		fi := b.src[ci]
@@ -591,7 +629,7 @@ func (fl *fileLoad) flush(ctx context.Context, key batchKey) error {
 	l := fl.l
 	now := time.Now()
 	name := key.table.spec.name
-	base := ledgerRow{File: fl.d.key, Table: name, Day: key.day, Start: bt.start, Rows: bt.count, At: now}
+	base := ledgerRow{File: fl.d.key, Table: name, Day: key.day, Hour: key.hour, Start: bt.start, Rows: bt.count, At: now}
 	rows := fl.pending
 	fl.pending = nil
 	var done []ledgerRow

@@ -69,12 +69,13 @@ func New(cfg Config, log *slog.Logger) (*Loader, error) {
 		cfg:    cfg,
 		log:    log,
 		main:   c,
-		schema: newSchema(cfg.Database, cfg.Cluster, cfg.ShardingKey, cfg.Retention),
-		m:      newLoaderMetrics(TableNames()),
+		schema: newSchema(cfg.Database, cfg.Cluster, cfg.ShardingKey, cfg.Retention, cfg.FullflowAgg, cfg.ClickstreamAgg),
+		m:      newLoaderMetrics(TableNames(), AggregateNames()),
 		busy:   map[string]bool{},
 		failed: map[string]time.Time{},
 		shapes: map[string]bool{},
 	}
+	l.schema.nat = cfg.NAT
 	l.em = newEnrichMetrics(l.m.set)
 	if l.dicts, err = l.newDicts(); err != nil {
 		return nil, err
@@ -319,7 +320,7 @@ func (l *Loader) RunOnce(ctx context.Context) error {
 }
 
 // Run loads dumps as they close until ctx ends, and drops expired
-// partitions every hour.
+// partitions every dropEvery.
 func (l *Loader) Run(ctx context.Context) error {
 	l.log.Info("loader started", "dir", l.cfg.Dir, "clickhouse", l.main.URL(), "database", l.cfg.Database,
 		"parallel", l.cfg.Parallel, "after_load", l.cfg.AfterLoad)
@@ -348,7 +349,7 @@ func (l *Loader) Run(ctx context.Context) error {
 	}
 	var lastDrop time.Time
 	for {
-		if time.Since(lastDrop) >= time.Hour {
+		if time.Since(lastDrop) >= dropEvery {
 			l.dropExpired(ctx)
 			lastDrop = time.Now()
 		}
@@ -453,41 +454,77 @@ feed:
 	return errs
 }
 
-// dropExpired drops the day partitions of raw tables older than the
-// retention (servers without TTL; harmless with it). A day is dropped once
-// all of it is older than the retention.
+// dropEvery is how often Run drops expired partitions: with hourly raw
+// partitions a row outlives the retention by at most an hour plus this.
+const dropEvery = 5 * time.Minute
+
+// dropExpired drops the partitions of raw tables whose whole span is older
+// than Config.Retention, and those of aggregated tables older than
+// Config.AggregateRetention (ClickHouse 18.16 has no TTL; with TTL it
+// does the same sooner). Raw tables are partitioned by hour (YYYYMMDDHH;
+// tables created by older loaders by day, YYYYMMDD), aggregated ones by
+// month (YYYYMM).
 func (l *Loader) dropExpired(ctx context.Context) {
-	if l.cfg.Retention <= 0 {
-		return
-	}
-	cutoff := time.Now().Add(-l.cfg.Retention).Add(-24 * time.Hour).UTC().Format("20060102")
+	now := time.Now()
 	for _, c := range l.shards {
-		for _, t := range l.schema.tables {
-			local := l.schema.localName(t.spec.name)
-			rows, err := c.Query(ctx, "SELECT DISTINCT partition FROM system.parts WHERE active AND database = "+
-				literal(l.cfg.Database)+" AND table = "+literal(local))
-			if err != nil {
-				l.log.Warn("list partitions", "table", local, "err", err)
-				return
-			}
-			for _, r := range rows {
-				p := strings.Trim(r[0], "'")
-				if len(p) != 8 || p >= cutoff {
-					continue
-				}
-				if open, err := l.unsettled(ctx, t.spec.name, p); err != nil || open {
-					// A batch of that day has an unknown outcome: recovery
-					// counts its rows there, so the day stays until then.
-					continue
-				}
-				if err := c.Exec(ctx, "ALTER TABLE "+l.schema.qualified(local)+" DROP PARTITION "+p); err != nil {
-					l.log.Warn("drop expired partition", "table", local, "partition", p, "err", err)
-					continue
-				}
-				l.m.droppedPartitions.Inc()
-				l.log.Info("dropped expired partition", "table", local, "partition", p)
+		if l.cfg.Retention > 0 {
+			for _, t := range l.schema.tables {
+				l.dropOlder(ctx, c, t.spec.name, now.Add(-l.cfg.Retention), true)
 			}
 		}
+		if l.cfg.AggregateRetention > 0 {
+			for _, a := range AggregateNames() {
+				l.dropOlder(ctx, c, a, now.Add(-l.cfg.AggregateRetention), false)
+			}
+		}
+	}
+}
+
+// partitionEnd returns the end of the span of a partition ID: YYYYMMDDHH
+// (an hour), YYYYMMDD (a day) or YYYYMM (a month), UTC.
+func partitionEnd(id string) (time.Time, bool) {
+	switch len(id) {
+	case 10:
+		t, err := time.Parse("2006010215", id)
+		return t.Add(time.Hour), err == nil
+	case 8:
+		t, err := time.Parse("20060102", id)
+		return t.AddDate(0, 0, 1), err == nil
+	case 6:
+		t, err := time.Parse("200601", id)
+		return t.AddDate(0, 1, 0), err == nil
+	}
+	return time.Time{}, false
+}
+
+// dropOlder drops the partitions of table that end at or before cutoff.
+// For a raw table a partition stays while the ledger has a batch of its day
+// with an unknown outcome: recovery counts that batch's rows there.
+func (l *Loader) dropOlder(ctx context.Context, c *Client, table string, cutoff time.Time, raw bool) {
+	local := l.schema.localName(table)
+	rows, err := c.Query(ctx, "SELECT DISTINCT partition_id FROM system.parts WHERE active AND database = "+
+		literal(l.cfg.Database)+" AND table = "+literal(local)+" ORDER BY partition_id")
+	if err != nil {
+		l.log.Warn("list partitions", "table", local, "err", err)
+		return
+	}
+	for _, r := range rows {
+		p := r[0]
+		end, ok := partitionEnd(p)
+		if !ok || end.After(cutoff) {
+			continue
+		}
+		if raw {
+			if open, err := l.unsettled(ctx, table, p[:8]); err != nil || open {
+				continue
+			}
+		}
+		if err := c.Exec(ctx, "ALTER TABLE "+l.schema.qualified(local)+" DROP PARTITION "+p); err != nil {
+			l.log.Warn("drop expired partition", "table", local, "partition", p, "err", err)
+			continue
+		}
+		l.m.droppedPartitions[table].Inc()
+		l.log.Info("dropped expired partition", "table", local, "partition", p)
 	}
 }
 

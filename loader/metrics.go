@@ -70,13 +70,13 @@ type loaderMetrics struct {
 	optionsRecords            *metrics.Counter
 	recoveredDone             *metrics.Counter
 	recoveredAborted          *metrics.Counter
-	droppedPartitions         *metrics.Counter
+	droppedPartitions         map[string]*metrics.Counter // by table, raw and aggregated
 	backlogFiles, backlogSize atomic.Int64
 	up                        atomic.Int64
 	lastLoad                  atomic.Int64 // unix seconds
 }
 
-func newLoaderMetrics(tables []string) *loaderMetrics {
+func newLoaderMetrics(tables, aggregates []string) *loaderMetrics {
 	s := metrics.NewSet()
 	m := &loaderMetrics{
 		set:               s,
@@ -93,13 +93,16 @@ func newLoaderMetrics(tables []string) *loaderMetrics {
 		optionsRecords:    s.NewCounter(`ipfix_loader_options_records_total`),
 		recoveredDone:     s.NewCounter(`ipfix_loader_recovered_batches_total{result="done"}`),
 		recoveredAborted:  s.NewCounter(`ipfix_loader_recovered_batches_total{result="aborted"}`),
-		droppedPartitions: s.NewCounter(`ipfix_loader_dropped_partitions_total`),
+		droppedPartitions: map[string]*metrics.Counter{},
 	}
 	for _, t := range tables {
 		l := fmt.Sprintf(`table=%q`, t)
 		m.records[t] = s.NewCounter(`ipfix_loader_inserted_records_total{` + l + `}`)
 		m.bytes[t] = s.NewCounter(`ipfix_loader_inserted_bytes_total{` + l + `}`)
 		m.insertDuration[t] = newHistogram(s, "ipfix_loader_insert_duration_seconds", l)
+	}
+	for _, t := range append(append([]string(nil), tables...), aggregates...) {
+		m.droppedPartitions[t] = s.NewCounter(fmt.Sprintf(`ipfix_loader_dropped_partitions_total{table=%q}`, t))
 	}
 	for _, k := range skipKinds {
 		m.skippedSets[k] = s.NewCounter(fmt.Sprintf(`ipfix_loader_skipped_sets_total{kind=%q}`, k))

@@ -183,8 +183,8 @@ func TestLegacyLedgerResumes(t *testing.T) {
 	first := strings.TrimSpace(ch.Query(t, "SELECT batch FROM before._ledger WHERE state = 'done' AND start = 0 LIMIT 1"))
 	require.NotEmpty(t, first)
 	ch.Query(t, "INSERT INTO after.fullflow SELECT * FROM before.fullflow WHERE _batch = "+first)
-	ch.Query(t, "INSERT INTO after._ledger (file, state, table, date, shard, start, rows, shard_rows, batch, checksum, detail, at) "+
-		"SELECT '"+name+"', state, table, date, shard, start, rows, shard_rows, batch, checksum, detail, at FROM before._ledger "+
+	ch.Query(t, "INSERT INTO after._ledger (file, state, table, date, hour, shard, start, rows, shard_rows, batch, checksum, detail, at) "+
+		"SELECT '"+name+"', state, table, date, hour, shard, start, rows, shard_rows, batch, checksum, detail, at FROM before._ledger "+
 		"WHERE batch = "+first+" AND state IN ('intent', 'done')")
 	require.Equal(t, 300, countRows(t, ch, "after", "fullflow"))
 

@@ -2,7 +2,9 @@ package loader
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"log/slog"
 	"slices"
 	"strconv"
 	"strings"
@@ -50,6 +52,7 @@ const (
 	roleDate                // the record's day (partition key)
 	roleTime                // the record's time in seconds (DateTime)
 	roleBatch               // the batch id (exactly-once bookkeeping)
+	roleZero                // 0 from the loader (a view writes other values)
 )
 
 // Column is one column of a raw table.
@@ -286,6 +289,7 @@ type tableSpec struct {
 	orderBy      []string
 	shardKeys    []string    // default sharding columns, first present wins
 	aliases      [][2]string // legacy column names: name, expression
+	zero         []string    // UInt8 columns the loader writes 0 into
 }
 
 // refTail are the fields that end most metadata templates of the reference.
@@ -365,6 +369,30 @@ var tableSpecs = []tableSpec{
 		aliases: [][2]string{{"time", "time_stamp"}, {"host", "hostname"}},
 	},
 	{
+		// NAT events (the legacy natflow stream, port 1503): the IANA NAT
+		// logging elements (RFC 8158), the eleven fields of the aggregated
+		// NAT log (NAT_AGG_LOG_FIELDS_TO_SAVE_BITMASK) among them.
+		name:      "natflow",
+		signature: []string{"natEvent"},
+		elements: []string{"observationTimeMilliseconds", "natEvent", "protocolIdentifier",
+			"sourceIPv4Address", "sourceIPv6Address", "sourceTransportPort",
+			"destinationIPv4Address", "destinationIPv6Address", "destinationTransportPort",
+			"postNATSourceIPv4Address", "postNAPTSourceTransportPort", "sessionId", "login"},
+		timeElements: []string{"observationTimeMilliseconds", "flowStartMilliseconds", "timeStamp"},
+		zero:         []string{"from_fullflow"}, // 1: derived from fullflow (NAT.ImportFromFullflow)
+		dateColumn:   "date",
+		timeColumn:   "time",
+		orderBy:      []string{"time"},
+		shardKeys:    []string{"login", "source_ipv4_address", "source_ipv6_address"},
+	},
+	{
+		// GTP records (the legacy gtpflow stream, port 1502): the
+		// subscriber's address with IMSI and MSISDN.
+		name:      "gtpflow",
+		signature: []string{"mobileIMSI", "mobileMSISDN"},
+		elements:  []string{"timeStamp", "login", "sourceIPv4Address", "sourceIPv6Address", "mobileIMSI", "mobileMSISDN", "sessionId"},
+	},
+	{
 		name:      "fullflow",
 		signature: []string{"octetDeltaCount", "packetDeltaCount", "flowStartMilliseconds", "flowStartSeconds"},
 		elements: []string{
@@ -390,6 +418,26 @@ var tableSpecs = []tableSpec{
 			{"host", "hostname"},
 		},
 	},
+}
+
+// hourColumn is the DateTime column whose hour (UTC) partitions the table
+// with its day column: the derived time column, else the record's own
+// time_stamp. The loader computes a row's hour from the value it writes
+// there (0 when the template has no time field), so a batch of one (day,
+// hour) falls in one partition.
+func (s *tableSpec) hourColumn() string {
+	if s.timeColumn != "" {
+		return s.timeColumn
+	}
+	return SnakeCase(s.timeElements[0])
+}
+
+// partitionKey is the PARTITION BY of a raw table: one partition per hour
+// (UTC), ID YYYYMMDDHH, so retention by dropping partitions is exact to
+// the hour. The hour is arithmetic on the Unix time, not toHour, which
+// would follow the server's time zone.
+func (s *tableSpec) partitionKey() string {
+	return fmt.Sprintf("toYYYYMMDD(%s) * 100 + intDiv(toUInt32(%s) %% 86400, 3600)", quote(s.dateColumn), quote(s.hourColumn()))
 }
 
 func init() {
@@ -456,6 +504,9 @@ func newTable(spec *tableSpec, index int) *table {
 			add(Column{Name: col + v6Suffix, Kind: kIPv6, Element: e})
 		}
 	}
+	for _, z := range spec.zero {
+		add(Column{Name: z, Kind: kUint8, Role: roleZero})
+	}
 	t.batchCol = len(t.columns)
 	add(Column{Name: "_batch", Kind: kUint64, Role: roleBatch})
 	return t
@@ -470,14 +521,21 @@ type schema struct {
 	shardBy string // configured sharding column ("" = per-table default)
 	caps    Capabilities
 	retain  time.Duration
+	aggs    []aggSpec
+	nat     NAT
 }
 
-func newSchema(db, cluster, shardBy string, retain time.Duration) *schema {
+// newSchema returns the schema; aggs holds the configured aggregates in the
+// order of aggKinds (fullflow_agg, clickstream_agg).
+func newSchema(db, cluster, shardBy string, retain time.Duration, aggs ...Aggregate) *schema {
 	s := &schema{db: db, cluster: cluster, shardBy: shardBy, retain: retain, byName: map[string]*table{}}
 	for i := range tableSpecs {
 		t := newTable(&tableSpecs[i], i)
 		s.tables = append(s.tables, t)
 		s.byName[t.spec.name] = t
+	}
+	for i, k := range aggKinds {
+		s.aggs = append(s.aggs, aggSpec{aggKind: k, Aggregate: aggs[i]})
 	}
 	return s
 }
@@ -536,7 +594,7 @@ func (s *schema) rawDDL(t *table) string {
 		b.Reset()
 		b.WriteString(str)
 	}
-	fmt.Fprintf(&b, ") ENGINE = MergeTree\nPARTITION BY toYYYYMMDD(%s)\nORDER BY (%s)", quote(t.spec.dateColumn), strings.Join(quoteAll(t.spec.orderBy), ", "))
+	fmt.Fprintf(&b, ") ENGINE = MergeTree\nPARTITION BY %s\nORDER BY (%s)", t.spec.partitionKey(), strings.Join(quoteAll(t.spec.orderBy), ", "))
 	if s.retain > 0 && s.caps.TTL {
 		fmt.Fprintf(&b, "\nTTL toDateTime(%s) + toIntervalSecond(%d)", quote(t.spec.dateColumn), int64((s.retain+24*time.Hour)/time.Second))
 		if s.caps.TTLOnlyDrop {
@@ -556,78 +614,126 @@ func (s *schema) distributedDDL(name, local, key string) string {
 		s.qualified(name), s.qualified(local), quote(s.cluster), quote(s.db), quote(local), shard)
 }
 
-// aggSpec is an aggregated table kept by the server: a SummingMergeTree
-// filled by a materialized view on a raw table, kept without time limit.
-type aggSpec struct {
-	name, source string
-	columns      [][2]string // name, type (18.16 types; see aggDDL)
-	sums         []string
-	selectList   string // expressions of the view, in column order
-	groupBy      string
+// Aggregate configures an aggregated table: the raw columns it groups by and
+// the period its time column is rounded down to. The sums are fixed:
+// fullflow_agg has bytes, packets and flows, clickstream_agg requests.
+type Aggregate struct {
+	Fields []string
+	Period time.Duration
 }
 
-var aggSpecs = []aggSpec{
+// Default aggregates: the legacy collector's pre-aggregation.
+var (
+	DefaultFullflowAgg = Aggregate{
+		Fields: []string{"dpi", "login", "source_ipv4_address", "source_ipv6_address", "hostname", "protocol_identifier", "vdpi_proto"},
+		Period: 5 * time.Minute,
+	}
+	DefaultClickstreamAgg = Aggregate{
+		Fields: []string{"dpi", "login", "hostname"},
+		Period: time.Hour,
+	}
+)
+
+// aggKind is what is fixed about an aggregated table: its source, its day
+// and time columns and its sums.
+type aggKind struct {
+	name, source     string
+	date, time, from string // date and time columns; from: the raw time column
+	sums             [][2]string
+}
+
+var aggKinds = []aggKind{
 	{
-		// Per 5 minutes x subscriber x host x protocol: bytes, packets, flows.
-		name: "fullflow_agg", source: "fullflow",
-		columns: [][2]string{
-			{"flow_start_date", "Date"}, {"flow_start_time", "DateTime"}, {"dpi", "UInt16"},
-			{"login", "String"}, {"source_ipv4_address", "ipv4"}, {"source_ipv6_address", "ipv6"},
-			{"hostname", "String"}, {"protocol_identifier", "UInt8"}, {"vdpi_proto", "UInt16"},
-			{"bytes", "UInt64"}, {"packets", "UInt64"}, {"flows", "UInt64"},
-		},
-		sums: []string{"bytes", "packets", "flows"},
-		selectList: "flow_start_date, toStartOfFiveMinute(flow_start_time) AS flow_start_time, dpi, login, " +
-			"source_ipv4_address, source_ipv6_address, hostname, protocol_identifier, vdpi_proto, " +
-			"sum(octet_delta_count) AS bytes, sum(packet_delta_count) AS packets, count() AS flows",
-		groupBy: "flow_start_date, flow_start_time, dpi, login, source_ipv4_address, source_ipv6_address, hostname, protocol_identifier, vdpi_proto",
+		name: "fullflow_agg", source: "fullflow", date: "flow_start_date", time: "flow_start_time", from: "flow_start_time",
+		sums: [][2]string{{"bytes", "sum(octet_delta_count)"}, {"packets", "sum(packet_delta_count)"}, {"flows", "count()"}},
 	},
 	{
-		// Per hour x login x host: requests.
-		name: "clickstream_agg", source: "clickstream",
-		columns: [][2]string{
-			{"date", "Date"}, {"time", "DateTime"}, {"dpi", "UInt16"}, {"login", "String"},
-			{"hostname", "String"}, {"requests", "UInt64"},
-		},
-		sums:       []string{"requests"},
-		selectList: "date, toStartOfHour(time_stamp) AS time, dpi, login, hostname, count() AS requests",
-		groupBy:    "date, time, dpi, login, hostname",
+		name: "clickstream_agg", source: "clickstream", date: "date", time: "time", from: "time_stamp",
+		sums: [][2]string{{"requests", "count()"}},
 	},
 }
 
-// AggregateNames returns the aggregated tables.
+// AggregateNames returns the aggregated tables: fullflow_agg,
+// clickstream_agg and natflow_agg.
 func AggregateNames() []string {
-	out := make([]string, len(aggSpecs))
-	for i, a := range aggSpecs {
-		out[i] = a.name
+	out := make([]string, 0, len(aggKinds)+1)
+	for _, a := range aggKinds {
+		out = append(out, a.name)
+	}
+	return append(out, natAggTable)
+}
+
+// validate checks an aggregate against its source table.
+func (a Aggregate) validate(k aggKind) error {
+	var errs []error
+	if a.Period < time.Minute || a.Period > 24*time.Hour || (24*time.Hour)%a.Period != 0 || a.Period%time.Minute != 0 {
+		errs = append(errs, fmt.Errorf("period %v: want whole minutes dividing a day (1m .. 24h)", a.Period))
+	}
+	cols := TableColumns(k.source)
+	seen := map[string]bool{}
+	for _, f := range a.Fields {
+		switch {
+		case seen[f]:
+			errs = append(errs, fmt.Errorf("field %q: twice", f))
+		case f == k.date || f == k.from || f == "_batch" || !slices.Contains(cols, f):
+			errs = append(errs, fmt.Errorf("field %q: not a column of %s to group by (columns: %s)", f, k.source, strings.Join(groupable(k, cols), ", ")))
+		}
+		seen[f] = true
+	}
+	return errors.Join(errs...)
+}
+
+func groupable(k aggKind, cols []string) []string {
+	var out []string
+	for _, c := range cols {
+		if c != k.date && c != k.from && c != "_batch" {
+			out = append(out, c)
+		}
 	}
 	return out
 }
 
+// aggSpec is an aggregated table kept by the server: a SummingMergeTree
+// filled by a materialized view on a raw table, partitioned by month.
+type aggSpec struct {
+	aggKind
+	Aggregate
+}
+
 func (s *schema) aggDDL(a aggSpec) (table, view string) {
-	var cols, keys []string
-	for _, c := range a.columns {
-		typ := c[1]
-		switch typ {
-		case "ipv4":
-			typ = typeName(Column{Kind: kIPv4}, s.caps)
-		case "ipv6":
-			typ = typeName(Column{Kind: kIPv6}, s.caps)
-		case "String":
-			typ = typeName(Column{Kind: kString, LowCard: lowCardinality[c[0]]}, s.caps)
-		}
-		cols = append(cols, quote(c[0])+" "+typ)
-		if !slices.Contains(a.sums, c[0]) && c[0] != a.columns[0][0] {
-			keys = append(keys, quote(c[0]))
-		}
+	src := s.byName[a.source]
+	cols := []string{quote(a.date) + " Date", quote(a.time) + " DateTime"}
+	keys := []string{quote(a.time)}
+	sel := []string{quote(a.date), fmt.Sprintf("toDateTime(intDiv(toUInt32(%s), %d) * %d) AS %s",
+		quote(a.from), int64(a.Period/time.Second), int64(a.Period/time.Second), quote(a.time))}
+	group := []string{quote(a.date), quote(a.time)}
+	for _, f := range a.Fields {
+		cols = append(cols, quote(f)+" "+typeName(src.columns[src.byName[f]], s.caps))
+		keys = append(keys, quote(f))
+		sel = append(sel, quote(f))
+		group = append(group, quote(f))
+	}
+	var sums []string
+	for _, m := range a.sums {
+		cols = append(cols, quote(m[0])+" UInt64")
+		sums = append(sums, quote(m[0]))
+		sel = append(sel, m[1]+" AS "+quote(m[0]))
 	}
 	local := s.localName(a.name)
 	table = fmt.Sprintf("CREATE TABLE IF NOT EXISTS %s (\n  %s\n) ENGINE = SummingMergeTree((%s))\nPARTITION BY toYYYYMM(%s)\nORDER BY (%s)",
-		s.qualified(local), strings.Join(cols, ",\n  "), strings.Join(quoteAll(a.sums), ", "),
-		quote(a.columns[0][0]), strings.Join(keys, ", "))
+		s.qualified(local), strings.Join(cols, ",\n  "), strings.Join(sums, ", "), quote(a.date), strings.Join(keys, ", "))
 	view = fmt.Sprintf("CREATE MATERIALIZED VIEW IF NOT EXISTS %s TO %s AS SELECT %s FROM %s GROUP BY %s",
-		s.qualified(local+"_mv"), s.qualified(local), a.selectList, s.qualified(s.localName(a.source)), a.groupBy)
+		s.qualified(local+"_mv"), s.qualified(local), strings.Join(sel, ", "), s.qualified(s.localName(a.source)), strings.Join(group, ", "))
 	return table, view
+}
+
+// aggColumns are the columns of an aggregated table, in order.
+func (a aggSpec) columns() []string {
+	out := append([]string{a.date, a.time}, a.Fields...)
+	for _, m := range a.sums {
+		out = append(out, m[0])
+	}
+	return out
 }
 
 // ledgerDDL is the exactly-once ledger (see doc.go).
@@ -637,6 +743,7 @@ func (s *schema) ledgerDDL() string {
   state Enum8('intent' = 1, 'done' = 2, 'aborted' = 3, 'file' = 4),
   table String,
   date Date,
+  hour UInt8 DEFAULT 255,
   shard UInt16,
   start UInt64,
   rows UInt64,
@@ -676,19 +783,40 @@ func (s *schema) migrate(ctx context.Context, targets []*Client) error {
 			}
 		}
 		add(ledgerTable, s.ledgerDDL())
+		if exists[ledgerTable] {
+			// A ledger from before hourly partitions: its rows are per day
+			// (hour 255, legacyHour), and the dumps they describe go on so.
+			cols, err := columnsOf(ctx, c, s.db, ledgerTable)
+			if err != nil {
+				return fmt.Errorf("migrate %s: %w", c.URL(), err)
+			}
+			if !cols["hour"] {
+				stmts = append(stmts, fmt.Sprintf("ALTER TABLE %s ADD COLUMN hour UInt8 DEFAULT %d AFTER date", s.qualified(ledgerTable), legacyHour))
+			}
+		}
 		for _, t := range s.tables {
 			add(s.localName(t.spec.name), s.rawDDL(t))
 		}
-		for _, a := range aggSpecs {
+		for _, a := range s.aggs {
 			tbl, view := s.aggDDL(a)
 			add(s.localName(a.name), tbl)
 			add(s.localName(a.name)+"_mv", view)
+			if exists[s.localName(a.name)] {
+				s.checkAggregate(ctx, c, a)
+			}
+		}
+		// Drop the NAT views the configuration no longer asks for before
+		// making the new ones, so no row is counted twice.
+		stmts = append(stmts, s.natStale(exists)...)
+		for _, v := range s.natObjects() {
+			add(s.localName(v.name), v.ddl)
 		}
 		if s.cluster != "" {
 			for _, t := range s.tables {
 				add(t.spec.name, s.distributedDDL(t.spec.name, s.localName(t.spec.name), s.shardColumn(t)))
 			}
-			for _, a := range aggSpecs {
+			add(natAggTable, s.distributedDDL(natAggTable, s.localName(natAggTable), ""))
+			for _, a := range s.aggs {
 				add(a.name, s.distributedDDL(a.name, s.localName(a.name), ""))
 			}
 		}
@@ -703,6 +831,28 @@ func (s *schema) migrate(ctx context.Context, targets []*Client) error {
 		}
 	}
 	return nil
+}
+
+// checkAggregate warns when an aggregated table on the server was made with
+// other fields than the configured ones: CREATE ... IF NOT EXISTS keeps it.
+func (s *schema) checkAggregate(ctx context.Context, c *Client, a aggSpec) {
+	rows, err := c.Query(ctx, "SELECT name FROM system.columns WHERE database = "+literal(s.db)+
+		" AND table = "+literal(s.localName(a.name)))
+	if err != nil {
+		return
+	}
+	var have []string
+	for _, r := range rows {
+		have = append(have, r[0])
+	}
+	want := a.columns()
+	slices.Sort(have)
+	slices.Sort(want)
+	if !slices.Equal(have, want) {
+		slog.Warn("aggregated table differs from the configuration and is kept as it is; drop it and its view to have it made anew",
+			"table", a.name, "columns", strings.Join(have, ","), "configured", strings.Join(want, ","),
+			"fix", "DROP TABLE "+s.qualified(s.localName(a.name)+"_mv")+"; DROP TABLE "+s.qualified(s.localName(a.name)))
+	}
 }
 
 // columnsOf returns the columns a table has on the server, to map template

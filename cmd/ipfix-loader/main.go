@@ -4,6 +4,12 @@
 //	ipfix-loader [-config FILE] [-dir DUMPDIR] [-clickhouse http://HOST:8123] [-database NAME] [-once]
 //	ipfix-loader [flags] migrate   create or update the database and tables, then exit
 //	ipfix-loader [flags] status    print the backlog, the last loads and the table sizes
+//	ipfix-loader convert-config FILE.env   print the TOML equivalent of the legacy collector's .env
+//
+// -config takes a TOML file or the legacy collector's .env
+// (/var/qoestor/backend/.env) as it is: its receivers are the balancer's,
+// its TRAFFIC_DIR_DEF_MODE, SUBSCRIBER_*, ULR_* and NAT_* settings the
+// loader's (config.ParseEnv).
 //
 // Without -config the [loader] section of the embedded default configuration
 // applies (dumps in ./dump, where `make run` records; ClickHouse at
@@ -16,6 +22,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"io/fs"
 	"log/slog"
 	"net/http"
@@ -91,7 +98,7 @@ func configure(args []string) (*setup, error) {
 		}
 	}
 	var (
-		configFile = fs.String("config", "", "TOML configuration file (its [loader] section); flags override it; default: the embedded one (make run's)")
+		configFile = fs.String("config", "", "TOML configuration file (its [loader] section) or the legacy collector's .env; flags override it; default: the embedded one (make run's)")
 		dir        = fs.String("dir", "", "dump directory (default: [loader] dir, ./dump without -config)")
 		chURL      = fs.String("clickhouse", "", "ClickHouse HTTP URL (default http://127.0.0.1:8123)")
 		database   = fs.String("database", "", "database (default ipfix)")
@@ -191,6 +198,9 @@ func configure(args []string) (*setup, error) {
 }
 
 func run(args []string) error {
+	if len(args) > 0 && args[0] == "convert-config" {
+		return convertConfig(args[1:], os.Stdout, os.Stderr)
+	}
 	s, err := configure(args)
 	if err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -254,6 +264,28 @@ func run(args []string) error {
 	return l.Run(ctx)
 }
 
+// convertConfig prints the TOML equivalent of a legacy .env: one file for
+// both binaries, the loader reading its [loader] section. Warnings (settings
+// ignored) go to stderr.
+func convertConfig(args []string, stdout, stderr io.Writer) error {
+	if len(args) != 1 {
+		return usageError{errors.New("usage: ipfix-loader convert-config FILE.env")}
+	}
+	data, err := os.ReadFile(args[0])
+	if err != nil {
+		return err
+	}
+	out, warnings, err := config.ConvertEnv(data, args[0])
+	for _, w := range warnings {
+		fmt.Fprintln(stderr, "warning:", w)
+	}
+	if err != nil {
+		return err
+	}
+	_, err = stdout.Write(out)
+	return err
+}
+
 // flagSet reports whether the flag name was given on the command line.
 func flagSet(fs *flag.FlagSet, name string) bool {
 	found := false
@@ -282,6 +314,24 @@ func fromConfig(c config.Loader) loader.Config {
 		cfg.AfterLoad = c.AfterLoad
 	}
 	cfg.Retention = c.Retention
+	cfg.AggregateRetention = c.AggregateRetention
+	cfg.NAT = loader.NAT{ImportFromFullflow: c.NATImportFromFullflow, AggFields: uint16(c.NATAggFieldsBitmask),
+		AggInterval: time.Duration(c.NATAggInterval) * time.Minute}
+	if c.NATAggInterval == 0 {
+		cfg.NAT.AggInterval = loader.DefaultNATAggInterval
+	}
+	if len(c.FullflowAggFields) > 0 {
+		cfg.FullflowAgg.Fields = c.FullflowAggFields
+	}
+	if c.FullflowAggPeriod != 0 {
+		cfg.FullflowAgg.Period = c.FullflowAggPeriod
+	}
+	if len(c.ClickstreamAggFields) > 0 {
+		cfg.ClickstreamAgg.Fields = c.ClickstreamAggFields
+	}
+	if c.ClickstreamAggPeriod != 0 {
+		cfg.ClickstreamAgg.Period = c.ClickstreamAggPeriod
+	}
 	if c.BatchRows != 0 {
 		cfg.BatchRows = c.BatchRows
 	}

@@ -152,6 +152,10 @@ func (g *Generator) Next(dst []byte) (templateID uint16, rec []byte) {
 		dst = g.dns(dst, v6)
 	case Fullflow:
 		dst = g.fullflow(dst, v6)
+	case NATFlow:
+		dst = g.natflow(dst, v6)
+	case GTPFlow:
+		dst = g.gtpflow(dst, v6)
 	default:
 		panic("BUG: generator of unknown stream " + string(g.stream))
 	}
@@ -652,3 +656,38 @@ func (g *Generator) fullflow(b []byte, v6 bool) []byte {
 }
 
 var make16 [16]byte
+
+// natflow appends a NAT event (RFC 8158 natEvent 1 create, 2 delete) of a
+// subscriber's outbound session translated to a carrier-grade NAT address.
+func (g *Generator) natflow(b []byte, v6 bool) []byte {
+	f := g.flow()
+	proto := protocols[protocolW.pick(&g.r)]
+	sport, dport := g.ephemeralPort(), tcpPorts[intn(&g.r, len(tcpPorts))]
+	if proto == 17 {
+		dport = udpPorts[intn(&g.r, len(udpPorts))]
+	}
+	b = be64(b, g.nowMs-uint64(intn(&g.r, 3000)))
+	b = append(b, byte(1+intn(&g.r, 2)), proto)
+	b = subAddr(b, &f.s, v6)
+	b = be16(b, sport)
+	b = hostAddr(b, &f.h, v6)
+	b = be16(b, dport)
+	b = be32(b, g.w.cgnat[f.sub&255])
+	b = be16(b, uint16(1024+(f.sub*61+int(sport))%64512))
+	b = be64(b, f.session)
+	return g.w.subs.appendLogin(b, &f.s)
+}
+
+// gtpflow appends a GTP record: the subscriber's address with its IMSI and
+// MSISDN (derived from the subscriber, so they stay the same per login).
+func (g *Generator) gtpflow(b []byte, v6 bool) []byte {
+	f := g.flow()
+	b = be32(b, f.ts)
+	b = g.w.subs.appendLogin(b, &f.s)
+	b = subAddr(b, &f.s, v6)
+	b = append(b, 15)
+	b = appendDigits(append(b, "25099"...), uint64(f.sub), 10) // MCC 250, MNC 99
+	b = append(b, 11)
+	b = appendDigits(append(b, "79"...), uint64(f.sub), 9)
+	return be64(b, f.session)
+}

@@ -22,11 +22,19 @@ const (
 	IM          Stream = "im"
 	Mail        Stream = "mail"
 	Raw         Stream = "raw"
+	// NATFlow and GTPFlow are the legacy collector's NAT and GTP logs
+	// (ports 1503, 1502). The reference gives no template for them: NAT
+	// events use the IANA NAT logging elements (RFC 8158: natEvent,
+	// post-NAT address and port, observationTimeMilliseconds), GTP records
+	// the IANA mobile elements (mobileIMSI, mobileMSISDN) with the DPI's
+	// time stamp, login and session.
+	NATFlow Stream = "natflow"
+	GTPFlow Stream = "gtpflow"
 )
 
 // Streams lists every stream the generator knows, in a fixed order.
 func Streams() []Stream {
-	return []Stream{Fullflow, Clickstream, DNSFlow, HTTPReply, SSLReply, SIP, FTP, IM, Mail, Raw}
+	return []Stream{Fullflow, Clickstream, DNSFlow, HTTPReply, SSLReply, SIP, FTP, IM, Mail, Raw, NATFlow, GTPFlow}
 }
 
 // Template IDs: one pair (IPv4, IPv6) per stream, distinct across streams so
@@ -50,6 +58,10 @@ const (
 	RawV6TemplateID         uint16 = 271
 	DNSFlowV4TemplateID     uint16 = 272
 	DNSFlowV6TemplateID     uint16 = 273
+	NATFlowV4TemplateID     uint16 = 274
+	NATFlowV6TemplateID     uint16 = 275
+	GTPFlowV4TemplateID     uint16 = 276
+	GTPFlowV6TemplateID     uint16 = 277
 	FullflowV4TemplateID    uint16 = 280
 	FullflowV6TemplateID    uint16 = 281
 	// ExporterStatsTemplateID is the options template of ExporterStatsTemplate.
@@ -160,6 +172,10 @@ const (
 	ianaPostNATSourceIPv4Address    = 225
 	ianaPostNAPTSourceTransportPort = 227
 	ianaPostNATSourceIPv6Address    = 281
+	ianaNATEvent                    = 230
+	ianaObservationTimeMilliseconds = 323
+	ianaMobileIMSI                  = 455
+	ianaMobileMSISDN                = 456
 )
 
 const varLen = ipfix.VariableLength
@@ -300,6 +316,27 @@ func Fields(stream Stream, ipv6 bool) ([]ipfix.FieldSpecifier, error) {
 			e(elLogin, varLen), e(elHostname, varLen), e(elSessionID, 8),
 			e(elVDPIProto, 2), e(elBridgeChannelNum, 2),
 		}, nil
+	case NATFlow:
+		// NAT44, or NAT64 for IPv6 subscribers: the post-NAT source is IPv4.
+		src, dst := iana(ianaSourceIPv4Address, 4), iana(ianaDestinationIPv4Address, 4)
+		if ipv6 {
+			src, dst = iana(ianaSourceIPv6Address, 16), iana(ianaDestinationIPv6Address, 16)
+		}
+		return []ipfix.FieldSpecifier{
+			iana(ianaObservationTimeMilliseconds, 8), iana(ianaNATEvent, 1), iana(ianaProtocolIdentifier, 1),
+			src, iana(ianaSourceTransportPort, 2), dst, iana(ianaDestinationTransportPort, 2),
+			iana(ianaPostNATSourceIPv4Address, 4), iana(ianaPostNAPTSourceTransportPort, 2),
+			e(elSessionID, 8), e(elLogin, varLen),
+		}, nil
+	case GTPFlow:
+		src := iana(ianaSourceIPv4Address, 4)
+		if ipv6 {
+			src = iana(ianaSourceIPv6Address, 16)
+		}
+		return []ipfix.FieldSpecifier{
+			e(elTimeStamp, 4), e(elLogin, varLen), src,
+			iana(ianaMobileIMSI, varLen), iana(ianaMobileMSISDN, varLen), e(elSessionID, 8),
+		}, nil
 	}
 	return nil, fmt.Errorf("unknown stream %q", stream)
 }
@@ -328,6 +365,10 @@ func TemplateID(stream Stream, ipv6 bool) (uint16, error) {
 		id = DNSFlowV4TemplateID
 	case Fullflow:
 		id = FullflowV4TemplateID
+	case NATFlow:
+		id = NATFlowV4TemplateID
+	case GTPFlow:
+		id = GTPFlowV4TemplateID
 	default:
 		return 0, fmt.Errorf("unknown stream %q", stream)
 	}
