@@ -436,7 +436,10 @@ func (s *streamSub) serve(c net.Conn) error {
 		bufs = bufs[:0]
 		for _, b := range taken {
 			if b.numberedFor != id {
-				renumber(b.buf, b.records, &s.seq)
+				// Numbered (and maybe begun) on another connection: this one
+				// starts at a message boundary, numbered from what it was sent.
+				first := s.skipTorn(b)
+				renumber(b.buf[b.done:], b.records[first:], &s.seq)
 			}
 			bufs = append(bufs, b.buf[b.done:])
 		}
@@ -450,6 +453,26 @@ func (s *streamSub) serve(c net.Conn) error {
 			return err
 		}
 	}
+}
+
+// skipTorn moves b.done, what the loop wrote of b on its connection, to the
+// start of the next message, and returns that message's index: a message
+// written in part on a connection that died cannot be completed on another (the
+// collector would read from its middle), so it is dropped and counted.
+func (s *streamSub) skipTorn(b *streamBatch) int {
+	off, i := 0, 0
+	for off < b.done {
+		off += int(binary.BigEndian.Uint16(b.buf[off+2 : off+4]))
+		i++
+	}
+	if off > b.done {
+		if b.records[i-1] != notCounted {
+			s.m.dropped[reasonConnectionLost].Inc()
+		}
+		s.m.queued.Store(s.inflight.Add(-int64(off - b.done)))
+		b.done = off
+	}
+	return i
 }
 
 // templates asks the loop for every current template (Receiver.appendTemplates
