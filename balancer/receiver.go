@@ -205,6 +205,15 @@ func (r *Receiver) dispatch(s *session, msg []byte) {
 	odid := binary.BigEndian.Uint32(msg[12:16])
 
 	sum, err := scan(s.templates, odid, msg)
+	learned := false
+	if err != nil && hasTemplateSets(msg) {
+		// A template redefined in this very message (UDP allows it without a
+		// withdrawal) applies to the data sets after it, which the old layout
+		// may not fit: learn first, then check again.
+		r.learn(s, msg)
+		learned = true
+		sum, err = scan(s.templates, odid, msg)
+	}
 	if err != nil {
 		// Counted as dropped, not as received: received series count messages
 		// that were forwarded or recorded.
@@ -218,11 +227,10 @@ func (r *Receiver) dispatch(s *session, msg []byte) {
 	r.msgData, r.msgTemplates = sum.dataSets > 0, sum.templates
 	if sum.templates {
 		m.templateSets.Inc()
-		if _, err := s.templates.Learn(msg, r.opts.Now()); err != nil {
-			r.countParseError(err)
+		if !learned {
+			r.learn(s, msg)
+			sum, _ = scan(s.templates, odid, msg)
 		}
-		r.updateTemplateGauge()
-		sum, _ = scan(s.templates, odid, msg)
 	}
 	if sum.unknown > 0 {
 		// Forwarded all the same: the data is not ours to drop, and a collector that
@@ -271,6 +279,26 @@ func (r *Receiver) dispatch(s *session, msg []byte) {
 			}
 		}
 	}
+}
+
+// learn applies the template sets of msg to the session's templates.
+func (r *Receiver) learn(s *session, msg []byte) {
+	if _, err := s.templates.Learn(msg, r.opts.Now()); err != nil {
+		r.countParseError(err)
+	}
+	r.updateTemplateGauge()
+}
+
+// hasTemplateSets reports whether msg has a template or options template set
+// (framing errors end the walk). Off the hot path: for messages scan refused.
+func hasTemplateSets(msg []byte) bool {
+	it := ipfix.Sets(msg)
+	for set, ok := it.Next(); ok; set, ok = it.Next() {
+		if set.ID == ipfix.TemplateSetID || set.ID == ipfix.OptionsTemplateSetID {
+			return true
+		}
+	}
+	return false
 }
 
 // nextAvailable returns the next output after the last pick that can take a
