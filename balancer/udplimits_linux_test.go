@@ -40,10 +40,15 @@ func TestUDPSourceStateIsBounded(t *testing.T) {
 	conns := make([]*net.UDPConn, udpMaxSources+1)
 	for i := range conns {
 		conns[i] = dialUDP(t, r.Addr())
-		e := newIDEncoder(1, 1400, tmpl)
-		snd.send(conns[i], e.messages(t, uint64(i+1), 1)...)
+		msgs := newIDEncoder(1, 1400, tmpl).messages(t, uint64(i+1), 1)
+		if i < udpMaxSources {
+			snd.send(conns[i], msgs...)
+			continue
+		}
+		snd.wait() // the sources before are known
+		_, err := conns[i].Write(msgs[0])
+		require.NoError(t, err)
 	}
-	snd.wait()
 	dropped := `ipfix_balancer_dropped_messages_total{` + udpLabels + `,reason="too_many_sources"}`
 	waitFor(t, 5*time.Second, "the last source refused", func() bool { return metricValue(t, r, dropped) >= 1 })
 	assert.Equal(t, 1.0, metricValue(t, r, dropped), "messages of the source over the limit")
