@@ -62,13 +62,28 @@ func writeAll(t testing.TB, c net.Conn, msgs [][]byte) {
 // A TCP subreceiver that stops reading goes over its high-water mark and misses
 // data, and with it a message that defines a new template. Resumed, it must
 // still decode everything it is sent afterwards: a template message is never
-// lost to the mark (issue 11 item 2).
+// lost to the mark (issue 11 item 2). Both kinds of TCP subreceiver: on a TCP
+// receiver's loop, and a UDP receiver's (with its writer goroutine).
 func TestCongestedSubreceiverDecodesAfterResume(t *testing.T) {
-	for _, mode := range []config.Mode{config.RoundRobin, config.All} {
-		t.Run(mode.String(), func(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		proto config.Proto // the receiver's
+		mode  config.Mode
+	}{
+		{"tcp/RoundRobin", config.TCP, config.RoundRobin},
+		{"tcp/All", config.TCP, config.All},
+		{"udp/RoundRobin", config.UDP, config.RoundRobin},
+		{"udp/All", config.UDP, config.All},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
 			c := testenv.StartCollector(t, "tcp", testenv.CountByID())
-			cfg := receiverConfig(mode, c)
+			cfg := receiverConfig(tc.mode, c)
 			cfg.QueueBytes = 256 << 10
+			if tc.proto == config.UDP {
+				cfg.Proto = config.UDP
+				cfg.UDPReadBuffer = 8 << 20
+				cfg.TemplateLifetime = 30 * time.Minute
+			}
 			r := startReceiver(t, cfg)
 			labels := `stream="fullflow",dpi="0",subreceiver="` + c.Addr() + `"`
 			waitFor(t, 10*time.Second, "subreceiver up", func() bool {
@@ -86,14 +101,33 @@ func TestCongestedSubreceiverDecodesAfterResume(t *testing.T) {
 			// larger, so once data is dropped at the mark it is dropped too.
 			a := newIDEncoder(7, 1000, ipfix.NewTemplate(256, []ipfix.FieldSpecifier{{ID: 1, Length: 8}, {ID: 2, Length: 8}, {ID: 8, Length: 4}}))
 			b := newIDEncoder(7, 1400, ipfix.NewTemplate(300, []ipfix.FieldSpecifier{{ID: 1, Length: 8}, {ID: 12, Length: 4}, {ID: 7, Length: 2}, {ID: 11, Length: 2}}))
-			exp, err := net.Dial("tcp", r.Addr().String())
+			network := "tcp"
+			if tc.proto == config.UDP {
+				network = "udp"
+			}
+			exp, err := net.Dial(network, r.Addr().String())
 			require.NoError(t, err)
 			defer exp.Close()
 			sent := 0
-			send := func(msgs [][]byte) {
-				writeAll(t, exp, msgs)
-				sent += len(msgs)
+			wait := func() {
 				waitFor(t, 30*time.Second, "the receiver to read what was sent", func() bool { return received() == float64(sent) })
+			}
+			send := func(msgs [][]byte) {
+				if tc.proto == config.TCP {
+					writeAll(t, exp, msgs)
+					sent += len(msgs)
+					wait()
+					return
+				}
+				// A datagram each, paced so the socket's read buffer never fills.
+				for _, m := range msgs {
+					_, err := exp.Write(m)
+					require.NoError(t, err)
+					if sent++; sent%256 == 0 {
+						wait()
+					}
+				}
+				wait()
 			}
 			next := uint64(1)
 			send(a.messages(t, next, 49))
