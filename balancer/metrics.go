@@ -23,6 +23,7 @@ var parseErrorKinds = []struct {
 	{ipfix.ErrUnknownTemplate, "unknown_template"},
 	{ipfix.ErrFieldLength, "field_length"},
 	{ipfix.ErrUnknownWithdrawal, "unknown_withdrawal"},
+	{ipfix.ErrTooManyTemplates, "too_many_templates"},
 }
 
 func parseErrorKind(err error) string {
@@ -66,7 +67,7 @@ func newReceiverMetrics(set *metrics.Set, labels string) *receiverMetrics {
 	}
 	// All reasons up front: the map is read by the stats goroutine, so a reload
 	// that adds a recorder must not add keys.
-	for _, reason := range []string{reasonNoSubreceiver, reasonMalformed, reasonWriterQueueFull, reasonWriteError} {
+	for _, reason := range []string{reasonNoSubreceiver, reasonMalformed, reasonWriterQueueFull, reasonWriteError, reasonTooManySources} {
 		m.dropped[reason] = set.NewCounter(`ipfix_balancer_dropped_messages_total{` + labels + `,reason="` + reason + `"}`)
 	}
 	for _, k := range parseErrorKinds {

@@ -33,6 +33,8 @@ const (
 	reasonNoSubreceiver   = "no_subreceiver"   // RoundRobin found nobody available
 	reasonMalformed       = "malformed"        // the message failed its set checks
 	reasonSendError       = "send_error"       // the kernel refused a datagram
+	// reasonTooManySources: a UDP receiver holds udpMaxSources exporters already.
+	reasonTooManySources = "too_many_sources"
 	// reasonConnectionLost: the subreceiver's connection closed with the message
 	// not (wholly) handed to the kernel yet.
 	reasonConnectionLost = "connection_lost"

@@ -210,7 +210,16 @@ func (r *Receiver) dispatch(s *session, msg []byte) {
 	m := r.m
 	odid := binary.BigEndian.Uint32(msg[12:16])
 
-	records, dataSets, templates, unknown, err := scan(s.templates, odid, msg)
+	sum, err := scan(s.templates, odid, msg)
+	learned := false
+	if err != nil && hasTemplateSets(msg) {
+		// A template redefined in this very message (UDP allows it without a
+		// withdrawal) applies to the data sets after it, which the old layout
+		// may not fit: learn first, then check again.
+		r.learn(s, msg)
+		learned = true
+		sum, err = scan(s.templates, odid, msg)
+	}
 	if err != nil {
 		// Counted as dropped, not as received: received series count messages
 		// that were forwarded or recorded.
@@ -221,20 +230,20 @@ func (r *Receiver) dispatch(s *session, msg []byte) {
 	m.batchMessages++
 	m.batchBytes += len(msg)
 	s.clock.Observe(msg)
-	r.msgData, r.msgTemplates = dataSets > 0, templates
-	if templates {
+	r.msgData, r.msgTemplates = sum.dataSets > 0, sum.templates
+	if sum.templates {
 		m.templateSets.Inc()
-		if _, err := s.templates.Learn(msg, r.opts.Now()); err != nil {
-			r.countParseError(err)
+		if !learned {
+			r.learn(s, msg)
+			sum, _ = scan(s.templates, odid, msg)
 		}
-		r.updateTemplateGauge()
-		records, _, _, unknown, _ = scan(s.templates, odid, msg)
 	}
-	if unknown > 0 {
+	if sum.unknown > 0 {
 		// Forwarded all the same: the data is not ours to drop, and a collector that
 		// kept the templates of an earlier session can still decode it.
-		m.parseErrors["unknown_template"].Add(unknown)
+		m.parseErrors["unknown_template"].Add(sum.unknown)
 	}
+	records := sum.records
 	m.batchRecords += records
 	lost, disorder := s.seq.Observe(odid, binary.BigEndian.Uint32(msg[8:12]), records)
 	if lost > 0 {
@@ -244,7 +253,10 @@ func (r *Receiver) dispatch(s *session, msg []byte) {
 		m.exporterDisorder.Inc()
 	}
 
-	if r.cfg.Mode != config.RoundRobin || dataSets == 0 {
+	// Options data (exporter statistics, sampling, type information) describes
+	// the session, not one flow: like templates, every subreceiver gets it.
+	onlyOptions := sum.unknown == 0 && sum.optionRecords == records
+	if r.cfg.Mode != config.RoundRobin || sum.dataSets == 0 || onlyOptions {
 		// Not in Recording mode: the dump keeps the exporter's own numbers.
 		r.headerFree = r.cfg.Mode == config.All
 		for _, o := range r.outputs {
@@ -262,16 +274,37 @@ func (r *Receiver) dispatch(s *session, msg []byte) {
 		r.outputs[pick].send(msg, odid, records)
 		r.headerFree = false
 	}
-	if templates {
-		// Every subreceiver needs every template to decode what it is sent later.
-		t := r.templateExtract(msg)
-		r.msgData = false
+	if sum.templates || sum.optionRecords > 0 {
+		// Every subreceiver needs every template to decode what it is sent later,
+		// and gets the options data.
+		t := r.sessionExtract(msg, s.templates, odid)
+		r.msgData = sum.optionRecords > 0
 		for i, o := range r.outputs {
 			if i != pick {
-				o.send(t, odid, 0)
+				o.send(t, odid, sum.optionRecords)
 			}
 		}
 	}
+}
+
+// learn applies the template sets of msg to the session's templates.
+func (r *Receiver) learn(s *session, msg []byte) {
+	if _, err := s.templates.Learn(msg, r.opts.Now()); err != nil {
+		r.countParseError(err)
+	}
+	r.updateTemplateGauge()
+}
+
+// hasTemplateSets reports whether msg has a template or options template set
+// (framing errors end the walk). Off the hot path: for messages scan refused.
+func hasTemplateSets(msg []byte) bool {
+	it := ipfix.Sets(msg)
+	for set, ok := it.Next(); ok; set, ok = it.Next() {
+		if set.ID == ipfix.TemplateSetID || set.ID == ipfix.OptionsTemplateSetID {
+			return true
+		}
+	}
+	return false
 }
 
 // nextAvailable returns the next output after the last pick that can take a
@@ -288,12 +321,23 @@ func (r *Receiver) nextAvailable() int {
 	return -1
 }
 
+// msgSummary is what one walk over a message's sets tells dispatch.
+type msgSummary struct {
+	records  int // data records, by the session's templates
+	dataSets int
+	// optionRecords are the records (among records) of data sets whose template
+	// is an options template.
+	optionRecords int
+	unknown       int // data sets of templates the session does not know
+	templates     bool
+}
+
 // scan walks the sets of msg: data records it carries (by the session's templates),
 // data sets, whether it has template sets, and data sets with unknown templates.
 // It reads set headers in place: this runs for every message, and the
 // SetIterator's values cost half as much as counting the records. Anything odd
 // goes to scanSets, whose errors say what and where.
-func scan(c *ipfix.TemplateCache, odid uint32, msg []byte) (records, dataSets int, templates bool, unknown int, err error) {
+func scan(c *ipfix.TemplateCache, odid uint32, msg []byte) (sum msgSummary, err error) {
 	end := len(msg)
 	if end < ipfix.HeaderLen || int(binary.BigEndian.Uint16(msg[2:4])) != end {
 		return scanSets(c, odid, msg)
@@ -309,58 +353,71 @@ func scan(c *ipfix.TemplateCache, odid uint32, msg []byte) (records, dataSets in
 		}
 		switch {
 		case id == ipfix.TemplateSetID || id == ipfix.OptionsTemplateSetID:
-			templates = true
+			sum.templates = true
 		case id >= ipfix.MinDataSetID:
-			dataSets++
+			sum.dataSets++
 			t := c.Lookup(odid, id)
 			if t == nil {
-				unknown++
+				sum.unknown++
 				break
 			}
 			k, err := t.RecordCount(msg[off+ipfix.SetHeaderLen : off+n])
 			if err != nil {
 				return scanSets(c, odid, msg)
 			}
-			records += k
+			sum.records += k
+			if t.Options {
+				sum.optionRecords += k
+			}
 		default:
 			return scanSets(c, odid, msg)
 		}
 		off += n
 	}
-	return records, dataSets, templates, unknown, nil
+	return sum, nil
 }
 
 // scanSets is scan with ipfix.SetIterator, for messages scan finds odd.
-func scanSets(c *ipfix.TemplateCache, odid uint32, msg []byte) (records, dataSets int, templates bool, unknown int, err error) {
+func scanSets(c *ipfix.TemplateCache, odid uint32, msg []byte) (sum msgSummary, err error) {
 	it := ipfix.Sets(msg)
 	for set, ok := it.Next(); ok; set, ok = it.Next() {
 		switch {
 		case set.ID == ipfix.TemplateSetID || set.ID == ipfix.OptionsTemplateSetID:
-			templates = true
+			sum.templates = true
 		case set.ID >= ipfix.MinDataSetID:
-			dataSets++
+			sum.dataSets++
 			t := c.Lookup(odid, set.ID)
 			if t == nil {
-				unknown++
+				sum.unknown++
 				continue
 			}
 			n, err := t.RecordCount(set.Body)
 			if err != nil {
-				return 0, 0, false, 0, err
+				return msgSummary{}, err
 			}
-			records += n
+			sum.records += n
+			if t.Options {
+				sum.optionRecords += n
+			}
 		}
 	}
-	return records, dataSets, templates, unknown, it.Err()
+	return sum, it.Err()
 }
 
-// templateExtract copies the header and template sets of msg into the batch arena.
-func (r *Receiver) templateExtract(msg []byte) []byte {
+// sessionExtract copies the header, template sets and options data sets (by
+// the session's templates c) of msg into the batch arena: what every
+// subreceiver gets in RoundRobin.
+func (r *Receiver) sessionExtract(msg []byte, c *ipfix.TemplateCache, odid uint32) []byte {
 	start := len(r.extract)
 	r.extract = append(r.extract, msg[:16]...)
 	it := ipfix.Sets(msg)
 	for set, ok := it.Next(); ok; set, ok = it.Next() {
-		if set.ID == ipfix.TemplateSetID || set.ID == ipfix.OptionsTemplateSetID {
+		keep := set.ID == ipfix.TemplateSetID || set.ID == ipfix.OptionsTemplateSetID
+		if set.ID >= ipfix.MinDataSetID {
+			t := c.Lookup(odid, set.ID)
+			keep = t != nil && t.Options
+		}
+		if keep {
 			r.extract = append(r.extract, msg[set.Offset:set.Offset+ipfix.SetHeaderLen+len(set.Body)]...)
 		}
 	}

@@ -51,15 +51,15 @@ func FuzzScan(f *testing.F) {
 		}
 	}
 	f.Fuzz(func(t *testing.T, msg []byte) {
-		r1, d1, t1, u1, e1 := scan(c, 1, msg)
-		r2, d2, t2, u2, e2 := scanSets(c, 1, msg)
+		s1, e1 := scan(c, 1, msg)
+		s2, e2 := scanSets(c, 1, msg)
 		if e2 != nil {
 			require.Error(t, e1)
 			require.Equal(t, e2.Error(), e1.Error())
 			return
 		}
 		require.NoError(t, e1)
-		require.Equal(t, []any{r2, d2, t2, u2}, []any{r1, d1, t1, u1})
+		require.Equal(t, s2, s1)
 	})
 }
 
@@ -70,11 +70,11 @@ func BenchmarkScan(b *testing.B) {
 	b.ReportAllocs()
 	i, records := 0, 0
 	for b.Loop() {
-		n, _, _, _, err := scan(c, 1, msgs[i])
+		sum, err := scan(c, 1, msgs[i])
 		if err != nil {
 			b.Fatal(err)
 		}
-		records += n
+		records += sum.records
 		if i++; i == len(msgs) {
 			i = 0
 		}

@@ -65,6 +65,12 @@ type streamSub struct {
 	m    *outputMetrics
 
 	cur *streamBatch // event-loop only
+	// reprime (loop only) is set when a message carrying templates was dropped
+	// at the high-water mark: every current template goes into the batch before
+	// the next message taken, so the collector can decode what follows.
+	reprime bool
+	follow  map[uint32]uint32
+	scratch sequencer // numbers of reprimed templates, rewritten by whoever writes
 
 	state    atomic.Uint32 // subState, written by the writer
 	inflight atomic.Int64  // bytes handed to the writer and not yet written or dropped
@@ -137,14 +143,45 @@ func (s *streamSub) send(msg []byte, odid uint32, records int) {
 		} else {
 			s.r.countDrop(s.m, reasonSubreceiverDown)
 		}
+		if s.r.msgTemplates {
+			s.reprime = true
+		}
 		return
 	}
 	if s.cur == nil {
 		s.cur = s.batch()
 	}
+	if s.reprime {
+		s.reprime = false
+		s.appendReprime(msg, odid)
+	}
 	s.cur.buf = append(s.cur.buf, msg...)
 	s.cur.records = append(s.cur.records, int32(records))
 }
+
+// appendReprime adds every current template to the batch before msg, of
+// domain odid, the message that follows them: their export time is not later
+// than its own (see session.exportTime). Each template message gets the
+// records value notCounted: messages we make up are not counted as sent.
+func (s *streamSub) appendReprime(msg []byte, odid uint32) {
+	if s.follow == nil {
+		s.follow = make(map[uint32]uint32, 1)
+		s.scratch = newSequencer()
+	}
+	clear(s.follow)
+	s.follow[odid] = binary.BigEndian.Uint32(msg[4:8])
+	start := len(s.cur.buf)
+	s.cur.buf = s.r.appendTemplates(s.cur.buf, &s.scratch, ipfix.MaxMessageLen, s.follow)
+	for off := start; off+ipfix.HeaderLen <= len(s.cur.buf); {
+		off += int(binary.BigEndian.Uint16(s.cur.buf[off+2 : off+4]))
+		s.cur.records = append(s.cur.records, notCounted)
+	}
+}
+
+// notCounted, as the records of a message in a batch, marks a template message
+// the balancer made up: it carries no data record and is not counted as sent
+// or dropped.
+const notCounted = -1
 
 // batch returns an empty batch, recycled when possible.
 func (s *streamSub) batch() *streamBatch {
@@ -235,10 +272,14 @@ func (s *streamSub) countWritten(b *streamBatch, from, to int) (unwritten int) {
 		n := int(binary.BigEndian.Uint16(b.buf[off+2 : off+4]))
 		off += n
 		if off > to {
-			unwritten = len(b.records) - i
+			for _, r := range b.records[i:] {
+				if r != notCounted {
+					unwritten++
+				}
+			}
 			break
 		}
-		if off > from {
+		if off > from && r != notCounted {
 			msgs++
 			bytes += n
 			records += int(r)
@@ -270,7 +311,13 @@ func (s *streamSub) stop() {
 		s.r.log.Warn("subreceiver writer did not stop", "subreceiver", s.addr)
 	}
 	if s.cur != nil {
-		s.m.dropped[reasonSubreceiverDown].Add(len(s.cur.records))
+		n := 0
+		for _, r := range s.cur.records {
+			if r != notCounted {
+				n++
+			}
+		}
+		s.m.dropped[reasonSubreceiverDown].Add(n)
 		s.cur = nil
 	}
 }
@@ -389,7 +436,10 @@ func (s *streamSub) serve(c net.Conn) error {
 		bufs = bufs[:0]
 		for _, b := range taken {
 			if b.numberedFor != id {
-				renumber(b.buf, b.records, &s.seq)
+				// Numbered (and maybe begun) on another connection: this one
+				// starts at a message boundary, numbered from what it was sent.
+				first := s.skipTorn(b)
+				renumber(b.buf[b.done:], b.records[first:], &s.seq)
 			}
 			bufs = append(bufs, b.buf[b.done:])
 		}
@@ -403,6 +453,26 @@ func (s *streamSub) serve(c net.Conn) error {
 			return err
 		}
 	}
+}
+
+// skipTorn moves b.done, what the loop wrote of b on its connection, to the
+// start of the next message, and returns that message's index: a message
+// written in part on a connection that died cannot be completed on another (the
+// collector would read from its middle), so it is dropped and counted.
+func (s *streamSub) skipTorn(b *streamBatch) int {
+	off, i := 0, 0
+	for off < b.done {
+		off += int(binary.BigEndian.Uint16(b.buf[off+2 : off+4]))
+		i++
+	}
+	if off > b.done {
+		if b.records[i-1] != notCounted {
+			s.m.dropped[reasonConnectionLost].Inc()
+		}
+		s.m.queued.Store(s.inflight.Add(-int64(off - b.done)))
+		b.done = off
+	}
+	return i
 }
 
 // templates asks the loop for every current template (Receiver.appendTemplates
@@ -479,7 +549,7 @@ func renumber(buf []byte, records []int32, seq *sequencer) {
 		n := int(binary.BigEndian.Uint16(buf[off+2 : off+4]))
 		var rec int
 		if records != nil {
-			rec = int(records[i])
+			rec = max(int(records[i]), 0) // notCounted: no data record
 		}
 		seq.put(buf[off:off+ipfix.HeaderLen], binary.BigEndian.Uint32(buf[off+12:off+16]), rec)
 		off += n

@@ -55,6 +55,13 @@ type tcpSub struct {
 	prime          []byte
 	backoff        time.Duration
 	stopped        bool
+	// reprime is set when a message carrying templates was dropped at the
+	// high-water mark: every current template is sent before the next message
+	// taken (from the reprimed arena, valid until the batch is written), so the
+	// collector can decode what follows.
+	reprime  bool
+	reprimed []byte
+	follow   map[uint32]uint32
 
 	// Sent counts what the kernel took: a message handed to gnet's outbound
 	// buffer is in flight until the buffer has drained past its end, and lost
@@ -140,14 +147,21 @@ func (s *tcpSub) send(msg []byte, odid uint32, records int) {
 	}
 	if s.conn.OutboundBuffered()+len(msg) > s.hwm {
 		s.r.countDrop(s.m, reasonQueueFull)
+		if s.r.msgTemplates {
+			s.reprime = true
+		}
 		return
 	}
-	if len(s.hdrs)+16 > cap(s.hdrs) || len(s.iov)+2 > cap(s.iov) {
+	if len(s.hdrs)+16 > cap(s.hdrs) || len(s.iov)+3 > cap(s.iov) {
 		s.flush()
 		if s.state != stateUp { // the write failed and closed the connection
 			s.send(msg, odid, records)
 			return
 		}
+	}
+	if s.reprime {
+		s.reprime = false
+		s.appendReprime(msg, odid)
 	}
 	if s.r.headerFree || binary.BigEndian.Uint32(msg[8:12]) == s.seq.at(odid) {
 		// Ours to number (see Receiver.headerFree), or numbered as we would:
@@ -166,12 +180,31 @@ func (s *tcpSub) send(msg []byte, odid uint32, records int) {
 	s.batch = append(s.batch, inFlight{end: int64(s.batchLen), records: int32(records), counted: true})
 }
 
+// appendReprime queues every current template before msg, of domain odid, the
+// message that follows them: their export time is not later than its own (see
+// session.exportTime). Template messages we make up are not counted as sent.
+func (s *tcpSub) appendReprime(msg []byte, odid uint32) {
+	if s.follow == nil {
+		s.follow = make(map[uint32]uint32, 1)
+	}
+	clear(s.follow)
+	s.follow[odid] = binary.BigEndian.Uint32(msg[4:8])
+	start := len(s.reprimed)
+	s.reprimed = s.r.appendTemplates(s.reprimed, &s.seq, ipfix.MaxMessageLen, s.follow)
+	if n := len(s.reprimed) - start; n > 0 {
+		s.iov = append(s.iov, s.reprimed[start:])
+		s.batchLen += n
+		s.batch = append(s.batch, inFlight{end: int64(s.batchLen)})
+	}
+}
+
 func (s *tcpSub) flush() {
 	if len(s.iov) > 0 {
 		s.write(s.iov, s.batch)
 		clear(s.iov)
 		s.iov = s.iov[:0]
 		s.hdrs = s.hdrs[:0]
+		s.reprimed = s.reprimed[:0]
 		s.batch = s.batch[:0]
 		s.batchLen = 0
 	}

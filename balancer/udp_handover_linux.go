@@ -49,6 +49,9 @@ func (l *udpLoop) adoptSources(sources map[string][]byte) {
 			continue
 		}
 		s := l.session(ap, now)
+		if s == nil {
+			continue // over udpMaxSources: the predecessor held as many
+		}
 		for b := tmpl; len(b) >= 16; {
 			n, err := ipfix.FrameLength(b)
 			if err != nil || n == 0 {

@@ -38,6 +38,18 @@ const (
 	// datagrams the kernel dropped because the receive buffer was full.
 	skMeminfoDrops = 8
 	skMeminfoVars  = 9
+	// udpMaxSources bounds the exporters (source addresses) a UDP receiver
+	// keeps state for, and udpMaxSourceTemplates the templates of each, over
+	// all its domains: datagrams of a source beyond the first are dropped and
+	// counted (reason too_many_sources), templates beyond the second refused and
+	// counted (parse error too_many_templates). A DPI's stream comes from a few
+	// sources with tens of templates; the limits only stop a flood of spoofed
+	// or port-hopping sources from taking the memory.
+	udpMaxSources         = 1024
+	udpMaxSourceTemplates = 1024
+	// udpRefusalLogEvery is the least time between two log lines about
+	// refused sources.
+	udpRefusalLogEvery = time.Minute
 )
 
 // udpLoop is the event loop of a UDP receiver: one goroutine, locked to its OS
@@ -76,6 +88,10 @@ type udpLoop struct {
 	lastHK   time.Time
 	drops    uint32 // kernel drop counter at the last housekeeping
 	kdropped *metrics.Counter
+	// refused counts the datagrams of sources over udpMaxSources since the
+	// last log line about them, at refusedLog.
+	refused    int
+	refusedLog time.Time
 }
 
 var _ gnet.EventLoop = (*udpLoop)(nil)
@@ -343,7 +359,12 @@ func (l *udpLoop) handle(n int) {
 	now := r.opts.Now()
 	for i := range n {
 		m := &l.msgs[i]
-		s := l.session(sourceAddr(&l.names[i], m.Hdr.Namelen), now)
+		src := sourceAddr(&l.names[i], m.Hdr.Namelen)
+		s := l.session(src, now)
+		if s == nil {
+			l.refuse(src, l.bufs[i][:m.Len], now)
+			continue
+		}
 		s.lastSeen = now
 		if m.Hdr.Flags&unix.MSG_TRUNC != 0 {
 			r.countParseError(ipfix.ErrShortMessage)
@@ -377,23 +398,52 @@ func (l *udpLoop) handle(n int) {
 
 func (l *udpLoop) onMessage(msg []byte) { l.r.dispatch(l.cur, msg) }
 
-// session returns the session of exporter src, creating it on its first datagram.
+// session returns the session of exporter src, creating it on its first
+// datagram; nil when src is new and the receiver holds udpMaxSources already.
 func (l *udpLoop) session(src netip.AddrPort, now time.Time) *session {
 	if l.last != nil && l.last.remote == src {
 		return l.last
 	}
 	s := l.byAddr[src]
 	if s == nil {
+		if len(l.byAddr) >= udpMaxSources {
+			return nil
+		}
 		r := l.r
 		s = newSession(src, r.cfg.TemplateLifetime)
+		s.templates.SetLimit(udpMaxSourceTemplates)
 		l.byAddr[src] = s
 		r.sessions[s] = nil // no connection: see Receiver.sessions
 		r.m.sessions.Store(int64(len(l.byAddr)))
 		r.m.sessionsTotal.Inc()
-		r.log.Info("exporter seen", "exporter", src)
+		// Counted (exporter_sessions_total); a line each would flood the log
+		// with sources that hop ports.
+		r.log.Debug("exporter seen", "exporter", src)
 	}
 	l.last = s
 	return s
+}
+
+// refuse drops datagram d of src, a source over udpMaxSources: its messages
+// are counted, and a line is logged at most once per udpRefusalLogEvery.
+func (l *udpLoop) refuse(src netip.AddrPort, d []byte, now time.Time) {
+	r := l.r
+	n := 0
+	for len(d) > 0 {
+		size, err := ipfix.FrameLength(d)
+		if err != nil || size == 0 {
+			n++ // what cannot be framed counts as one message
+			break
+		}
+		n++
+		d = d[size:]
+	}
+	r.m.dropped[reasonTooManySources].Add(n)
+	l.refused++
+	if l.refusedLog.IsZero() || now.Sub(l.refusedLog) >= udpRefusalLogEvery {
+		r.log.Warn("udp source refused", "exporter", src, "max_sources", udpMaxSources, "refused_datagrams", l.refused)
+		l.refused, l.refusedLog = 0, now
+	}
 }
 
 // sourceAddr decodes the sockaddr recvmmsg wrote; v4-mapped addresses of a
@@ -426,7 +476,7 @@ func (l *udpLoop) housekeeping(now time.Time) {
 				l.last = nil
 			}
 			changed = true
-			r.log.Info("exporter expired", "exporter", src, "idle", now.Sub(s.lastSeen).Round(time.Second))
+			r.log.Debug("exporter expired", "exporter", src, "idle", now.Sub(s.lastSeen).Round(time.Second))
 			continue
 		}
 		if s.templates.Expire(now) > 0 {

@@ -18,6 +18,7 @@ import (
 type TemplateCache struct {
 	lifetime time.Duration
 	now      int64 // unix nanoseconds
+	limit    int   // most (domain, template id) pairs held; 0: no limit
 	m        map[uint64]*cacheEntry
 }
 
@@ -49,6 +50,12 @@ func (c *TemplateCache) SetLifetime(d time.Duration, now time.Time) {
 	}
 	c.lifetime = d
 }
+
+// SetLimit bounds the templates and options templates the cache holds, over
+// all domains (expired ones until Expire removes them): Learn refuses a new one
+// beyond n with ErrTooManyTemplates, while redefinitions of those held still
+// apply. 0 means no limit; templates held above a lowered limit stay.
+func (c *TemplateCache) SetLimit(n int) { c.limit = n }
 
 func (c *TemplateCache) tick(now time.Time) {
 	if c.lifetime > 0 && !now.IsZero() {
@@ -130,6 +137,12 @@ func (c *TemplateCache) learnSet(odid uint32, s Set) error {
 		key := cacheKey(odid, id)
 		if e := c.m[key]; e != nil && e.t.Options == (s.ID == OptionsTemplateSetID) && bytes.Equal(e.t.Record, rec) {
 			e.learned = c.now
+			continue
+		}
+		if _, held := c.m[key]; !held && c.limit > 0 && len(c.m) >= c.limit {
+			if first == nil {
+				first = parseErr(recOff, s.ID, id, ErrTooManyTemplates)
+			}
 			continue
 		}
 		t, terr := parseTemplateRecord(rec, s.ID)

@@ -267,3 +267,25 @@ func TestRecordCount(t *testing.T) {
 	assert.Equal(t, 4+4+4+3+8+2+2+6, ct.MinRecordLength())
 	assert.Equal(t, ft.FixedLength, ft.MinRecordLength())
 }
+
+// A cache with a limit refuses new templates beyond it, counted by the error,
+// and still applies redefinitions of those it holds.
+func TestTemplateCacheLimit(t *testing.T) {
+	c := ipfix.NewTemplateCache(0)
+	c.SetLimit(2)
+	e := ipfix.NewEncoder(1, ipfix.MaxMessageLen)
+	var msgs [][]byte
+	e.SetOutput(func(m []byte) { msgs = append(msgs, append([]byte(nil), m...)) })
+	for id := uint16(256); id < 259; id++ {
+		e.AddTemplate(ipfix.NewTemplate(id, []ipfix.FieldSpecifier{{ID: 1, Length: 8}}))
+	}
+	e.AddTemplate(ipfix.NewTemplate(256, []ipfix.FieldSpecifier{{ID: 2, Length: 4}})) // a redefinition
+	e.Flush()
+	require.Len(t, msgs, 1)
+	_, err := c.Learn(msgs[0], time.Time{})
+	require.ErrorIs(t, err, ipfix.ErrTooManyTemplates)
+	assert.Equal(t, 2, c.Len())
+	assert.Nil(t, c.Lookup(1, 258))
+	require.NotNil(t, c.Lookup(1, 256))
+	assert.Equal(t, 4, c.Lookup(1, 256).FixedLength, "the redefinition applies")
+}

@@ -51,6 +51,11 @@ var (
 	// ErrUnknownWithdrawal means a template withdrawal (RFC 7011 §8.1) names a
 	// template id that is not defined. Harmless: count it and keep going.
 	ErrUnknownWithdrawal = errors.New("withdrawal of unknown template")
+
+	// ErrTooManyTemplates means a template was not learned because the
+	// session's cache holds its limit (TemplateCache.SetLimit). Data sets of
+	// that template stay unknown; the stream is in sync: count it and go on.
+	ErrTooManyTemplates = errors.New("too many templates")
 )
 
 // wrappedError is a sentinel that is also another sentinel.

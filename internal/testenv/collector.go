@@ -63,6 +63,9 @@ type Collector struct {
 	addr     string
 	stall    bool
 	throttle int // bytes per second, 0: as fast as it can
+	// gate is closed while the collector reads; Pause replaces it with an open
+	// one that its TCP sessions wait on before each read.
+	gate chan struct{}
 
 	mu       sync.Mutex
 	ln       net.Listener
@@ -108,6 +111,8 @@ func (c *Collector) IDCounts() []uint8 {
 func StartCollector(t testing.TB, proto string, opts ...CollectorOption) *Collector {
 	t.Helper()
 	c := &Collector{t: t, proto: proto, records: make(map[string]int), conns: make(map[net.Conn]struct{}), udp: make(map[string]*collectorSession)}
+	c.gate = make(chan struct{})
+	close(c.gate)
 	for _, o := range opts {
 		o(c)
 	}
@@ -155,8 +160,52 @@ func (c *Collector) listen(addr string) {
 	c.t.Fatalf("collector: listen %s %s: %v", c.proto, addr, err)
 }
 
+// Pause makes the TCP sessions stop reading (the connections stay open), as a
+// collector busy elsewhere would: the sender meets a full socket. Resume ends it.
+func (c *Collector) Pause() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	select {
+	case <-c.gate:
+		c.gate = make(chan struct{})
+	default: // already paused
+	}
+}
+
+// Resume makes paused TCP sessions read again.
+func (c *Collector) Resume() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	select {
+	case <-c.gate:
+	default:
+		close(c.gate)
+	}
+}
+
+// wait blocks while the collector is paused.
+func (c *Collector) wait() {
+	c.mu.Lock()
+	g := c.gate
+	c.mu.Unlock()
+	<-g
+}
+
+// gatedReader reads from r only while its collector is not paused.
+type gatedReader struct {
+	c *Collector
+	r io.Reader
+}
+
+func (g gatedReader) Read(p []byte) (int, error) {
+	g.c.wait()
+	return g.r.Read(p)
+}
+
 // Stop closes the listener and every connection, as a collector that dies would.
+// A paused collector is resumed first, so its sessions see the close.
 func (c *Collector) Stop() {
+	c.Resume()
 	c.mu.Lock()
 	if c.ln != nil {
 		_ = c.ln.Close()
@@ -250,6 +299,7 @@ func (c *Collector) serve(conn net.Conn) {
 		_ = conn.(*net.TCPConn).SetReadBuffer(64 << 10)
 		r = &throttledReader{r: conn, pause: time.Duration(throttleRead * int(time.Second) / c.throttle)}
 	}
+	r = gatedReader{c: c, r: r}
 	fr := ipfix.NewFileReader(r)
 	for {
 		msg, err := fr.Next()
