@@ -38,7 +38,9 @@ type Config struct {
 	// ControlSocket is the unix socket used to hand listening sockets over
 	// on restart ([balancer] control_socket); "" turns it off.
 	ControlSocket string
-	// Receivers are the [[receiver]] tables, in file order.
+	// Receivers are the [[receiver]] tables, in file order, then the local
+	// recorders that their balancer_auto makes (AutoOf set; see
+	// [Config.FileReceivers]).
 	Receivers []Receiver
 	Loader    Loader
 }
@@ -127,6 +129,16 @@ type Receiver struct {
 	TemplateLifetime time.Duration
 	// Recording configures Recording mode.
 	Recording Recorder
+	// BalancerAuto (the legacy BALANCER_AUTO=Enabled) starts the
+	// subreceivers that live on this host as local Recording receivers of
+	// this process (see [Config.Receivers]); in RoundRobin and All modes
+	// only, and it needs Recording.Dir for their dumps.
+	BalancerAuto bool
+	// AutoOf is, for a local recorder made by BalancerAuto, the name of
+	// the receiver it records for ("fullflow/0"), and AutoSub the index of
+	// its subreceiver there; "" for a receiver of the file.
+	AutoOf  string
+	AutoSub int
 }
 
 // Name returns the receiver's name as used in logs, metrics and errors:

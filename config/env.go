@@ -152,7 +152,8 @@ func (p *envParser) format(ms []envMessage) []string {
 // collector's count of insert processes and is ignored), DPI_ID (-1: N),
 // BALANCER (RoundRobin, All; Disabled or absent means Recording into
 // [LegacyDumpDir]), BALANCER_SUB and BALANCER_SUB_PROTO, TASKSET and
-// BALANCER_TASKSET (cpu; the latter wins), BALANCER_AUTO (ignored). The rest
+// BALANCER_TASKSET (cpu; the latter wins), BALANCER_AUTO (Enabled: balancer_auto,
+// recording into [LegacyDumpDir]). The rest
 // of the Config is [Default]'s, with the loader reading LegacyDumpDir.
 //
 // The legacy collector's TRAFFIC_DIR_DEF_MODE, SUBSCRIBER_FILTER_MODE,
@@ -161,7 +162,7 @@ func (p *envParser) format(ms []envMessage) []string {
 // (dictionaries from [LegacyDictionaryDir] when a mode needs them), and so
 // do its NAT_* settings; a .env with any collector setting loads into
 // [LegacyDatabase]. Its other
-// settings (ULR_*, NAT_AGG_*, ...) and settings that do not apply (BALANCER_AUTO, subreceivers of a
+// settings (ULR_*, NAT_AGG_*, ...) and settings that do not apply (subreceivers of a
 // recording receiver) give warnings. Unknown or malformed lines are errors.
 // Warnings and errors read "name:line: ..."; all errors are joined.
 func ParseEnv(data []byte, name string) (*Config, []string, error) {
@@ -637,7 +638,18 @@ func (p *envParser) convertReceiver(r *envReceiver) fileReceiver {
 		}
 	}
 	if v, ok := get("BALANCER_AUTO"); ok {
-		p.warnf(v.line, "%s: ignored: subreceivers are never created automatically", v.key)
+		switch v.value {
+		case "Enabled":
+			// The legacy collector records what reaches its local
+			// subreceivers into its dump dir.
+			fr.BalancerAuto = true
+			if fr.Recording.Dir == "" {
+				fr.Recording.Dir = LegacyDumpDir
+			}
+		case "Disabled", "":
+		default:
+			p.errorf(v.line, "%s: %q: want Enabled or Disabled", v.key, v.value)
+		}
 	}
 	return fr
 }

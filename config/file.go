@@ -59,6 +59,7 @@ type fileReceiver struct {
 	MTU              *int64        `toml:"mtu"`
 	UDPReadBuffer    *int64        `toml:"udp_read_buffer_bytes"`
 	TemplateLifetime string        `toml:"template_lifetime"`
+	BalancerAuto     bool          `toml:"balancer_auto,omitempty"`
 	Recording        fileRecording `toml:"recording"`
 }
 
@@ -317,6 +318,7 @@ func build(f *fileConfig) (*Config, []error) {
 			}
 		}
 	}
+	c.expandAuto(&e)
 	c.validateHasReceivers(&e)
 	c.Loader = Loader{
 		Dir:           f.Loader.Dir,
@@ -403,6 +405,7 @@ func buildReceiver(e *errs, i int, fr *fileReceiver, order int) Receiver {
 		e.text(p+".mode", fr.Mode, &r.Mode)
 	}
 	r.Subreceivers = e.subreceivers(p+".subreceivers", fr.Subreceivers, r.SubreceiverProto)
+	r.BalancerAuto = fr.BalancerAuto
 
 	switch v := fr.CPU.(type) {
 	case nil:
@@ -579,6 +582,9 @@ func toFile(c *Config) *fileConfig {
 	}
 	for i := range c.Receivers {
 		r := &c.Receivers[i]
+		if r.AutoOf != "" {
+			continue // made again from its parent's balancer_auto
+		}
 		fr := fileReceiver{
 			Stream:           r.Stream,
 			DPI:              ptr(int64(r.DPI)),
@@ -591,6 +597,7 @@ func toFile(c *Config) *fileConfig {
 			MTU:              ptr(int64(r.MTU)),
 			UDPReadBuffer:    ptr(int64(r.UDPReadBuffer)),
 			TemplateLifetime: formatDuration(r.TemplateLifetime),
+			BalancerAuto:     r.BalancerAuto,
 			Recording: fileRecording{
 				Dir:           r.Recording.Dir,
 				RotateEvery:   formatDuration(r.Recording.RotateEvery),

@@ -35,7 +35,7 @@ type receiverForm struct {
 	Mode             string // "Balancer": RoundRobin, All or Disabled
 	Subreceivers     string
 	SubreceiverProto string
-	Auto             string // "Balancer auto": Disabled only
+	Auto             string // "Balancer auto": Enabled or Disabled (balancer_auto)
 	CPU              string
 	Dir              string
 }
@@ -98,6 +98,9 @@ func formFromReceiver(rc config.Receiver) receiverForm {
 		DPI: strconv.Itoa(rc.DPI), Mode: rc.Mode.String(), SubreceiverProto: rc.SubreceiverProto.String(),
 		Subreceivers: formatSubs(rc.Subreceivers, rc.SubreceiverProto), Export: formatSubs(rc.Recording.Export, config.TCP),
 		Auto: "Disabled", Dir: rc.Recording.Dir}
+	if rc.BalancerAuto {
+		f.Auto = "Enabled"
+	}
 	if rc.Mode == config.Recording {
 		f.Mode = "Disabled" // the legacy GUI's word
 	}
@@ -181,8 +184,13 @@ func (f *receiverForm) edits(errs *fieldErrors) (main, rec []keyEdit) {
 	default:
 		errs.add("mode", fmt.Sprintf("%q: want RoundRobin, All or Disabled (recording)", f.Mode))
 	}
-	if f.Auto != "" && f.Auto != "Disabled" {
-		errs.add("auto", "Enabled is not supported yet: start a recording receiver on the store's host instead")
+	var auto *string
+	switch f.Auto {
+	case "", "Disabled":
+	case "Enabled":
+		auto = str("true")
+	default:
+		errs.add("auto", fmt.Sprintf("%q: want Enabled or Disabled", f.Auto))
 	}
 	main = []keyEdit{
 		{Key: "stream", Value: str(tomlString(f.Stream))},
@@ -195,6 +203,7 @@ func (f *receiverForm) edits(errs *fieldErrors) (main, rec []keyEdit) {
 		{Key: "subreceivers", Value: list(f.Subreceivers)},
 		{Key: "subreceiver_proto", Value: str(tomlString(f.SubreceiverProto)), Keep: `"tcp"`},
 		{Key: "cpu", Value: cpuValue(f.CPU)},
+		{Key: "balancer_auto", Value: auto},
 	}
 	if f.SubreceiverProto == "" {
 		main[6].Value = nil
@@ -311,13 +320,13 @@ func (c *Console) propose(f receiverForm) (*proposal, error) {
 		p.Errors.General = append(p.Errors.General, err.Error())
 		return p, nil
 	}
-	if len(blocks) != len(cur.Receivers) {
+	if len(blocks) != len(cur.FileReceivers()) {
 		p.Errors.General = append(p.Errors.General, errNotEditable.Error())
 		return p, nil
 	}
 	idx := -1
-	for i := range cur.Receivers {
-		if cur.Receivers[i].Name() == f.Orig {
+	for i := range cur.FileReceivers() {
+		if cur.FileReceivers()[i].Name() == f.Orig {
 			idx = i
 		}
 	}
@@ -329,7 +338,7 @@ func (c *Console) propose(f receiverForm) (*proposal, error) {
 	var changed span // the new block's lines in out
 	switch f.Action {
 	case "remove":
-		if len(cur.Receivers) == 1 {
+		if len(cur.FileReceivers()) == 1 {
 			p.Errors.General = append(p.Errors.General, "the last receiver cannot be removed (without receivers the default ones would run)")
 			return p, nil
 		}
@@ -353,7 +362,7 @@ func (c *Console) propose(f receiverForm) (*proposal, error) {
 		if f.Action == "edit" {
 			// Only what the operator changed is written: a key the file
 			// leaves to its default stays out of it.
-			orig := formFromReceiver(cur.Receivers[idx])
+			orig := formFromReceiver(cur.FileReceivers()[idx])
 			var ignore fieldErrors
 			om, or := orig.edits(&ignore)
 			main, rec = changedEdits(main, om), changedEdits(rec, or)
@@ -395,13 +404,13 @@ func (c *Console) propose(f receiverForm) (*proposal, error) {
 		return p, nil
 	}
 	if f.Action != "remove" {
-		p.Name = next.Receivers[blockIndex(out, changed.start)].Name()
+		p.Name = next.FileReceivers()[blockIndex(out, changed.start)].Name()
 	}
 	switch f.Action {
 	case "remove":
 		p.Warnings = append(p.Warnings, fmt.Sprintf("receiver %s stops listening: its exporters are disconnected", f.Orig))
 	case "edit":
-		a, b := cur.Receivers[idx], next.Receivers[blockIndex(out, changed.start)]
+		a, b := cur.FileReceivers()[idx], next.FileReceivers()[blockIndex(out, changed.start)]
 		if a.Listen != b.Listen || a.Proto != b.Proto || a.CPU.String() != b.CPU.String() || a.Name() != b.Name() {
 			p.Warnings = append(p.Warnings, fmt.Sprintf("receiver %s is restarted (its address, protocol, CPU or name changes): its exporters are disconnected and must reconnect", f.Orig))
 		}
@@ -409,12 +418,12 @@ func (c *Console) propose(f receiverForm) (*proposal, error) {
 	// Receivers without a dpi key are numbered by position: removing or
 	// changing one may renumber another, which the diff would not show.
 	var before, after []string
-	for i, rc := range cur.Receivers {
+	for i, rc := range cur.FileReceivers() {
 		if f.Action == "add" || i != idx {
 			before = append(before, rc.Name())
 		}
 	}
-	for i, rc := range next.Receivers {
+	for i, rc := range next.FileReceivers() {
 		if f.Action == "remove" || i != blockIndex(out, changed.start) {
 			after = append(after, rc.Name())
 		}
@@ -452,6 +461,7 @@ var keyFields = []struct{ prefix, field string }{
 	{".proto", "proto"},
 	{".mode", "mode"},
 	{".cpu", "cpu"},
+	{".balancer_auto", "auto"},
 	{".recording.dir", "dir"},
 	{".recording.rotate_every", "rotate_minutes"},
 	{".recording.rotate_records", "rotate_flows"},
@@ -611,7 +621,7 @@ func (c *Console) receivers(w http.ResponseWriter, r *http.Request, s *operatorS
 	data := map[string]any{"Path": c.opts.ConfigPath, "Flash": r.URL.Query().Get("done")}
 	if c.opts.ConfigPath == "" {
 		var forms []receiverForm
-		for _, rc := range c.status().Config.Receivers {
+		for _, rc := range c.status().Config.FileReceivers() {
 			forms = append(forms, formFromReceiver(rc))
 		}
 		data["Forms"] = forms
@@ -620,7 +630,7 @@ func (c *Console) receivers(w http.ResponseWriter, r *http.Request, s *operatorS
 		data["Error"] = err.Error()
 	} else {
 		var forms []receiverForm
-		for _, rc := range cfg.Receivers {
+		for _, rc := range cfg.FileReceivers() {
 			forms = append(forms, formFromReceiver(rc))
 		}
 		data["Forms"] = forms
@@ -643,7 +653,7 @@ func (c *Console) editForm(w http.ResponseWriter, r *http.Request, s *operatorSe
 			return
 		}
 		found := false
-		for _, rc := range cfg.Receivers {
+		for _, rc := range cfg.FileReceivers() {
 			if rc.Name() == name {
 				f, found = formFromReceiver(rc), true
 			}

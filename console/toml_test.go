@@ -195,3 +195,38 @@ func TestWriteAtomic(t *testing.T) {
 	require.NoError(t, err)
 	assert.Empty(t, left, "no temporary file left")
 }
+
+// TestBalancerAutoField: "Balancer auto" Enabled writes balancer_auto = true
+// (its local recorders need the dump directory, refused next to that field
+// when missing), and Disabled takes the key out again.
+func TestBalancerAutoField(t *testing.T) {
+	f := editForm(t, handFile, "fullflow/0")
+	require.Equal(t, "Disabled", f.Auto)
+	f.Auto = "Enabled"
+	f.Subreceivers = "127.0.0.1:9920, 10.0.0.2:1500"
+	p := proposeOn(t, handFile, f)
+	assert.Equal(t, map[string]string{"dir": "missing: balancer_auto records subreceivers on this host (tcp 127.0.0.1:9920) and needs a dump directory"}, p.Errors.Fields)
+
+	f.Dir = "/var/dump"
+	p = proposeOn(t, handFile, f)
+	require.True(t, p.Errors.empty(), "%+v", p.Errors)
+	assert.Contains(t, string(p.New), "balancer_auto = true\n")
+	cfg, err := config.Parse(p.New, "new.toml")
+	require.NoError(t, err)
+	require.Len(t, cfg.FileReceivers(), 2)
+	require.Len(t, cfg.Receivers, 3)
+	assert.Equal(t, "fullflow/1000", cfg.Receivers[2].Name())
+	assert.Equal(t, "fullflow/0", cfg.Receivers[2].AutoOf)
+
+	// The form reads it back; a file with local recorders stays editable.
+	back := editForm(t, string(p.New), "fullflow/0")
+	assert.Equal(t, "Enabled", back.Auto)
+	back.Auto = "Disabled"
+	p2 := proposeOn(t, string(p.New), back)
+	require.True(t, p2.Errors.empty(), "%+v", p2.Errors)
+	assert.NotContains(t, string(p2.New), "balancer_auto")
+
+	f.Auto = "Maybe"
+	p = proposeOn(t, handFile, f)
+	assert.Equal(t, `"Maybe": want Enabled or Disabled`, p.Errors.Fields["auto"])
+}

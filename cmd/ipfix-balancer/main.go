@@ -100,6 +100,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 		for _, w := range cfg.Warnings() {
 			fmt.Fprintln(stderr, "warning:", w)
 		}
+		for _, l := range cfg.LocalRecorders() {
+			fmt.Fprintln(stdout, l)
+		}
 		fmt.Fprintf(stdout, "configuration ok: %d receivers\n", len(cfg.Receivers))
 		return 0
 	}
