@@ -29,6 +29,16 @@ func TestReceiverStatus(t *testing.T) {
 	before := r.Status()
 	assert.True(t, before.Live)
 	assert.Empty(t, before.Sessions)
+	// RoundRobin may pick a subreceiver still making its first connection: wait
+	// until the dead one's has failed, so every record goes to the live one.
+	require.Eventually(t, func() bool {
+		for _, o := range r.Status().Subreceivers {
+			if o.Addr == downAddr {
+				return !o.Available
+			}
+		}
+		return false
+	}, 10*time.Second, 10*time.Millisecond, "the dead subreceiver's first connection never failed")
 
 	tr := makeTraffic(t, 2000, 7, 1400, 0)
 	conn, err := net.Dial("tcp", r.Addr().String())
