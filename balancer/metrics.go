@@ -47,23 +47,27 @@ type receiverMetrics struct {
 	exporterDisorder *metrics.Counter
 	sessionsTotal    *metrics.Counter
 	templateSets     *metrics.Counter
-	sessions         atomic.Int64
-	templates        atomic.Int64
+	// templateIDsExhausted counts templates that got no id of their own
+	// downstream (see templateIDs).
+	templateIDsExhausted *metrics.Counter
+	sessions             atomic.Int64
+	templates            atomic.Int64
 
 	batchMessages, batchBytes, batchRecords int
 }
 
 func newReceiverMetrics(set *metrics.Set, labels string) *receiverMetrics {
 	m := &receiverMetrics{
-		receivedMessages: set.NewCounter(`ipfix_balancer_received_messages_total{` + labels + `}`),
-		receivedBytes:    set.NewCounter(`ipfix_balancer_received_bytes_total{` + labels + `}`),
-		receivedRecords:  set.NewCounter(`ipfix_balancer_received_records_total{` + labels + `}`),
-		exporterLost:     set.NewCounter(`ipfix_balancer_exporter_lost_records_total{` + labels + `}`),
-		exporterDisorder: set.NewCounter(`ipfix_balancer_exporter_out_of_order_messages_total{` + labels + `}`),
-		sessionsTotal:    set.NewCounter(`ipfix_balancer_exporter_sessions_total{` + labels + `}`),
-		templateSets:     set.NewCounter(`ipfix_balancer_template_messages_total{` + labels + `}`),
-		dropped:          make(map[string]*metrics.Counter),
-		parseErrors:      make(map[string]*metrics.Counter),
+		receivedMessages:     set.NewCounter(`ipfix_balancer_received_messages_total{` + labels + `}`),
+		receivedBytes:        set.NewCounter(`ipfix_balancer_received_bytes_total{` + labels + `}`),
+		receivedRecords:      set.NewCounter(`ipfix_balancer_received_records_total{` + labels + `}`),
+		exporterLost:         set.NewCounter(`ipfix_balancer_exporter_lost_records_total{` + labels + `}`),
+		exporterDisorder:     set.NewCounter(`ipfix_balancer_exporter_out_of_order_messages_total{` + labels + `}`),
+		sessionsTotal:        set.NewCounter(`ipfix_balancer_exporter_sessions_total{` + labels + `}`),
+		templateSets:         set.NewCounter(`ipfix_balancer_template_messages_total{` + labels + `}`),
+		templateIDsExhausted: set.NewCounter(`ipfix_balancer_template_ids_exhausted_total{` + labels + `}`),
+		dropped:              make(map[string]*metrics.Counter),
+		parseErrors:          make(map[string]*metrics.Counter),
 	}
 	// All reasons up front: the map is read by the stats goroutine, so a reload
 	// that adds a recorder must not add keys.

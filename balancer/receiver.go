@@ -82,6 +82,11 @@ type Receiver struct {
 
 	extract []byte // template-only copies of this batch (RoundRobin)
 
+	// tids are the sessions' template ids downstream; madeUp is set while
+	// outputs are sent a template message the balancer made up (not counted).
+	tids   templateIDs
+	madeUp bool
+
 	addr      net.Addr
 	ready     chan struct{}
 	closeOnce sync.Once
@@ -237,6 +242,12 @@ func (r *Receiver) dispatch(s *session, msg []byte) {
 			r.learn(s, msg)
 			sum, _ = scan(s.templates, odid, msg)
 		}
+		r.assignIDs(s, msg, odid)
+	}
+	// From here on msg carries the ids downstream, for every output.
+	s.rewrite(msg, odid)
+	if len(r.tids.pending) > 0 {
+		defer r.releaseWithdrawn()
 	}
 	if sum.unknown > 0 {
 		// Forwarded all the same: the data is not ours to drop, and a collector that
@@ -277,7 +288,7 @@ func (r *Receiver) dispatch(s *session, msg []byte) {
 	if sum.templates || sum.optionRecords > 0 {
 		// Every subreceiver needs every template to decode what it is sent later,
 		// and gets the options data.
-		t := r.sessionExtract(msg, s.templates, odid)
+		t := r.sessionExtract(msg, s, odid)
 		r.msgData = sum.optionRecords > 0
 		for i, o := range r.outputs {
 			if i != pick {
@@ -405,16 +416,17 @@ func scanSets(c *ipfix.TemplateCache, odid uint32, msg []byte) (sum msgSummary, 
 }
 
 // sessionExtract copies the header, template sets and options data sets (by
-// the session's templates c) of msg into the batch arena: what every
+// the templates of s) of msg into the batch arena: what every
 // subreceiver gets in RoundRobin.
-func (r *Receiver) sessionExtract(msg []byte, c *ipfix.TemplateCache, odid uint32) []byte {
+func (r *Receiver) sessionExtract(msg []byte, s *session, odid uint32) []byte {
+	c := s.templates
 	start := len(r.extract)
 	r.extract = append(r.extract, msg[:16]...)
 	it := ipfix.Sets(msg)
 	for set, ok := it.Next(); ok; set, ok = it.Next() {
 		keep := set.ID == ipfix.TemplateSetID || set.ID == ipfix.OptionsTemplateSetID
 		if set.ID >= ipfix.MinDataSetID {
-			t := c.Lookup(odid, set.ID)
+			t := c.Lookup(odid, s.upID(odid, set.ID)) // msg has the ids downstream
 			keep = t != nil && t.Options
 		}
 		if keep {
@@ -435,7 +447,9 @@ func (r *Receiver) appendTemplates(dst []byte, seq *sequencer, maxSize int, foll
 	now := r.opts.Now()
 	for s := range r.sessions {
 		for _, odid := range s.templates.Domains() {
+			start := len(dst)
 			dst = s.templates.AppendTemplateMessages(dst, odid, s.exportTime(odid, now, follow), seq.at(odid), maxSize)
+			s.rewriteMessages(dst[start:])
 		}
 	}
 	return dst

@@ -28,6 +28,11 @@ type session struct {
 	// until the loop registers it; passed marks one handed on to a successor.
 	adopted []byte
 	passed  bool
+	// down maps (domain, template id) to the id downstream, up the other way
+	// for the remapped ones, remapped counting those (see templateIDs).
+	down     map[uint64]downID
+	up       map[uint64]uint16
+	remapped int
 }
 
 // exportTime is the export time of a message the balancer makes up for domain

@@ -156,6 +156,9 @@ func (s *streamSub) send(msg []byte, odid uint32, records int) {
 		s.appendReprime(msg, odid)
 	}
 	s.cur.buf = append(s.cur.buf, msg...)
+	if s.r.madeUp {
+		records = notCounted
+	}
 	s.cur.records = append(s.cur.records, int32(records))
 }
 

@@ -215,6 +215,7 @@ func (h *tcpHandler) OnClose(c gnet.Conn, err error) gnet.Action {
 		if v.passed {
 			return gnet.None
 		}
+		r.endSession(v)
 		if len(v.carry) > 0 {
 			r.countParseError(ipfix.ErrShortMessage)
 		}

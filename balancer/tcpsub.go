@@ -132,6 +132,9 @@ func (s *tcpSub) send(msg []byte, odid uint32, records int) {
 			return
 		}
 		s.pending = append(s.pending, msg...)
+		if s.r.madeUp {
+			records = notCounted
+		}
 		s.pendingRecords = append(s.pendingRecords, int32(records))
 		return
 	}
@@ -177,7 +180,7 @@ func (s *tcpSub) send(msg []byte, odid uint32, records int) {
 		s.iov = append(s.iov, hdr, msg[16:])
 	}
 	s.batchLen += len(msg)
-	s.batch = append(s.batch, inFlight{end: int64(s.batchLen), records: int32(records), counted: true})
+	s.batch = append(s.batch, inFlight{end: int64(s.batchLen), records: int32(records), counted: !s.r.madeUp})
 }
 
 // appendReprime queues every current template before msg, of domain odid, the
@@ -395,9 +398,11 @@ func (s *tcpSub) opened(c gnet.Conn) {
 	for _, records := range s.pendingRecords {
 		msg := s.pending[off:]
 		n := int(binary.BigEndian.Uint16(msg[2:4]))
+		counted := records != notCounted
+		records = max(records, 0)
 		s.seq.put(msg[:16], binary.BigEndian.Uint32(msg[12:16]), int(records))
 		off += n
-		metas = append(metas, inFlight{end: int64(len(s.prime) + off), records: records, counted: true})
+		metas = append(metas, inFlight{end: int64(len(s.prime) + off), records: records, counted: counted})
 	}
 	queued := len(s.pendingRecords)
 	s.write([][]byte{s.prime, s.pending}, metas)
@@ -440,10 +445,16 @@ func (s *tcpSub) stop() {
 	s.stopped = true
 	s.state = stateDown
 	s.m.up.Store(0)
-	if n := len(s.pendingRecords); n > 0 {
-		s.m.dropped[reasonSubreceiverDown].Add(n)
-		s.pending, s.pendingRecords = s.pending[:0], s.pendingRecords[:0]
+	n := 0
+	for _, r := range s.pendingRecords {
+		if r != notCounted {
+			n++
+		}
 	}
+	if n > 0 {
+		s.m.dropped[reasonSubreceiverDown].Add(n)
+	}
+	s.pending, s.pendingRecords = s.pending[:0], s.pendingRecords[:0]
 	if s.conn != nil {
 		// gnet tries once more to write its buffer after OnClose; with the
 		// sending side shut, what OnClose counts as lost stays lost.

@@ -472,6 +472,7 @@ func (l *udpLoop) housekeeping(now time.Time) {
 		if lifetime > 0 && now.Sub(s.lastSeen) > lifetime {
 			delete(l.byAddr, src)
 			delete(r.sessions, s)
+			r.endSession(s)
 			if l.last == s {
 				l.last = nil
 			}

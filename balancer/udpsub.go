@@ -65,6 +65,7 @@ type udpSub struct {
 
 	seq        sequencer
 	primed     map[uint32]bool // domains whose templates went out on this socket
+	view       sessionView     // the sending session's templates by downstream id
 	lastResend time.Time
 	resendNow  bool
 	empty      *ipfix.TemplateCache
@@ -228,12 +229,14 @@ func (u *udpSub) send(msg []byte, odid uint32, records int) {
 // from the original sequence number, so the records of each piece are the
 // differences; they are then renumbered for this subreceiver.
 func (u *udpSub) repack(msg []byte, odid uint32, records int) {
-	cache := u.empty
+	var templates ipfix.TemplateLookup = u.empty
 	if u.r.cur != nil {
-		cache = u.r.cur.templates
+		// msg carries the ids downstream: see templateIDs.
+		u.view.s = u.r.cur
+		templates = &u.view
 	}
 	first := len(u.dgrams)
-	err := ipfix.Repack(msg, cache, u.payload, u.onPiece)
+	err := ipfix.Repack(msg, templates, u.payload, u.onPiece)
 	if err != nil && !errors.Is(err, ipfix.ErrUnknownTemplate) { // unknown ones were counted by dispatch
 		u.r.countParseError(err)
 	}
@@ -272,6 +275,7 @@ func (u *udpSub) prime(odid uint32) {
 	}
 	start := len(u.arena)
 	u.arena = u.r.cur.templates.AppendTemplateMessages(u.arena, odid, u.r.cur.exportTime(odid, u.r.opts.Now(), nil), u.seq.at(odid), u.payload)
+	u.r.cur.rewriteMessages(u.arena[start:])
 	u.addMessages(start)
 }
 

@@ -181,6 +181,14 @@ func (c *TemplateCache) withdraw(odid uint32, setID, id uint16) error {
 	return nil
 }
 
+// TemplateLookup finds the template of an observation domain by id: a
+// *TemplateCache, or a view of one (the balancer's under other ids).
+type TemplateLookup interface {
+	Lookup(odid uint32, id uint16) *Template
+}
+
+var _ TemplateLookup = (*TemplateCache)(nil)
+
 // Lookup returns template id of domain odid, or nil if it is unknown or expired.
 func (c *TemplateCache) Lookup(odid uint32, id uint16) *Template {
 	e := c.m[cacheKey(odid, id)]

@@ -82,7 +82,7 @@ func (p *packer) flush(fn func(msg []byte)) {
 // larger than maxSize gets a message of its own, larger than maxSize. The first
 // error is returned after everything else was emitted. msg passed to fn is
 // valid only during fn. Repack allocates nothing in steady state.
-func Repack(msg []byte, cache *TemplateCache, maxSize int, fn func(msg []byte)) error {
+func Repack(msg []byte, cache TemplateLookup, maxSize int, fn func(msg []byte)) error {
 	if maxSize <= 0 || maxSize > MaxMessageLen {
 		maxSize = MaxMessageLen
 	}
@@ -120,7 +120,7 @@ func Repack(msg []byte, cache *TemplateCache, maxSize int, fn func(msg []byte)) 
 	return first
 }
 
-func (p *packer) addSet(s Set, cache *TemplateCache, fn func(msg []byte)) error {
+func (p *packer) addSet(s Set, cache TemplateLookup, fn func(msg []byte)) error {
 	b := s.Body
 	if s.ID == TemplateSetID || s.ID == OptionsTemplateSetID {
 		for off := 0; len(b)-off >= 4; {
