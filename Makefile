@@ -28,7 +28,7 @@ run: build ## run the balancer on its embedded default config, recording into ./
 	@echo "metrics: http://127.0.0.1:9740/metrics  —  send traffic: bin/ipfix-gen -stream fullflow -records 100000 -to tcp://127.0.0.1:1500"
 	$(BIN)/ipfix-balancer -control-socket $(RUN_SOCKET)
 
-deps: ## install what the tests need (Go modules, tshark, clickhouse-server)
+deps: ## install what the tests need (Go modules, tshark, clickhouse-server, chromium)
 	$(GO) mod download
 	./scripts/install-test-deps.sh
 
