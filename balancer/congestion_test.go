@@ -86,7 +86,7 @@ func TestCongestedSubreceiverDecodesAfterResume(t *testing.T) {
 			}
 			r := startReceiver(t, cfg)
 			labels := `stream="fullflow",dpi="0",subreceiver="` + c.Addr() + `"`
-			waitFor(t, 10*time.Second, "subreceiver up", func() bool {
+			testenv.WaitFor(t, 10*time.Second, "subreceiver up", func() bool {
 				return metricValue(t, r, `ipfix_balancer_subreceiver_up{`+labels+`}`) == 1
 			})
 			received := func() float64 {
@@ -110,7 +110,7 @@ func TestCongestedSubreceiverDecodesAfterResume(t *testing.T) {
 			defer exp.Close()
 			sent := 0
 			wait := func() {
-				waitFor(t, 30*time.Second, "the receiver to read what was sent", func() bool { return received() == float64(sent) })
+				testenv.WaitFor(t, 30*time.Second, "the receiver to read what was sent", func() bool { return received() == float64(sent) })
 			}
 			send := func(msgs [][]byte) {
 				if tc.proto == config.TCP {
@@ -152,7 +152,7 @@ func TestCongestedSubreceiverDecodesAfterResume(t *testing.T) {
 			c.Resume()
 			// Once data of the old template gets through again, the way is clear.
 			marker := next + 1_000_000
-			waitFor(t, 60*time.Second, "data to get through after resume", func() bool {
+			testenv.WaitFor(t, 60*time.Second, "data to get through after resume", func() bool {
 				send(a.messages(t, marker, 1))
 				ids := c.IDCounts()
 				for id := next + 1_000_000; id <= marker; id++ {

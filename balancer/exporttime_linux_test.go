@@ -73,7 +73,7 @@ func TestMadeUpTemplatesKeepExportTime(t *testing.T) {
 	t.Run("tcp subreceiver restarted, messages queued meanwhile", func(t *testing.T) {
 		c := testenv.StartCollector(t, "tcp")
 		r := startReceiver(t, receiverConfig(config.All, c))
-		waitFor(t, 5*time.Second, "subreceiver up", func() bool { return metricValue(t, r, upSeries(c)) == 1 })
+		testenv.WaitFor(t, 5*time.Second, "subreceiver up", func() bool { return metricValue(t, r, upSeries(c)) == 1 })
 		p := makeOldParts(t, 3, 3000)
 		conn, err := net.Dial("tcp", r.Addr().String())
 		require.NoError(t, err)
@@ -83,11 +83,11 @@ func TestMadeUpTemplatesKeepExportTime(t *testing.T) {
 		require.NoError(t, err)
 		require.True(t, c.WaitRecords(p.want[0], 10*time.Second))
 		c.Stop()
-		waitFor(t, 5*time.Second, "subreceiver down", func() bool { return metricValue(t, r, upSeries(c)) == 0 })
+		testenv.WaitFor(t, 5*time.Second, "subreceiver down", func() bool { return metricValue(t, r, upSeries(c)) == 0 })
 		_, err = conn.Write(p.parts[1]) // queued until the collector is back
 		require.NoError(t, err)
 		c.Restart()
-		waitFor(t, 15*time.Second, "subreceiver back", func() bool { return metricValue(t, r, upSeries(c)) == 1 })
+		testenv.WaitFor(t, 15*time.Second, "subreceiver back", func() bool { return metricValue(t, r, upSeries(c)) == 1 })
 		_, err = conn.Write(p.parts[2])
 		require.NoError(t, err)
 		want := p.want[0] + p.want[1] + p.want[2]
@@ -109,7 +109,7 @@ func TestMadeUpTemplatesKeepExportTime(t *testing.T) {
 		require.True(t, a.WaitRecords(p.want[0], 10*time.Second))
 
 		require.NoError(t, r.Reconfigure(receiverConfig(config.All, a, b)))
-		waitFor(t, 5*time.Second, "new subreceiver up", func() bool { return metricValue(t, r, upSeries(b)) == 1 })
+		testenv.WaitFor(t, 5*time.Second, "new subreceiver up", func() bool { return metricValue(t, r, upSeries(b)) == 1 })
 		_, err = conn.Write(p.parts[1])
 		require.NoError(t, err)
 		a.WaitRecords(p.want[0]+p.want[1], 10*time.Second)
@@ -122,7 +122,7 @@ func TestMadeUpTemplatesKeepExportTime(t *testing.T) {
 	t.Run("udp receiver, tcp subreceiver restarted", func(t *testing.T) {
 		c := testenv.StartCollector(t, "tcp")
 		r := startReceiver(t, udpReceiverConfig(config.All, c))
-		waitFor(t, 5*time.Second, "subreceiver up", func() bool { return subUp(t, r, c) })
+		testenv.WaitFor(t, 5*time.Second, "subreceiver up", func() bool { return subUp(t, r, c) })
 		tr := makeTraffic(t, 2000, 1, 1400, 1)
 		for i, m := range tr.messages {
 			binary.BigEndian.PutUint32(m[4:8], hoursAgo+uint32(i))
@@ -140,7 +140,7 @@ func TestMadeUpTemplatesKeepExportTime(t *testing.T) {
 		}
 		require.True(t, c.WaitRecords(first, 10*time.Second), "the first half arrived")
 		c.Stop()
-		waitFor(t, 5*time.Second, "subreceiver down", func() bool { return !subUp(t, r, c) })
+		testenv.WaitFor(t, 5*time.Second, "subreceiver down", func() bool { return !subUp(t, r, c) })
 		for _, m := range tr.messages[half:] { // queued until the collector is back
 			snd.send(conn, m)
 		}
@@ -164,7 +164,7 @@ func TestMadeUpTemplatesKeepExportTime(t *testing.T) {
 		c := testenv.StartCollector(t, "tcp")
 		cfg.Recording.Export = []config.Subreceiver{{Addr: c.Addr(), Proto: config.TCP}}
 		require.NoError(t, r.Reconfigure(cfg))
-		waitFor(t, 5*time.Second, "export target up", func() bool { return metricValue(t, r.Receiver, upSeries(c)) == 1 })
+		testenv.WaitFor(t, 5*time.Second, "export target up", func() bool { return metricValue(t, r.Receiver, upSeries(c)) == 1 })
 		e.send([][]byte{p.parts[1]})
 		r.waitMetric(t, float64(p.want[0]+p.want[1]), "ipfix_balancer_dump_written_records_total")
 		c.WaitRecords(p.want[1], 10*time.Second)
@@ -189,7 +189,7 @@ func TestMadeUpTemplatesKeepExportTime(t *testing.T) {
 	t.Run("tcp receiver, udp subreceiver", func(t *testing.T) {
 		c := testenv.StartCollector(t, "udp")
 		r := startReceiver(t, receiverConfig(config.All, c))
-		waitFor(t, 5*time.Second, "subreceiver up", func() bool { return metricValue(t, r, upSeries(c)) == 1 })
+		testenv.WaitFor(t, 5*time.Second, "subreceiver up", func() bool { return metricValue(t, r, upSeries(c)) == 1 })
 		p := makeOldParts(t, 1, 2000)
 		sendTCP(t, r.Addr(), p.parts[0], 64<<10)
 		c.WaitRecords(p.want[0], 10*time.Second)

@@ -207,16 +207,4 @@ func metricValue(t testing.TB, r *balancer.Receiver, series string) float64 {
 	return 0
 }
 
-// waitFor polls cond every 5 ms for at most timeout.
-func waitFor(t testing.TB, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", timeout, what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
 var _ = binary.BigEndian

@@ -38,7 +38,7 @@ func TestRoundRobinOptionsDataReachesEverySubreceiver(t *testing.T) {
 	c2 := testenv.StartCollector(t, "tcp")
 	r := startReceiver(t, receiverConfig(config.RoundRobin, c1, c2))
 	for _, c := range []*testenv.Collector{c1, c2} {
-		waitFor(t, 10*time.Second, "subreceiver up", func() bool {
+		testenv.WaitFor(t, 10*time.Second, "subreceiver up", func() bool {
 			return metricValue(t, r, `ipfix_balancer_subreceiver_up{stream="fullflow",dpi="0",subreceiver="`+c.Addr()+`"}`) == 1
 		})
 	}
@@ -75,7 +75,7 @@ func TestRoundRobinOptionsDataReachesEverySubreceiver(t *testing.T) {
 	assert.Equal(t, statsMessages, optionRecords(c1, exporterStats.ID), "options records at subreceiver 1")
 	assert.Equal(t, statsMessages, optionRecords(c2, exporterStats.ID), "options records at subreceiver 2")
 	// Data records still go to one subreceiver each.
-	waitFor(t, 10*time.Second, "every data record", func() bool {
+	testenv.WaitFor(t, 10*time.Second, "every data record", func() bool {
 		return c1.Stats().Records+c2.Stats().Records >= tr.count+2*statsMessages
 	})
 	got := union(c1, c2)

@@ -27,7 +27,7 @@ func TestRoundRobin(t *testing.T) {
 				cs = append(cs, testenv.StartCollector(t, "tcp"))
 			}
 			r := startReceiver(t, receiverConfig(config.RoundRobin, cs...))
-			waitFor(t, 5*time.Second, "subreceivers up", func() bool {
+			testenv.WaitFor(t, 5*time.Second, "subreceivers up", func() bool {
 				for _, c := range cs {
 					if metricValue(t, r, `ipfix_balancer_subreceiver_up{stream="fullflow",dpi="0",subreceiver="`+c.Addr()+`"}`) != 1 {
 						return false
@@ -38,7 +38,7 @@ func TestRoundRobin(t *testing.T) {
 			tr := makeTraffic(t, 30000, 7, 1400, 1)
 			sendTCP(t, r.Addr(), tr.stream(), 3001) // odd chunks split messages anywhere
 
-			waitFor(t, 10*time.Second, "all records", func() bool { return sumRecords(cs) >= tr.count })
+			testenv.WaitFor(t, 10*time.Second, "all records", func() bool { return sumRecords(cs) >= tr.count })
 			assert.Equal(t, tr.records, union(cs...), "union of what subreceivers decoded must equal what was sent")
 			dataMessages := len(tr.messages)
 			for i, c := range cs {
@@ -99,9 +99,9 @@ func TestAllNumbersEachSubreceiver(t *testing.T) {
 
 	a.Restart()
 	upA := `ipfix_balancer_subreceiver_up{stream="fullflow",dpi="0",subreceiver="` + a.Addr() + `"}`
-	waitFor(t, 10*time.Second, "a up", func() bool { return metricValue(t, r, upA) == 1 })
+	testenv.WaitFor(t, 10*time.Second, "a up", func() bool { return metricValue(t, r, upA) == 1 })
 	sentA := `ipfix_balancer_sent_records_total{stream="fullflow",dpi="0",subreceiver="` + a.Addr() + `"}`
-	waitFor(t, 10*time.Second, "a got what was queued", func() bool {
+	testenv.WaitFor(t, 10*time.Second, "a got what was queued", func() bool {
 		n := metricValue(t, r, sentA)
 		return n > 0 && float64(a.Stats().Records) == n
 	})
@@ -130,7 +130,7 @@ func TestSubreceiverLateStartLosesNothing(t *testing.T) {
 	r := startReceiver(t, receiverConfig(config.All, late))
 	tr := makeTraffic(t, 5000, 1, 1400, 1)
 	sendTCP(t, r.Addr(), tr.stream(), 1<<20)
-	waitFor(t, 5*time.Second, "messages queued", func() bool {
+	testenv.WaitFor(t, 5*time.Second, "messages queued", func() bool {
 		return metricValue(t, r, `ipfix_balancer_received_records_total{stream="fullflow",dpi="0"}`) == float64(tr.count)
 	})
 	late.Restart()
@@ -145,7 +145,7 @@ func TestSubreceiverKilledAndRestarted(t *testing.T) {
 	a, b := testenv.StartCollector(t, "tcp"), testenv.StartCollector(t, "tcp")
 	r := startReceiver(t, receiverConfig(config.RoundRobin, a, b))
 	upB := `ipfix_balancer_subreceiver_up{stream="fullflow",dpi="0",subreceiver="` + b.Addr() + `"}`
-	waitFor(t, 5*time.Second, "b up", func() bool { return metricValue(t, r, upB) == 1 })
+	testenv.WaitFor(t, 5*time.Second, "b up", func() bool { return metricValue(t, r, upB) == 1 })
 
 	conn, err := net.Dial("tcp", r.Addr().String())
 	require.NoError(t, err)
@@ -153,24 +153,24 @@ func TestSubreceiverKilledAndRestarted(t *testing.T) {
 	first := makeTraffic(t, 10000, 1, 1400, 1)
 	_, err = conn.Write(first.stream())
 	require.NoError(t, err)
-	waitFor(t, 10*time.Second, "first part", func() bool { return a.Stats().Records+b.Stats().Records >= first.count })
+	testenv.WaitFor(t, 10*time.Second, "first part", func() bool { return a.Stats().Records+b.Stats().Records >= first.count })
 
 	b.Stop()
-	waitFor(t, 5*time.Second, "b down", func() bool { return metricValue(t, r, upB) == 0 })
+	testenv.WaitFor(t, 5*time.Second, "b down", func() bool { return metricValue(t, r, upB) == 0 })
 	// While b is down every message goes to a.
 	second := makeTraffic(t, 10000, 1, 1400, 100001)
 	_, err = conn.Write(second.stream()[len(second.messages[0]):]) // session already has templates
 	require.NoError(t, err)
 	want := first.count + second.count - countRecordsIn(t, second, 0)
-	waitFor(t, 10*time.Second, "second part on a", func() bool { return a.Stats().Records+b.Stats().Records >= want })
+	testenv.WaitFor(t, 10*time.Second, "second part on a", func() bool { return a.Stats().Records+b.Stats().Records >= want })
 
 	b.Restart()
-	waitFor(t, 10*time.Second, "b back", func() bool { return metricValue(t, r, upB) == 1 })
+	testenv.WaitFor(t, 10*time.Second, "b back", func() bool { return metricValue(t, r, upB) == 1 })
 	third := makeTraffic(t, 10000, 1, 1400, 200001)
 	_, err = conn.Write(third.stream()[len(third.messages[0]):])
 	require.NoError(t, err)
 	want += third.count - countRecordsIn(t, third, 0)
-	waitFor(t, 10*time.Second, "third part", func() bool { return a.Stats().Records+b.Stats().Records >= want })
+	testenv.WaitFor(t, 10*time.Second, "third part", func() bool { return a.Stats().Records+b.Stats().Records >= want })
 
 	assert.Zero(t, b.Stats().Undecoded, "after reconnect b must get templates before data")
 	assert.Zero(t, a.Stats().Undecoded)
@@ -223,7 +223,7 @@ func TestStalledSubreceiver(t *testing.T) {
 		peak = max(peak, ms.HeapInuse)
 	}
 	stalledQueue := `ipfix_balancer_queue_bytes{stream="fullflow",dpi="0",subreceiver="` + stalled.Addr() + `"}`
-	waitFor(t, 10*time.Second, "stalled drops", func() bool {
+	testenv.WaitFor(t, 10*time.Second, "stalled drops", func() bool {
 		return metricValue(t, r, `ipfix_balancer_dropped_messages_total{stream="fullflow",dpi="0",subreceiver="`+stalled.Addr()+`",reason="queue_full"}`) > 0
 	})
 	assert.LessOrEqual(t, metricValue(t, r, stalledQueue), float64(cfg.QueueBytes))

@@ -115,7 +115,7 @@ func streamOf(r *recording) string { s, _, _ := strings.Cut(r.Name(), "/"); retu
 // waitMetric waits until a series of r reaches want.
 func (r *recording) waitMetric(t testing.TB, want float64, name string, extra ...string) {
 	t.Helper()
-	waitFor(t, 20*time.Second, fmt.Sprintf("%s %v = %v", name, extra, want), func() bool {
+	testenv.WaitFor(t, 20*time.Second, fmt.Sprintf("%s %v = %v", name, extra, want), func() bool {
 		return r.metric(t, name, extra...) >= want
 	})
 }
@@ -504,7 +504,7 @@ func TestRecordingCrashRecovery(t *testing.T) {
 		}
 	})
 	var addr []byte
-	waitFor(t, 60*time.Second, "child address", func() bool {
+	testenv.WaitFor(t, 60*time.Second, "child address", func() bool {
 		addr, _ = os.ReadFile(filepath.Join(dir, "addr"))
 		return len(addr) > 0
 	})
@@ -527,7 +527,7 @@ func TestRecordingCrashRecovery(t *testing.T) {
 		}
 	}()
 	var part string
-	waitFor(t, 60*time.Second, "a .part of 4 MiB", func() bool {
+	testenv.WaitFor(t, 60*time.Second, "a .part of 4 MiB", func() bool {
 		parts, _ := filepath.Glob(filepath.Join(dir, "fullflow", "*.ipfix.part"))
 		if len(parts) != 1 {
 			return false
@@ -606,7 +606,7 @@ func TestRecordingRecoverTornPart(t *testing.T) {
 	r := startRecording(t, recordingConfig(dir, "fullflow", 10*time.Minute), clk)
 	r.waitMetric(t, 2, "ipfix_balancer_dump_recovered_files_total")
 	// Recovery goes in name order: the empty one is the last.
-	waitFor(t, 10*time.Second, "empty .part removed", func() bool {
+	testenv.WaitFor(t, 10*time.Second, "empty .part removed", func() bool {
 		_, err := os.Stat(filepath.Join(sd, "fullflow_0_20261122T102000Z.ipfix.part"))
 		return errors.Is(err, os.ErrNotExist)
 	})
@@ -708,7 +708,7 @@ func TestRecordingDiskFullTmpfs(t *testing.T) {
 	sendWindow(t, r, e, tr.messages[:head], &sent)
 	r.waitMetric(t, 1, "ipfix_balancer_dump_errors_total", `kind="write"`)
 	r.waitMetric(t, 1, "ipfix_balancer_dump_closed_files_total")
-	waitFor(t, 20*time.Second, "all handled", func() bool {
+	testenv.WaitFor(t, 20*time.Second, "all handled", func() bool {
 		return r.metric(t, "ipfix_balancer_dump_written_messages_total")+
 			r.metric(t, "ipfix_balancer_dropped_messages_total", `reason="write_error"`) == float64(head)
 	})
@@ -771,7 +771,7 @@ func TestRecordingWriterQueueFull(t *testing.T) {
 	assert.Positive(t, dropped)
 	assert.LessOrEqual(t, r.metric(t, "ipfix_balancer_dump_queue_bytes"), float64(512<<10))
 	close(gate)
-	waitFor(t, 20*time.Second, "writer caught up", func() bool {
+	testenv.WaitFor(t, 20*time.Second, "writer caught up", func() bool {
 		return r.metric(t, "ipfix_balancer_dump_written_messages_total")+dropped == float64(len(tr.messages))
 	})
 	r.stop()
@@ -796,7 +796,7 @@ func TestRecordingReexport(t *testing.T) {
 	r := startRecording(t, cfg, nil)
 	for _, c := range []*testenv.Collector{a, b} {
 		up := `subreceiver="` + c.Addr() + `"`
-		waitFor(t, 5*time.Second, "export target up", func() bool { return r.metric(t, "ipfix_balancer_subreceiver_up", up) == 1 })
+		testenv.WaitFor(t, 5*time.Second, "export target up", func() bool { return r.metric(t, "ipfix_balancer_subreceiver_up", up) == 1 })
 	}
 	tr := makeTraffic(t, 20_000, 1, 1400, 1)
 	sendTCP(t, r.Addr(), tr.stream(), 3001)
@@ -1087,7 +1087,7 @@ func BenchmarkRecording(b *testing.B) {
 				require.NoError(b, err)
 				left -= k
 			}
-			waitFor(b, time.Minute, "all written", func() bool {
+			testenv.WaitFor(b, time.Minute, "all written", func() bool {
 				return r.metric(b, "ipfix_balancer_dump_written_messages_total")+
 					r.metric(b, "ipfix_balancer_dropped_messages_total", `reason="writer_queue_full"`) >= float64(b.N+1)
 			})

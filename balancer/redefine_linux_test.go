@@ -20,7 +20,7 @@ import (
 func TestUDPTemplateRedefinedInTheSameMessage(t *testing.T) {
 	c := testenv.StartCollector(t, "tcp", testenv.CountByID())
 	r := startReceiver(t, udpReceiverConfig(config.All, c))
-	waitFor(t, 5*time.Second, "subreceiver up", func() bool { return subUp(t, r, c) })
+	testenv.WaitFor(t, 5*time.Second, "subreceiver up", func() bool { return subUp(t, r, c) })
 
 	old := ipfix.NewTemplate(256, []ipfix.FieldSpecifier{{ID: 1, Length: 8}, {ID: 82, Length: ipfix.VariableLength}})
 	a := newIDEncoder(1, 1400, old)
@@ -47,7 +47,7 @@ func TestUDPTemplateRedefinedInTheSameMessage(t *testing.T) {
 	require.True(t, c.WaitRecords(1, 5*time.Second), "the first record")
 	_, err := conn.Write(b.out[0])
 	require.NoError(t, err)
-	waitFor(t, 5*time.Second, "the receiver to take the message", func() bool {
+	testenv.WaitFor(t, 5*time.Second, "the receiver to take the message", func() bool {
 		return metricValue(t, r, `ipfix_balancer_received_messages_total{`+udpLabels+`}`)+
 			metricValue(t, r, `ipfix_balancer_dropped_messages_total{`+udpLabels+`,reason="malformed"}`) == 2
 	})

@@ -53,16 +53,6 @@ func runBalancer(t testing.TB, cfg *config.Config) *Balancer {
 	return b
 }
 
-// waitUntil polls cond every 5 ms for at most timeout.
-func waitUntil(t testing.TB, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		require.True(t, time.Now().Before(deadline), "timed out after %v waiting for %s", timeout, what)
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
 // pinnedThreads lists the threads of this process whose CPU list is cpus.
 func pinnedThreads(t testing.TB, cpus string) int {
 	t.Helper()
@@ -93,7 +83,7 @@ func TestReloadQueueBytesLive(t *testing.T) {
 	b := runBalancer(t, &config.Config{Receivers: []config.Receiver{cfg}, ShutdownTimeout: time.Second})
 	r := b.Receiver("fullflow/0")
 	labels := `stream="fullflow",dpi="0",subreceiver="` + stalled.Addr() + `"`
-	waitUntil(t, 5*time.Second, "subreceiver up", func() bool { return setValue(t, r, `ipfix_balancer_subreceiver_up{`+labels+`}`) == 1 })
+	testenv.WaitFor(t, 5*time.Second, "subreceiver up", func() bool { return setValue(t, r, `ipfix_balancer_subreceiver_up{`+labels+`}`) == 1 })
 
 	next := cfg
 	next.QueueBytes = 1 << 20
@@ -110,7 +100,7 @@ func TestReloadQueueBytesLive(t *testing.T) {
 		require.NoError(t, err)
 	}
 	received := `ipfix_balancer_received_messages_total{stream="fullflow",dpi="0"}`
-	waitUntil(t, 20*time.Second, "every message received", func() bool { return setValue(t, r, received) == float64(len(msgs)) })
+	testenv.WaitFor(t, 20*time.Second, "every message received", func() bool { return setValue(t, r, received) == float64(len(msgs)) })
 	queued := setValue(t, r, `ipfix_balancer_queue_bytes{`+labels+`}`)
 	dropped := setValue(t, r, `ipfix_balancer_dropped_messages_total{`+labels+`,reason="queue_full"}`)
 	t.Logf("queue %v bytes, %v messages dropped", queued, dropped)
@@ -140,7 +130,7 @@ func TestReloadCPUKeepsSessions(t *testing.T) {
 		_, err = exporter.Write(m)
 		require.NoError(t, err)
 	}
-	waitUntil(t, 10*time.Second, "first half", func() bool {
+	testenv.WaitFor(t, 10*time.Second, "first half", func() bool {
 		return setValue(t, r, `ipfix_balancer_received_messages_total{stream="fullflow",dpi="0"}`) == float64(half)
 	})
 
@@ -158,7 +148,7 @@ func TestReloadCPUKeepsSessions(t *testing.T) {
 		_, err = exporter.Write(m)
 		require.NoError(t, err, "the exporter's session must stay up")
 	}
-	waitUntil(t, 10*time.Second, "second half", func() bool {
+	testenv.WaitFor(t, 10*time.Second, "second half", func() bool {
 		return setValue(t, r, `ipfix_balancer_received_messages_total{stream="fullflow",dpi="0"}`) == float64(len(msgs))
 	})
 	assert.Equal(t, float64(1), setValue(t, r, `ipfix_balancer_exporter_sessions_total{stream="fullflow",dpi="0"}`))
@@ -229,7 +219,7 @@ func TestReloadTemplateLifetimeLive(t *testing.T) {
 	_, err = conn.Write(msgs[0]) // the template and the first records
 	require.NoError(t, err)
 	templates := `ipfix_balancer_templates{stream="dnsflow",dpi="0"}`
-	waitUntil(t, 5*time.Second, "template learned", func() bool { return setValue(t, r, templates) == 1 })
+	testenv.WaitFor(t, 5*time.Second, "template learned", func() bool { return setValue(t, r, templates) == 1 })
 
 	next := cfg
 	next.TemplateLifetime = 300 * time.Millisecond

@@ -21,7 +21,7 @@ func TestUDPSessionsKeepTheirTemplatesDownstream(t *testing.T) {
 	cfg := udpReceiverConfig(config.All, c1, c2)
 	cfg.MTU = 600
 	r := startReceiver(t, cfg)
-	waitFor(t, 5*time.Second, "subreceiver up", func() bool { return subUp(t, r, c1) })
+	testenv.WaitFor(t, 5*time.Second, "subreceiver up", func() bool { return subUp(t, r, c1) })
 
 	a, b := layoutMessages(t, addrsLayout, sessionRecords), layoutMessages(t, countersLayout, sessionRecords)
 	ca, cb := dialUDP(t, r.Addr()), dialUDP(t, r.Addr())

@@ -226,12 +226,12 @@ func TestSessionsKeepTheirTemplatesDownstream(t *testing.T) {
 			}
 			r := startReceiver(t, cfg)
 			for _, s := range cfg.Subreceivers {
-				waitFor(t, 10*time.Second, "subreceiver up", func() bool {
+				testenv.WaitFor(t, 10*time.Second, "subreceiver up", func() bool {
 					return metricValue(t, r, `ipfix_balancer_subreceiver_up{stream="fullflow",dpi="0",subreceiver="`+s.Addr+`"}`) == 1
 				})
 			}
 			addrs, _, n := sendSessions(t, r.Addr())
-			waitFor(t, 30*time.Second, "every message read", func() bool {
+			testenv.WaitFor(t, 30*time.Second, "every message read", func() bool {
 				return metricValue(t, r, `ipfix_balancer_received_messages_total{stream="fullflow",dpi="0"}`) == float64(n)
 			})
 			want := 2 * sessionRecords
@@ -256,7 +256,7 @@ func TestSessionsKeepTheirTemplatesDownstream(t *testing.T) {
 			defs := raw.definitions()
 			require.Len(t, defs, 2, "two downstream templates, one per session: %v", defs)
 			require.NoError(t, addrs.Close())
-			waitFor(t, 10*time.Second, "the ended session's template withdrawn", func() bool {
+			testenv.WaitFor(t, 10*time.Second, "the ended session's template withdrawn", func() bool {
 				return raw.withdrawnLayout(defs, addrsLayout.Fields[0].ID)
 			})
 			assert.False(t, raw.withdrawnLayout(defs, countersLayout.Fields[0].ID), "the live session's template stays")
@@ -275,7 +275,7 @@ func TestSessionsKeepTheirTemplatesInDumps(t *testing.T) {
 	addrs, _, _ := sendSessions(t, r.Addr())
 	r.waitMetric(t, 2*sessionRecords, "ipfix_balancer_dump_written_records_total")
 	require.NoError(t, addrs.Close())
-	waitFor(t, 10*time.Second, "the session closed", func() bool {
+	testenv.WaitFor(t, 10*time.Second, "the session closed", func() bool {
 		return r.metric(t, "ipfix_balancer_exporter_sessions") == 1
 	})
 	r.stop()

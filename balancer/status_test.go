@@ -91,7 +91,7 @@ func TestRecordingStatus(t *testing.T) {
 	r := startReceiver(t, cfg)
 	tr := makeTraffic(t, 500, 1, 1400, 0)
 	sendTCP(t, r.Addr(), tr.stream(), 4096)
-	waitFor(t, 20*time.Second, "dump writes", func() bool {
+	testenv.WaitFor(t, 20*time.Second, "dump writes", func() bool {
 		st := r.Status()
 		return st.Dump != nil && st.Dump.WrittenRecords == 500
 	})

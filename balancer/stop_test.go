@@ -122,7 +122,7 @@ func TestStopRefusesNewSessions(t *testing.T) {
 				t.Fatal("receiver not ready after 5s")
 			}
 			up := `ipfix_balancer_subreceiver_up{stream="fullflow",dpi="0",subreceiver="` + a.Addr() + `"}`
-			waitFor(t, 5*time.Second, "subreceiver up", func() bool { return metricValue(t, r, up) == 1 })
+			testenv.WaitFor(t, 5*time.Second, "subreceiver up", func() bool { return metricValue(t, r, up) == 1 })
 
 			// A DPI that stays connected through the stop, as a real one does.
 			dpi, err := net.Dial("tcp", r.Addr().String())
@@ -131,7 +131,7 @@ func TestStopRefusesNewSessions(t *testing.T) {
 			first := makeTraffic(t, 1000, 2, 1400, 1_000_000)
 			_, err = dpi.Write(first.stream())
 			require.NoError(t, err)
-			waitFor(t, 10*time.Second, "first records received", func() bool {
+			testenv.WaitFor(t, 10*time.Second, "first records received", func() bool {
 				return metricValue(t, r, `ipfix_balancer_received_records_total{stream="fullflow",dpi="0"}`) >= float64(first.count)
 			})
 
@@ -139,7 +139,7 @@ func TestStopRefusesNewSessions(t *testing.T) {
 			exporterDone := make(chan struct{})
 			stopExporter := make(chan struct{})
 			go func() { defer close(exporterDone); e.run(r.Addr().String(), batches, stopExporter) }()
-			waitFor(t, 10*time.Second, "reconnecting exporter at work", func() bool {
+			testenv.WaitFor(t, 10*time.Second, "reconnecting exporter at work", func() bool {
 				e.mu.Lock()
 				defer e.mu.Unlock()
 				return e.established >= 5

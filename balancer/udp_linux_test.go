@@ -70,7 +70,7 @@ func (s *udpSender) send(c *net.UDPConn, msgs ...[]byte) {
 
 func (s *udpSender) wait() {
 	s.t.Helper()
-	waitFor(s.t, 10*time.Second, "receiver took every datagram", func() bool {
+	testenv.WaitFor(s.t, 10*time.Second, "receiver took every datagram", func() bool {
 		return metricValue(s.t, s.r, `ipfix_balancer_received_messages_total{`+udpLabels+`}`) >= float64(s.messages)
 	})
 }
@@ -106,7 +106,7 @@ func subUp(t testing.TB, r *balancer.Receiver, c *testenv.Collector) bool {
 func TestUDPToTCP(t *testing.T) {
 	c := testenv.StartCollector(t, "tcp")
 	r := startReceiver(t, udpReceiverConfig(config.All, c))
-	waitFor(t, 5*time.Second, "subreceiver up", func() bool { return subUp(t, r, c) })
+	testenv.WaitFor(t, 5*time.Second, "subreceiver up", func() bool { return subUp(t, r, c) })
 
 	a := makeTraffic(t, 30000, 1, 1000, 1)
 	b := makeTraffic(t, 30000, 2, 1000, 1_000_001)
@@ -143,7 +143,7 @@ func TestUDPToTCP(t *testing.T) {
 	cc := dialUDP(t, r.Addr())
 	_, err := cc.Write(a.messages[1])
 	require.NoError(t, err)
-	waitFor(t, 5*time.Second, "unknown template counted", func() bool {
+	testenv.WaitFor(t, 5*time.Second, "unknown template counted", func() bool {
 		return metricValue(t, r, `ipfix_balancer_parse_errors_total{`+udpLabels+`,kind="unknown_template"}`) == float64(dataSets(t, a.messages[1]))
 	})
 	assert.Equal(t, float64(3), metricValue(t, r, `ipfix_balancer_exporter_sessions{`+udpLabels+`}`))
@@ -196,7 +196,7 @@ func TestTCPToUDPRepack(t *testing.T) {
 	cfg := receiverConfig(config.All, c)
 	cfg.MTU = 1500
 	r := startReceiver(t, cfg)
-	waitFor(t, 5*time.Second, "subreceiver up", func() bool { return subUp(t, r, c) })
+	testenv.WaitFor(t, 5*time.Second, "subreceiver up", func() bool { return subUp(t, r, c) })
 
 	tr := makeTraffic(t, 20000, 1, 16<<10, 1)
 	perMsg := recordsPerMessage(t, tr)
@@ -229,7 +229,7 @@ func TestTCPToUDPRepack(t *testing.T) {
 func TestUDPSubreceiverDownAndBack(t *testing.T) {
 	c := testenv.StartCollector(t, "udp")
 	r := startReceiver(t, receiverConfig(config.All, c))
-	waitFor(t, 5*time.Second, "subreceiver up", func() bool { return subUp(t, r, c) })
+	testenv.WaitFor(t, 5*time.Second, "subreceiver up", func() bool { return subUp(t, r, c) })
 	conn, err := net.Dial("tcp", r.Addr().String())
 	require.NoError(t, err)
 	defer conn.Close()
@@ -241,7 +241,7 @@ func TestUDPSubreceiverDownAndBack(t *testing.T) {
 	c.Stop()
 	more := makeTraffic(t, 20000, 1, 1400, 100_001)
 	i := 1 // messages[0] carries templates the session already has
-	waitFor(t, 5*time.Second, "subreceiver down", func() bool {
+	testenv.WaitFor(t, 5*time.Second, "subreceiver down", func() bool {
 		_, err := conn.Write(more.messages[i%len(more.messages)])
 		require.NoError(t, err)
 		i++
@@ -249,7 +249,7 @@ func TestUDPSubreceiverDownAndBack(t *testing.T) {
 		return !subUp(t, r, c)
 	})
 	c.Restart()
-	waitFor(t, 10*time.Second, "subreceiver back", func() bool {
+	testenv.WaitFor(t, 10*time.Second, "subreceiver back", func() bool {
 		_, err := conn.Write(more.messages[i%len(more.messages)])
 		require.NoError(t, err)
 		i++
@@ -267,7 +267,7 @@ func TestUDPSubreceiverDownAndBack(t *testing.T) {
 func TestUDPToTCPSubreceiverRestarted(t *testing.T) {
 	c := testenv.StartCollector(t, "tcp")
 	r := startReceiver(t, udpReceiverConfig(config.All, c))
-	waitFor(t, 5*time.Second, "subreceiver up", func() bool { return subUp(t, r, c) })
+	testenv.WaitFor(t, 5*time.Second, "subreceiver up", func() bool { return subUp(t, r, c) })
 	conn := dialUDP(t, r.Addr())
 	snd := &udpSender{t: t, r: r, pace: 20}
 	first := makeTraffic(t, 5000, 1, 1400, 1)
@@ -277,9 +277,9 @@ func TestUDPToTCPSubreceiverRestarted(t *testing.T) {
 	require.True(t, c.WaitRecords(first.count, 10*time.Second))
 
 	c.Stop()
-	waitFor(t, 5*time.Second, "subreceiver down", func() bool { return !subUp(t, r, c) })
+	testenv.WaitFor(t, 5*time.Second, "subreceiver down", func() bool { return !subUp(t, r, c) })
 	c.Restart()
-	waitFor(t, 10*time.Second, "subreceiver back", func() bool { return subUp(t, r, c) })
+	testenv.WaitFor(t, 10*time.Second, "subreceiver back", func() bool { return subUp(t, r, c) })
 	second := makeTraffic(t, 5000, 1, 1400, 100_001)
 	for _, m := range second.messages[1:] { // data only: the session has the templates
 		snd.send(conn, m)
@@ -302,7 +302,7 @@ func TestUDPToTCPStalledSubreceiver(t *testing.T) {
 	cfg := udpReceiverConfig(config.All, healthy, stalled)
 	cfg.QueueBytes = 1 << 20
 	r := startReceiver(t, cfg)
-	waitFor(t, 5*time.Second, "subreceivers up", func() bool { return subUp(t, r, healthy) && subUp(t, r, stalled) })
+	testenv.WaitFor(t, 5*time.Second, "subreceivers up", func() bool { return subUp(t, r, healthy) && subUp(t, r, stalled) })
 	tr := makeTraffic(t, 20000, 1, 16000, 1)
 	conn := dialUDP(t, r.Addr())
 	snd := &udpSender{t: t, r: r, pace: 20}
@@ -317,7 +317,7 @@ func TestUDPToTCPStalledSubreceiver(t *testing.T) {
 	assert.Zero(t, healthy.Stats().SequenceGaps)
 	// Written partly by the loop, partly by the writer goroutine: counted once.
 	sentRecords := `ipfix_balancer_sent_records_total{` + udpLabels + `,subreceiver="` + healthy.Addr() + `"}`
-	waitFor(t, 5*time.Second, "sent records counted", func() bool { return metricValue(t, r, sentRecords) >= float64(want) })
+	testenv.WaitFor(t, 5*time.Second, "sent records counted", func() bool { return metricValue(t, r, sentRecords) >= float64(want) })
 	assert.Equal(t, float64(want), metricValue(t, r, sentRecords))
 	assert.Positive(t, metricValue(t, r, `ipfix_balancer_dropped_messages_total{`+udpLabels+`,subreceiver="`+stalled.Addr()+`",reason="queue_full"}`))
 	assert.LessOrEqual(t, metricValue(t, r, `ipfix_balancer_queue_bytes{`+udpLabels+`,subreceiver="`+stalled.Addr()+`"}`), float64(cfg.QueueBytes))
@@ -333,7 +333,7 @@ func TestUDPToTCPSlowSubreceiver(t *testing.T) {
 	cfg := udpReceiverConfig(config.All, slow)
 	cfg.QueueBytes = 64 << 20 // nothing dropped: the point is the hand-offs
 	r := startReceiver(t, cfg)
-	waitFor(t, 5*time.Second, "subreceiver up", func() bool { return subUp(t, r, slow) })
+	testenv.WaitFor(t, 5*time.Second, "subreceiver up", func() bool { return subUp(t, r, slow) })
 	tr := makeTraffic(t, 20000, 1, 1400, 1) // ~1 MB
 	conn := dialUDP(t, r.Addr())
 	snd := &udpSender{t: t, r: r, pace: 20}
@@ -344,7 +344,7 @@ func TestUDPToTCPSlowSubreceiver(t *testing.T) {
 	// hands over what the socket does not take.
 	want := sendRounds(t, snd, conn, tr, 9, func(int) {
 		snd.wait()
-		waitFor(t, 10*time.Second, "writer queue empty", func() bool { return metricValue(t, r, queued) == 0 })
+		testenv.WaitFor(t, 10*time.Second, "writer queue empty", func() bool { return metricValue(t, r, queued) == 0 })
 	})
 	require.True(t, slow.WaitRecords(want, 30*time.Second), "got %d of %d", slow.Stats().Records, want)
 	st := slow.Stats()
@@ -353,7 +353,7 @@ func TestUDPToTCPSlowSubreceiver(t *testing.T) {
 	assert.Zero(t, st.SequenceGaps)
 	assert.Zero(t, st.OutOfOrder)
 	sentRecords := `ipfix_balancer_sent_records_total{` + udpLabels + `,subreceiver="` + slow.Addr() + `"}`
-	waitFor(t, 5*time.Second, "sent records counted", func() bool { return metricValue(t, r, sentRecords) >= float64(want) })
+	testenv.WaitFor(t, 5*time.Second, "sent records counted", func() bool { return metricValue(t, r, sentRecords) >= float64(want) })
 	assert.Equal(t, float64(want), metricValue(t, r, sentRecords))
 }
 
@@ -475,7 +475,7 @@ func benchUDPBalancer(b *testing.B, pinned affinity.CPUSet, msgs [][]byte) {
 	received := func() float64 {
 		return metricValue(b, r, `ipfix_balancer_received_messages_total{`+udpLabels+`}`)
 	}
-	waitFor(b, 5*time.Second, "templates", func() bool { return received() == 1 })
+	testenv.WaitFor(b, 5*time.Second, "templates", func() bool { return received() == 1 })
 	benchUDP(b, pinned, conn, msgs[1:], func() float64 { return received() - 1 })
 }
 

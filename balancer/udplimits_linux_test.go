@@ -33,7 +33,7 @@ func TestUDPSourceStateIsBounded(t *testing.T) {
 		ShutdownTimeout: 2 * time.Second,
 		Logger:          slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelInfo})),
 	})
-	waitFor(t, 5*time.Second, "subreceiver up", func() bool { return subUp(t, r, c) })
+	testenv.WaitFor(t, 5*time.Second, "subreceiver up", func() bool { return subUp(t, r, c) })
 
 	tmpl := ipfix.NewTemplate(256, []ipfix.FieldSpecifier{{ID: 1, Length: 8}, {ID: 2, Length: 8}})
 	snd := &udpSender{t: t, r: r, pace: 64}
@@ -50,7 +50,7 @@ func TestUDPSourceStateIsBounded(t *testing.T) {
 		require.NoError(t, err)
 	}
 	dropped := `ipfix_balancer_dropped_messages_total{` + udpLabels + `,reason="too_many_sources"}`
-	waitFor(t, 5*time.Second, "the last source refused", func() bool { return metricValue(t, r, dropped) >= 1 })
+	testenv.WaitFor(t, 5*time.Second, "the last source refused", func() bool { return metricValue(t, r, dropped) >= 1 })
 	assert.Equal(t, 1.0, metricValue(t, r, dropped), "messages of the source over the limit")
 	assert.Equal(t, float64(udpMaxSources), metricValue(t, r, `ipfix_balancer_exporter_sessions{`+udpLabels+`}`))
 	assert.True(t, c.WaitRecords(udpMaxSources, 10*time.Second), "records of the sources accepted: %d", c.Stats().Records)

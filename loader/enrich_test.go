@@ -240,7 +240,7 @@ func TestRunningLoaderFollowsDictionaryEdits(t *testing.T) {
 	}
 	waitLoaded := func(name string) {
 		t.Helper()
-		waitFor(t, 60*time.Second, name+" loaded", func() bool {
+		testenv.WaitFor(t, 60*time.Second, name+" loaded", func() bool {
 			return fileExists(filepath.Join(dir, "fullflow", "loaded", filepath.Base(name)))
 		})
 	}
@@ -250,28 +250,13 @@ func TestRunningLoaderFollowsDictionaryEdits(t *testing.T) {
 
 	start := time.Now()
 	require.NoError(t, os.WriteFile(path, []byte("10.0.0.0/8\tSUBSCRIBERS\n"), 0o644))
-	waitFor(t, 30*time.Second, "the edit in ClickHouse", func() bool {
+	testenv.WaitFor(t, 30*time.Second, "the edit in ClickHouse", func() bool {
 		return strings.TrimSpace(ch.Query(t, "SELECT count() FROM follow.subnets_local_dic WHERE subnet = '10.0.0.0/8'")) == "1"
 	})
 	t.Logf("edit in force after %v", time.Since(start))
 	d2 := place(writeDump(t, stage, "fullflow", 0, testWindow.Add(10*time.Minute), 500, 2, 0))
 	waitLoaded(d2)
 	assert.Positive(t, countRows(t, ch, "follow", "fullflow"), "rows of subscribers in 10.0.0.0/8 kept after the edit")
-}
-
-// waitFor polls cond every 20 ms until it holds or timeout passes.
-func waitFor(t testing.TB, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.After(timeout)
-	tick := time.NewTicker(20 * time.Millisecond)
-	defer tick.Stop()
-	for !cond() {
-		select {
-		case <-deadline:
-			t.Fatalf("timeout (%v) waiting for %s", timeout, what)
-		case <-tick.C:
-		}
-	}
 }
 
 // The crash test with enrichment on: the killed loader runs on the shipped

@@ -96,7 +96,7 @@ func TestBalancerAutoRecordsLocally(t *testing.T) {
 		return metricIn(t, testenv.Scrape(t, metricsAddr),
 			`ipfix_balancer_subreceiver_up{stream="fullflow",dpi="0",subreceiver="127.0.0.1:`+strconv.Itoa(sub)+`"}`)
 	}
-	waitUntil(t, 20*time.Second, "both local recorders up", func() bool { return up(sub1) == 1 && up(sub2) == 1 })
+	testenv.WaitFor(t, 20*time.Second, "both local recorders up", func() bool { return up(sub1) == 1 && up(sub2) == 1 })
 
 	// Cleared by a reload: the recorders stop listening; set again: they are back.
 	writeAutoConfig(t, config, metricsAddr, control, dumpDir, port, sub1, sub2, false)
@@ -107,7 +107,7 @@ func TestBalancerAutoRecordsLocally(t *testing.T) {
 	writeAutoConfig(t, config, metricsAddr, control, dumpDir, port, sub1, sub2, true)
 	d.Signal(syscall.SIGHUP)
 	d.WaitLog("configuration reloaded", 2)
-	waitUntil(t, 20*time.Second, "both local recorders up again", func() bool { return up(sub1) == 1 && up(sub2) == 1 })
+	testenv.WaitFor(t, 20*time.Second, "both local recorders up again", func() bool { return up(sub1) == 1 && up(sub2) == 1 })
 
 	var out, errOut bytes.Buffer
 	cmd := exec.Command(gen, "-replay", capture, "-loops", "1", "-rate", strconv.Itoa(len(msgs)/3+1), "-to", fmt.Sprintf("tcp://127.0.0.1:%d", port))
@@ -128,7 +128,7 @@ func TestBalancerAutoRecordsLocally(t *testing.T) {
 		return metricIn(t, testenv.Scrape(t, metricsAddr),
 			`ipfix_balancer_dump_written_records_total{stream="fullflow",dpi="`+dpi+`"}`)
 	}
-	waitUntil(t, 30*time.Second, "every record written", func() bool { return written("1000")+written("2000") >= float64(total) })
+	testenv.WaitFor(t, 30*time.Second, "every record written", func() bool { return written("1000")+written("2000") >= float64(total) })
 	d.Stop() // closes the dumps under their final names
 
 	got := map[string]int{}

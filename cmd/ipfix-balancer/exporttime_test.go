@@ -62,7 +62,7 @@ func TestOldCaptureThroughRestartsAndReloads(t *testing.T) {
 		return metricIn(t, testenv.Scrape(t, metricsAddr),
 			`ipfix_balancer_subreceiver_up{stream="fullflow",dpi="0",subreceiver="`+c.Addr()+`"}`)
 	}
-	waitUntil(t, 10*time.Second, "a up", func() bool { return up(a) == 1 })
+	testenv.WaitFor(t, 10*time.Second, "a up", func() bool { return up(a) == 1 })
 
 	conn, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port))
 	require.NoError(t, err)
@@ -102,7 +102,7 @@ func TestOldCaptureThroughRestartsAndReloads(t *testing.T) {
 	arrived("phase 0")
 
 	a.Stop()
-	waitUntil(t, 10*time.Second, "a down", func() bool { return up(a) == 0 })
+	testenv.WaitFor(t, 10*time.Second, "a down", func() bool { return up(a) == 0 })
 	send(a) // queued for a until it is back
 	a.Restart()
 	arrived("collector restarted")
@@ -110,7 +110,7 @@ func TestOldCaptureThroughRestartsAndReloads(t *testing.T) {
 	writeConfig(t, config, "All", metricsAddr, port, control, a, b)
 	d.Signal(syscall.SIGHUP)
 	d.WaitLog("configuration reloaded", 1)
-	waitUntil(t, 10*time.Second, "b up", func() bool { return up(b) == 1 })
+	testenv.WaitFor(t, 10*time.Second, "b up", func() bool { return up(b) == 1 })
 	send(a, b)
 	arrived("collector added by reload")
 
@@ -123,7 +123,7 @@ func TestOldCaptureThroughRestartsAndReloads(t *testing.T) {
 	}
 
 	b.Stop()
-	waitUntil(t, 10*time.Second, "b down", func() bool { return up(b) == 0 })
+	testenv.WaitFor(t, 10*time.Second, "b down", func() bool { return up(b) == 0 })
 	send(a, b)
 	b.Restart()
 	arrived("collector restarted after the restarts")
@@ -219,18 +219,6 @@ func metricIn(t *testing.T, page, series string) float64 {
 	return 0
 }
 
-// waitUntil polls cond every 20 ms for at most timeout.
-func waitUntil(t *testing.T, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", timeout, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 // The issue's own setup: a capture hours old replayed by the real ipfix-gen
 // (twice over, export time going on) through the daemon in RoundRobin to
 // collectors as strict as IPFIXcol2, while a reload adds a collector and a
@@ -275,11 +263,11 @@ func TestReplayedOldCaptureRoundRobin(t *testing.T) {
 		}
 		return n
 	}
-	waitUntil(t, 20*time.Second, "records flowing", func() bool { return total() > 4000 })
+	testenv.WaitFor(t, 20*time.Second, "records flowing", func() bool { return total() > 4000 })
 	writeConfig(t, config, "RoundRobin", metricsAddr, port, control, cs...)
 	d.Signal(syscall.SIGHUP)
 	d.WaitLog("configuration reloaded", 1)
-	waitUntil(t, 20*time.Second, "more records", func() bool { return total() > 12000 })
+	testenv.WaitFor(t, 20*time.Second, "more records", func() bool { return total() > 12000 })
 	d.Restart()
 	d.WaitLog("exporter session taken over", 1)
 
@@ -294,7 +282,7 @@ func TestReplayedOldCaptureRoundRobin(t *testing.T) {
 	for _, v := range want {
 		n += v
 	}
-	waitUntil(t, 20*time.Second, "every record", func() bool { return total() >= n })
+	testenv.WaitFor(t, 20*time.Second, "every record", func() bool { return total() >= n })
 	got := map[string]int{}
 	for _, c := range cs {
 		assert.Empty(t, c.Refusals(), "collector %s refused sessions", c.Addr())

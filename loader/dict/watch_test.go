@@ -13,6 +13,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/ipfix-balancer/ipfix-balancer/internal/testenv"
 	"github.com/ipfix-balancer/ipfix-balancer/loader/dict"
 )
 
@@ -28,21 +29,6 @@ func metricValue(t testing.TB, w *dict.Watcher, name string) string {
 	}
 	t.Fatalf("metric %s not found in:\n%s", name, b.String())
 	return ""
-}
-
-// waitFor polls cond every 10 ms until it holds or timeout passes.
-func waitFor(t testing.TB, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.After(timeout)
-	tick := time.NewTicker(10 * time.Millisecond)
-	defer tick.Stop()
-	for !cond() {
-		select {
-		case <-deadline:
-			t.Fatalf("timeout (%v) waiting for %s", timeout, what)
-		case <-tick.C:
-		}
-	}
 }
 
 // A running watcher picks up an edited file by itself within seconds; a bad
@@ -111,7 +97,7 @@ func TestWatcherReloads(t *testing.T) {
 	// previous version stays.
 	require.NoError(t, os.WriteFile(path, []byte("10.64.66.0/24\tLOCAL\n10.77.0.0/16 LOCAL\n"), 0o644))
 	errName := `ipfix_loader_dictionary_errors_total{dictionary="subnets_local_dic",kind="parse"}`
-	waitFor(t, 10*time.Second, "the parse error counted", func() bool { return metricValue(t, w, errName) == "1" })
+	testenv.WaitFor(t, 10*time.Second, "the parse error counted", func() bool { return metricValue(t, w, errName) == "1" })
 	err = w.Load(context.Background()) // still refused: Load says so, with file:line
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), path+":2: wrong number of columns")
