@@ -11,6 +11,7 @@ import (
 	"github.com/panjf2000/gnet/v2"
 	"github.com/stretchr/testify/require"
 
+	"github.com/ipfix-balancer/ipfix-balancer/balancer/forward"
 	"github.com/ipfix-balancer/ipfix-balancer/config"
 	"github.com/ipfix-balancer/ipfix-balancer/ipfix"
 )
@@ -18,7 +19,7 @@ import (
 // countingOutput takes every message; it stands in for a subreceiver so the test
 // measures dispatch alone.
 type countingOutput struct {
-	seq      sequencer
+	seq      forward.Sequencer
 	hdr      [16]byte
 	messages int
 }
@@ -31,7 +32,7 @@ func (o *countingOutput) pendingBytes() int { return 0 }
 func (o *countingOutput) name() string      { return "counting" }
 func (o *countingOutput) send(msg []byte, odid uint32, records int) {
 	copy(o.hdr[:], msg[:16])
-	o.seq.put(o.hdr[:], odid, records)
+	o.seq.Put(o.hdr[:], odid, records)
 	o.messages++
 }
 
@@ -41,7 +42,7 @@ func TestDispatchAllocs(t *testing.T) {
 		t.Run(mode.String(), func(t *testing.T) {
 			r := &Receiver{cfg: config.Receiver{Mode: mode}, opts: Options{Now: time.Now}, log: slog.New(slog.NewTextHandler(io.Discard, nil))}
 			r.m = newReceiverMetrics(metrics.NewSet(), labelsFor("fullflow", 0))
-			a, b := &countingOutput{seq: newSequencer()}, &countingOutput{seq: newSequencer()}
+			a, b := &countingOutput{seq: forward.NewSequencer()}, &countingOutput{seq: forward.NewSequencer()}
 			r.outputs = []output{a, b}
 			s := newSession(netip.MustParseAddrPort("127.0.0.1:1"), 0)
 			r.sessions = map[*session]gnet.Conn{s: nil}

@@ -7,6 +7,7 @@ import (
 
 	"github.com/VictoriaMetrics/metrics"
 
+	"github.com/ipfix-balancer/ipfix-balancer/balancer/forward"
 	"github.com/ipfix-balancer/ipfix-balancer/ipfix"
 )
 
@@ -71,7 +72,7 @@ func newReceiverMetrics(set *metrics.Set, labels string) *receiverMetrics {
 	}
 	// All reasons up front: the map is read by the stats goroutine, so a reload
 	// that adds a recorder must not add keys.
-	for _, reason := range []string{reasonNoSubreceiver, reasonMalformed, reasonWriterQueueFull, reasonWriteError, reasonTooManySources} {
+	for _, reason := range []string{forward.ReasonNoSubreceiver, forward.ReasonMalformed, reasonWriterQueueFull, reasonWriteError, forward.ReasonTooManySources} {
 		m.dropped[reason] = set.NewCounter(`ipfix_balancer_dropped_messages_total{` + labels + `,reason="` + reason + `"}`)
 	}
 	for _, k := range parseErrorKinds {

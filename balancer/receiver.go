@@ -14,6 +14,7 @@ import (
 	"github.com/VictoriaMetrics/metrics"
 	"github.com/panjf2000/gnet/v2"
 
+	"github.com/ipfix-balancer/ipfix-balancer/balancer/forward"
 	"github.com/ipfix-balancer/ipfix-balancer/config"
 	"github.com/ipfix-balancer/ipfix-balancer/ipfix"
 )
@@ -51,7 +52,7 @@ type Receiver struct {
 	// outMetrics is written on the loop (a reload adds a subreceiver) and read by
 	// the stats goroutine: under outMu.
 	outMu      sync.Mutex
-	outMetrics map[string]*outputMetrics
+	outMetrics map[string]*forward.Metrics
 	rr         int // index of the output RoundRobin picked last
 
 	// Event-loop state.
@@ -112,7 +113,7 @@ func New(cfg config.Receiver, opts Options) (*Receiver, error) {
 		sessions:   make(map[*session]gnet.Conn),
 		outputKeys: make(map[output]string),
 		retiring:   make(map[output]bool),
-		outMetrics: make(map[string]*outputMetrics),
+		outMetrics: make(map[string]*forward.Metrics),
 		ready:      make(chan struct{}),
 	}
 	r.log = opts.Logger.With("receiver", r.name)
@@ -159,7 +160,7 @@ func (r *Receiver) buildSubreceiver(t config.Subreceiver) (output, error) {
 	r.outMu.Lock()
 	m := r.outMetrics[outputKey(t)]
 	if m == nil {
-		m = newOutputMetrics(r.set, r.labels+`,subreceiver="`+subreceiverLabel(t)+`"`)
+		m = forward.NewMetrics(r.set, r.labels+`,subreceiver="`+subreceiverLabel(t)+`"`)
 		r.outMetrics[outputKey(t)] = m
 	}
 	r.outMu.Unlock()
@@ -201,8 +202,8 @@ func (r *Receiver) Run(ctx context.Context) error {
 func (r *Receiver) Close() error { return nil }
 
 // countDrop counts one message an output could not take.
-func (r *Receiver) countDrop(m *outputMetrics, reason string) {
-	m.dropped[reason].Inc()
+func (r *Receiver) countDrop(m *forward.Metrics, reason string) {
+	m.Dropped[reason].Inc()
 }
 
 func (r *Receiver) countParseError(err error) {
@@ -229,7 +230,7 @@ func (r *Receiver) dispatch(s *session, msg []byte) {
 		// Counted as dropped, not as received: received series count messages
 		// that were forwarded or recorded.
 		r.countParseError(err)
-		m.dropped[reasonMalformed].Inc()
+		m.dropped[forward.ReasonMalformed].Inc()
 		return
 	}
 	m.batchMessages++
@@ -278,7 +279,7 @@ func (r *Receiver) dispatch(s *session, msg []byte) {
 	}
 	pick := r.nextAvailable()
 	if pick < 0 {
-		m.dropped[reasonNoSubreceiver].Inc()
+		m.dropped[forward.ReasonNoSubreceiver].Inc()
 	} else {
 		// The message goes to this output alone: it may number it in place.
 		r.headerFree = true
@@ -443,12 +444,12 @@ func (r *Receiver) sessionExtract(msg []byte, s *session, odid uint32) []byte {
 // stamped with the session's export time (session.exportTime) and never later
 // than follow, the first export time per domain of what the output has queued
 // behind them (nil: nothing).
-func (r *Receiver) appendTemplates(dst []byte, seq *sequencer, maxSize int, follow map[uint32]uint32) []byte {
+func (r *Receiver) appendTemplates(dst []byte, seq *forward.Sequencer, maxSize int, follow map[uint32]uint32) []byte {
 	now := r.opts.Now()
 	for s := range r.sessions {
 		for _, odid := range s.templates.Domains() {
 			start := len(dst)
-			dst = s.templates.AppendTemplateMessages(dst, odid, s.exportTime(odid, now, follow), seq.at(odid), maxSize)
+			dst = s.templates.AppendTemplateMessages(dst, odid, s.exportTime(odid, now, follow), seq.At(odid), maxSize)
 			s.rewriteMessages(dst[start:])
 		}
 	}

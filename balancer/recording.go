@@ -18,6 +18,7 @@ import (
 
 	"github.com/VictoriaMetrics/metrics"
 
+	"github.com/ipfix-balancer/ipfix-balancer/balancer/forward"
 	"github.com/ipfix-balancer/ipfix-balancer/config"
 	"github.com/ipfix-balancer/ipfix-balancer/dump"
 	"github.com/ipfix-balancer/ipfix-balancer/ipfix"
@@ -436,7 +437,7 @@ func (rc *recorder) start() {
 // recorder made by a reload, or started after sessions were handed over, has
 // not seen them go by, and its dumps must decode alone all the same.
 func (rc *recorder) primeTemplates() {
-	seq := newSequencer()
+	seq := forward.NewSequencer()
 	msgs := rc.r.appendTemplates(nil, &seq, ipfix.MaxMessageLen, nil)
 	for len(msgs) >= ipfix.HeaderLen {
 		n := int(binary.BigEndian.Uint16(msgs[2:4]))

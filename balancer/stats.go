@@ -48,7 +48,7 @@ func (r *Receiver) droppedTotal() uint64 {
 	r.outMu.Lock()
 	defer r.outMu.Unlock()
 	for _, m := range r.outMetrics {
-		for _, c := range m.dropped {
+		for _, c := range m.Dropped {
 			n += c.Get()
 		}
 	}

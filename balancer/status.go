@@ -168,13 +168,13 @@ func (r *Receiver) loopStatus() ReceiverStatus {
 			out.QueueMark = int64(r.cfg.QueueBytes)
 		}
 		if m := r.outMetrics[key]; m != nil {
-			out.Up = m.up.Load() != 0
-			out.SentMessages = m.sentMessages.Get()
-			out.SentRecords = m.sentRecords.Get()
-			out.SentBytes = m.sentBytes.Get()
-			out.Reconnects = m.reconnects.Get()
-			out.Dropped = make(map[string]uint64, len(m.dropped))
-			for reason, c := range m.dropped {
+			out.Up = m.Up.Load() != 0
+			out.SentMessages = m.SentMessages.Get()
+			out.SentRecords = m.SentRecords.Get()
+			out.SentBytes = m.SentBytes.Get()
+			out.Reconnects = m.Reconnects.Get()
+			out.Dropped = make(map[string]uint64, len(m.Dropped))
+			for reason, c := range m.Dropped {
 				out.Dropped[reason] = c.Get()
 			}
 		}

@@ -13,6 +13,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/ipfix-balancer/ipfix-balancer/balancer/forward"
 	"github.com/ipfix-balancer/ipfix-balancer/config"
 	"github.com/ipfix-balancer/ipfix-balancer/ipfix"
 )
@@ -62,7 +63,7 @@ type streamSub struct {
 	r    *Receiver
 	addr string
 	hwm  int
-	m    *outputMetrics
+	m    *forward.Metrics
 
 	cur *streamBatch // event-loop only
 	// reprime (loop only) is set when a message carrying templates was dropped
@@ -70,7 +71,7 @@ type streamSub struct {
 	// the next message taken, so the collector can decode what follows.
 	reprime bool
 	follow  map[uint32]uint32
-	scratch sequencer // numbers of reprimed templates, rewritten by whoever writes
+	scratch forward.Sequencer // numbers of reprimed templates, rewritten by whoever writes
 
 	state    atomic.Uint32 // subState, written by the writer
 	inflight atomic.Int64  // bytes handed to the writer and not yet written or dropped
@@ -90,7 +91,7 @@ type streamSub struct {
 	// connections served (raw belongs to the last).
 	raw   syscall.RawConn
 	conns uint64
-	seq   sequencer // the current connection's numbers (see above)
+	seq   forward.Sequencer // the current connection's numbers (see above)
 
 	wake   chan struct{}
 	ctx    context.Context
@@ -101,7 +102,7 @@ type streamSub struct {
 
 var _ output = (*streamSub)(nil)
 
-func newStreamSub(r *Receiver, addr string, hwm int, m *outputMetrics) output {
+func newStreamSub(r *Receiver, addr string, hwm int, m *forward.Metrics) output {
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &streamSub{
 		r: r, addr: addr, hwm: hwm, m: m,
@@ -139,9 +140,9 @@ func (s *streamSub) pendingBytes() int { return s.queued() }
 func (s *streamSub) send(msg []byte, odid uint32, records int) {
 	if s.queued()+len(msg) > s.hwm {
 		if subState(s.state.Load()) == stateUp {
-			s.r.countDrop(s.m, reasonQueueFull)
+			s.r.countDrop(s.m, forward.ReasonQueueFull)
 		} else {
-			s.r.countDrop(s.m, reasonSubreceiverDown)
+			s.r.countDrop(s.m, forward.ReasonSubreceiverDown)
 		}
 		if s.r.msgTemplates {
 			s.reprime = true
@@ -169,7 +170,7 @@ func (s *streamSub) send(msg []byte, odid uint32, records int) {
 func (s *streamSub) appendReprime(msg []byte, odid uint32) {
 	if s.follow == nil {
 		s.follow = make(map[uint32]uint32, 1)
-		s.scratch = newSequencer()
+		s.scratch = forward.NewSequencer()
 	}
 	clear(s.follow)
 	s.follow[odid] = binary.BigEndian.Uint32(msg[4:8])
@@ -225,7 +226,7 @@ func (s *streamSub) flush() {
 		return // all written; the batch is reused
 	}
 	s.cur = nil
-	s.m.queued.Store(s.inflight.Add(int64(len(b.buf) - b.done)))
+	s.m.Queued.Store(s.inflight.Add(int64(len(b.buf) - b.done)))
 	s.mu.Lock()
 	s.queue = append(s.queue, b)
 	s.mu.Unlock()
@@ -249,7 +250,7 @@ func (s *streamSub) writeDirect(b *streamBatch) bool {
 	n := 0
 	_ = raw.Write(func(fd uintptr) bool {
 		for n < len(b.buf) {
-			// Raw, as the socket is non-blocking: see iovWriter.write.
+			// Raw, as the socket is non-blocking: see forward.IOVWriter.write.
 			w, _, errno := unix.RawSyscall(unix.SYS_WRITE, fd, uintptr(unsafe.Pointer(&b.buf[n])), uintptr(len(b.buf)-n))
 			if errno == unix.EINTR {
 				continue
@@ -289,9 +290,9 @@ func (s *streamSub) countWritten(b *streamBatch, from, to int) (unwritten int) {
 		}
 	}
 	if msgs > 0 {
-		s.m.sentMessages.Add(msgs)
-		s.m.sentBytes.Add(bytes)
-		s.m.sentRecords.Add(records)
+		s.m.SentMessages.Add(msgs)
+		s.m.SentBytes.Add(bytes)
+		s.m.SentRecords.Add(records)
 	}
 	return unwritten
 }
@@ -320,7 +321,7 @@ func (s *streamSub) stop() {
 				n++
 			}
 		}
-		s.m.dropped[reasonSubreceiverDown].Add(n)
+		s.m.Dropped[forward.ReasonSubreceiverDown].Add(n)
 		s.cur = nil
 	}
 }
@@ -333,13 +334,13 @@ func (s *streamSub) setState(st subState, err error) {
 	}
 	switch st {
 	case stateUp:
-		s.m.up.Store(1)
+		s.m.Up.Store(1)
 		if old == stateDown {
-			s.m.reconnects.Inc()
+			s.m.Reconnects.Inc()
 		}
 		s.r.log.Info("subreceiver up", "subreceiver", s.addr)
 	case stateDown:
-		s.m.up.Store(0)
+		s.m.Up.Store(0)
 		s.r.log.Warn("subreceiver down", "subreceiver", s.addr, "err", err)
 	}
 }
@@ -403,7 +404,7 @@ func (s *streamSub) serve(c net.Conn) error {
 	if !ok {
 		return net.ErrClosed
 	}
-	s.seq = newSequencer()
+	s.seq = forward.NewSequencer()
 	renumber(prime, nil, &s.seq)
 	if _, err := c.Write(prime); err != nil {
 		return err
@@ -448,7 +449,7 @@ func (s *streamSub) serve(c net.Conn) error {
 		}
 		w := bufs // WriteTo consumes its receiver
 		n, err := w.WriteTo(c)
-		s.account(taken, int(n), reasonConnectionLost) // what a failed write left
+		s.account(taken, int(n), forward.ReasonConnectionLost) // what a failed write left
 		clear(bufs)
 		s.recycle(taken)
 		clear(taken)
@@ -470,9 +471,9 @@ func (s *streamSub) skipTorn(b *streamBatch) int {
 	}
 	if off > b.done {
 		if b.records[i-1] != notCounted {
-			s.m.dropped[reasonConnectionLost].Inc()
+			s.m.Dropped[forward.ReasonConnectionLost].Inc()
 		}
-		s.m.queued.Store(s.inflight.Add(-int64(off - b.done)))
+		s.m.Queued.Store(s.inflight.Add(-int64(off - b.done)))
 		b.done = off
 	}
 	return i
@@ -484,7 +485,7 @@ func (s *streamSub) templates(dead <-chan struct{}) ([]byte, bool) {
 	ch := make(chan []byte, 1)
 	buf := s.prime[:0]
 	s.r.onLoop(func() {
-		scratch := newSequencer() // numbers are rewritten by the writer
+		scratch := forward.NewSequencer() // numbers are rewritten by the writer
 		ch <- s.r.appendTemplates(buf, &scratch, ipfix.MaxMessageLen, s.queuedExportTimes())
 	})
 	select {
@@ -529,9 +530,9 @@ func (s *streamSub) account(bs []*streamBatch, written int, reason string) {
 		written -= rest
 	}
 	if lost > 0 {
-		s.m.dropped[reason].Add(lost)
+		s.m.Dropped[reason].Add(lost)
 	}
-	s.m.queued.Store(s.inflight.Add(-int64(total)))
+	s.m.Queued.Store(s.inflight.Add(-int64(total)))
 }
 
 // dropQueued counts what is still queued when the writer ends.
@@ -540,21 +541,21 @@ func (s *streamSub) dropQueued() {
 	q := s.queue
 	s.queue = nil
 	s.mu.Unlock()
-	s.account(q, 0, reasonSubreceiverDown)
-	s.m.up.Store(0)
+	s.account(q, 0, forward.ReasonSubreceiverDown)
+	s.m.Up.Store(0)
 }
 
 // renumber rewrites the sequence numbers of the messages in buf, back to back,
 // for this connection; records holds each message's data records (nil: none,
 // template-only messages).
-func renumber(buf []byte, records []int32, seq *sequencer) {
+func renumber(buf []byte, records []int32, seq *forward.Sequencer) {
 	for i, off := 0, 0; off+ipfix.HeaderLen <= len(buf); i++ {
 		n := int(binary.BigEndian.Uint16(buf[off+2 : off+4]))
 		var rec int
 		if records != nil {
 			rec = max(int(records[i]), 0) // notCounted: no data record
 		}
-		seq.put(buf[off:off+ipfix.HeaderLen], binary.BigEndian.Uint32(buf[off+12:off+16]), rec)
+		seq.Put(buf[off:off+ipfix.HeaderLen], binary.BigEndian.Uint32(buf[off+12:off+16]), rec)
 		off += n
 	}
 }

@@ -327,7 +327,7 @@ func (r *Receiver) settleEvery(d time.Duration) (stop func()) {
 				for _, o := range r.outputs {
 					if s, ok := o.(*tcpSub); ok {
 						s.settle()
-						s.m.queued.Store(int64(s.pendingBytes()))
+						s.m.Queued.Store(int64(s.pendingBytes()))
 					}
 				}
 			})

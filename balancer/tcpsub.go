@@ -9,6 +9,7 @@ import (
 	"github.com/panjf2000/gnet/v2"
 	"golang.org/x/sys/unix"
 
+	"github.com/ipfix-balancer/ipfix-balancer/balancer/forward"
 	"github.com/ipfix-balancer/ipfix-balancer/config"
 	"github.com/ipfix-balancer/ipfix-balancer/ipfix"
 )
@@ -19,7 +20,7 @@ const (
 	backoffMax     = 5 * time.Second
 	// headerArena bounds the header copies of one batch; a batch that needs more is
 	// written in several parts.
-	headerArena = 16 * (maxIovecs / 2)
+	headerArena = 16 * (forward.MaxIovecs / 2)
 )
 
 type subState uint8
@@ -42,14 +43,14 @@ type tcpSub struct {
 	addr  string
 	label string
 	hwm   int
-	m     *outputMetrics
+	m     *forward.Metrics
 
 	state          subState
 	conn           gnet.Conn
-	seq            sequencer
+	seq            forward.Sequencer
 	iov            [][]byte
 	hdrs           []byte
-	w              iovWriter
+	w              forward.IOVWriter
 	pending        []byte  // messages held while not connected, sequence numbers unset
 	pendingRecords []int32 // data records of each pending message
 	prime          []byte
@@ -84,11 +85,11 @@ type inFlight struct {
 
 var _ output = (*tcpSub)(nil)
 
-func newTCPSub(r *Receiver, addr string, hwm int, m *outputMetrics) *tcpSub {
+func newTCPSub(r *Receiver, addr string, hwm int, m *forward.Metrics) *tcpSub {
 	return &tcpSub{
 		r: r, addr: addr, label: addr, hwm: hwm, m: m,
-		seq:     newSequencer(),
-		iov:     make([][]byte, 0, maxIovecs),
+		seq:     forward.NewSequencer(),
+		iov:     make([][]byte, 0, forward.MaxIovecs),
 		hdrs:    make([]byte, 0, headerArena),
 		backoff: backoffInitial,
 	}
@@ -123,12 +124,12 @@ func (s *tcpSub) pendingBytes() int {
 
 func (s *tcpSub) send(msg []byte, odid uint32, records int) {
 	if s.stopped {
-		s.r.countDrop(s.m, reasonSubreceiverDown)
+		s.r.countDrop(s.m, forward.ReasonSubreceiverDown)
 		return
 	}
 	if s.state != stateUp {
 		if len(s.pending)+len(msg) > s.hwm {
-			s.r.countDrop(s.m, reasonSubreceiverDown)
+			s.r.countDrop(s.m, forward.ReasonSubreceiverDown)
 			return
 		}
 		s.pending = append(s.pending, msg...)
@@ -149,7 +150,7 @@ func (s *tcpSub) send(msg []byte, odid uint32, records int) {
 		}
 	}
 	if s.conn.OutboundBuffered()+len(msg) > s.hwm {
-		s.r.countDrop(s.m, reasonQueueFull)
+		s.r.countDrop(s.m, forward.ReasonQueueFull)
 		if s.r.msgTemplates {
 			s.reprime = true
 		}
@@ -166,17 +167,17 @@ func (s *tcpSub) send(msg []byte, odid uint32, records int) {
 		s.reprime = false
 		s.appendReprime(msg, odid)
 	}
-	if s.r.headerFree || binary.BigEndian.Uint32(msg[8:12]) == s.seq.at(odid) {
+	if s.r.headerFree || binary.BigEndian.Uint32(msg[8:12]) == s.seq.At(odid) {
 		// Ours to number (see Receiver.headerFree), or numbered as we would:
 		// send it as one slice.
 		s.r.headerFree = false
-		s.seq.put(msg[:16], odid, records)
+		s.seq.Put(msg[:16], odid, records)
 		s.iov = append(s.iov, msg)
 	} else {
 		n := len(s.hdrs)
 		s.hdrs = append(s.hdrs, msg[:16]...)
 		hdr := s.hdrs[n : n+16]
-		s.seq.put(hdr, odid, records)
+		s.seq.Put(hdr, odid, records)
 		s.iov = append(s.iov, hdr, msg[16:])
 	}
 	s.batchLen += len(msg)
@@ -212,7 +213,7 @@ func (s *tcpSub) flush() {
 		s.batchLen = 0
 	}
 	s.settle()
-	s.m.queued.Store(int64(s.pendingBytes()))
+	s.m.Queued.Store(int64(s.pendingBytes()))
 }
 
 // settle counts as sent the messages the kernel has taken since the last call.
@@ -234,12 +235,12 @@ func (s *tcpSub) account(took int64) {
 			if s.head > 0 {
 				start = s.flight[s.head-1].end
 			}
-			m.batchMessages++
-			m.batchBytes += int(f.end - start)
-			m.batchRecords += int(f.records)
+			m.BatchMessages++
+			m.BatchBytes += int(f.end - start)
+			m.BatchRecords += int(f.records)
 		}
 	}
-	m.publish()
+	m.Publish()
 	if s.head == len(s.flight) {
 		s.flight, s.head = s.flight[:0], 0
 	} else if s.head > 4096 && s.head > len(s.flight)/2 {
@@ -260,7 +261,7 @@ func (s *tcpSub) connLost(held int) {
 		}
 	}
 	if lost > 0 {
-		s.m.dropped[reasonConnectionLost].Add(lost)
+		s.m.Dropped[forward.ReasonConnectionLost].Add(lost)
 	}
 	s.flight, s.head, s.given = s.flight[:0], 0, 0
 }
@@ -292,7 +293,7 @@ func (s *tcpSub) write(bufs [][]byte, metas []inFlight) {
 		}
 	}
 	if c.OutboundBuffered() == 0 {
-		n, err := s.w.write(c.Fd(), bufs)
+		n, err := s.w.Write(c.Fd(), bufs)
 		s.given += int64(n)
 		if err != nil {
 			// The rest never reaches the kernel: lost, and so is the stream
@@ -300,16 +301,16 @@ func (s *tcpSub) write(bufs [][]byte, metas []inFlight) {
 			s.connLost(0)
 			s.conn = nil
 			s.state = stateDown
-			s.m.up.Store(0)
+			s.m.Up.Store(0)
 			_ = c.Close()
 			return
 		}
-		bufs = skipBytes(bufs, n)
+		bufs = forward.SkipBytes(bufs, n)
 	}
 	for len(bufs) > 0 {
 		chunk := bufs
-		if len(chunk) > maxIovecs {
-			chunk = chunk[:maxIovecs]
+		if len(chunk) > forward.MaxIovecs {
+			chunk = chunk[:forward.MaxIovecs]
 		}
 		// On an error gnet closes the connection at once (OnClose accounts).
 		n, err := c.Writev(chunk)
@@ -375,9 +376,9 @@ func (s *tcpSub) opened(c gnet.Conn) {
 	s.conn = c
 	s.state = stateUp
 	s.backoff = backoffInitial
-	s.m.up.Store(1)
+	s.m.Up.Store(1)
 	if wasDown {
-		s.m.reconnects.Inc()
+		s.m.Reconnects.Inc()
 	}
 	s.r.log.Info("subreceiver up", "subreceiver", s.addr)
 
@@ -400,7 +401,7 @@ func (s *tcpSub) opened(c gnet.Conn) {
 		n := int(binary.BigEndian.Uint16(msg[2:4]))
 		counted := records != notCounted
 		records = max(records, 0)
-		s.seq.put(msg[:16], binary.BigEndian.Uint32(msg[12:16]), int(records))
+		s.seq.Put(msg[:16], binary.BigEndian.Uint32(msg[12:16]), int(records))
 		off += n
 		metas = append(metas, inFlight{end: int64(len(s.prime) + off), records: records, counted: counted})
 	}
@@ -413,7 +414,7 @@ func (s *tcpSub) opened(c gnet.Conn) {
 	if queued > 0 {
 		s.r.log.Info("subreceiver sent queued messages", "subreceiver", s.addr, "messages", queued)
 	}
-	s.m.queued.Store(int64(s.pendingBytes()))
+	s.m.Queued.Store(int64(s.pendingBytes()))
 }
 
 // closed runs on the loop from OnClose, while c still holds its outbound buffer.
@@ -429,8 +430,8 @@ func (s *tcpSub) closed(c gnet.Conn, err error) {
 	s.connLost(c.OutboundBuffered())
 	s.conn = nil
 	s.state = stateDown
-	s.m.up.Store(0)
-	s.m.queued.Store(int64(s.pendingBytes()))
+	s.m.Up.Store(0)
+	s.m.Queued.Store(int64(s.pendingBytes()))
 	if s.stopped {
 		return
 	}
@@ -444,7 +445,7 @@ func (s *tcpSub) closed(c gnet.Conn, err error) {
 func (s *tcpSub) stop() {
 	s.stopped = true
 	s.state = stateDown
-	s.m.up.Store(0)
+	s.m.Up.Store(0)
 	n := 0
 	for _, r := range s.pendingRecords {
 		if r != notCounted {
@@ -452,7 +453,7 @@ func (s *tcpSub) stop() {
 		}
 	}
 	if n > 0 {
-		s.m.dropped[reasonSubreceiverDown].Add(n)
+		s.m.Dropped[forward.ReasonSubreceiverDown].Add(n)
 	}
 	s.pending, s.pendingRecords = s.pending[:0], s.pendingRecords[:0]
 	if s.conn != nil {
@@ -461,7 +462,7 @@ func (s *tcpSub) stop() {
 		_ = unix.Shutdown(s.conn.Fd(), unix.SHUT_WR)
 		_ = s.conn.Close()
 	}
-	s.m.queued.Store(int64(s.pendingBytes()))
+	s.m.Queued.Store(int64(s.pendingBytes()))
 }
 
 // onLoop runs fn on the receiver's event loop.

@@ -13,6 +13,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/ipfix-balancer/ipfix-balancer/balancer/forward"
 	"github.com/ipfix-balancer/ipfix-balancer/config"
 	"github.com/ipfix-balancer/ipfix-balancer/ipfix"
 )
@@ -24,7 +25,7 @@ func TestTemplateIDsExhausted(t *testing.T) {
 	var logs bytes.Buffer
 	r := &Receiver{cfg: config.Receiver{Mode: config.All}, opts: Options{Now: time.Now}, log: slog.New(slog.NewTextHandler(&logs, nil))}
 	r.m = newReceiverMetrics(metrics.NewSet(), labelsFor("fullflow", 0))
-	out := &countingOutput{seq: newSequencer()}
+	out := &countingOutput{seq: forward.NewSequencer()}
 	r.outputs = []output{out}
 	holder := newSession(netip.MustParseAddrPort("127.0.0.1:1"), 0)
 	late := newSession(netip.MustParseAddrPort("127.0.0.1:2"), 0)

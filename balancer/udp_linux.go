@@ -19,6 +19,7 @@ import (
 	"github.com/panjf2000/gnet/v2"
 	"golang.org/x/sys/unix"
 
+	"github.com/ipfix-balancer/ipfix-balancer/balancer/forward"
 	"github.com/ipfix-balancer/ipfix-balancer/ipfix"
 )
 
@@ -326,7 +327,7 @@ func (l *udpLoop) recv() (int, error) {
 	for i := range l.msgs {
 		l.msgs[i].Hdr.Namelen = unix.SizeofSockaddrInet6
 	}
-	// Raw, as it never blocks (MSG_DONTWAIT): see iovWriter.write.
+	// Raw, as it never blocks (MSG_DONTWAIT): see forward.IOVWriter.Write.
 	n, _, errno := unix.RawSyscall6(unix.SYS_RECVMMSG, uintptr(l.fd), uintptr(unsafe.Pointer(&l.msgs[0])),
 		uintptr(len(l.msgs)), unix.MSG_DONTWAIT, 0, 0)
 	if errno != 0 {
@@ -368,7 +369,7 @@ func (l *udpLoop) handle(n int) {
 		s.lastSeen = now
 		if m.Hdr.Flags&unix.MSG_TRUNC != 0 {
 			r.countParseError(ipfix.ErrShortMessage)
-			r.m.dropped[reasonMalformed].Inc()
+			r.m.dropped[forward.ReasonMalformed].Inc()
 			continue
 		}
 		l.cur = s
@@ -382,7 +383,7 @@ func (l *udpLoop) handle(n int) {
 			}
 			if err != nil {
 				r.countParseError(err)
-				r.m.dropped[reasonMalformed].Inc()
+				r.m.dropped[forward.ReasonMalformed].Inc()
 				break
 			}
 			l.onMsg(d[:size])
@@ -438,7 +439,7 @@ func (l *udpLoop) refuse(src netip.AddrPort, d []byte, now time.Time) {
 		n++
 		d = d[size:]
 	}
-	r.m.dropped[reasonTooManySources].Add(n)
+	r.m.dropped[forward.ReasonTooManySources].Add(n)
 	l.refused++
 	if l.refusedLog.IsZero() || now.Sub(l.refusedLog) >= udpRefusalLogEvery {
 		r.log.Warn("udp source refused", "exporter", src, "max_sources", udpMaxSources, "refused_datagrams", l.refused)

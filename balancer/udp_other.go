@@ -6,6 +6,8 @@ import (
 	"context"
 	"errors"
 	"os"
+
+	"github.com/ipfix-balancer/ipfix-balancer/balancer/forward"
 )
 
 // errUDPNeedsLinux: UDP receivers and subreceivers use recvmmsg/sendmmsg.
@@ -13,7 +15,7 @@ var errUDPNeedsLinux = errors.New("udp needs linux (recvmmsg, sendmmsg)")
 
 func (r *Receiver) runUDP(context.Context) error { return errUDPNeedsLinux }
 
-func newUDPSub(*Receiver, string, int, *outputMetrics) (output, error) {
+func newUDPSub(*Receiver, string, int, *forward.Metrics) (output, error) {
 	return nil, errUDPNeedsLinux
 }
 

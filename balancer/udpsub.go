@@ -13,6 +13,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/ipfix-balancer/ipfix-balancer/balancer/forward"
 	"github.com/ipfix-balancer/ipfix-balancer/config"
 	"github.com/ipfix-balancer/ipfix-balancer/ipfix"
 )
@@ -52,7 +53,7 @@ type udpSub struct {
 	addr    string
 	to      netip.AddrPort
 	payload int
-	m       *outputMetrics
+	m       *forward.Metrics
 
 	fd        int
 	state     subState
@@ -63,7 +64,7 @@ type udpSub struct {
 	probing   bool
 	probeFrom time.Time
 
-	seq        sequencer
+	seq        forward.Sequencer
 	primed     map[uint32]bool // domains whose templates went out on this socket
 	view       sessionView     // the sending session's templates by downstream id
 	lastResend time.Time
@@ -82,7 +83,7 @@ type udpSub struct {
 var _ output = (*udpSub)(nil)
 
 // newUDPSub resolves addr; the socket is opened by start.
-func newUDPSub(r *Receiver, addr string, mtu int, m *outputMetrics) (output, error) {
+func newUDPSub(r *Receiver, addr string, mtu int, m *forward.Metrics) (output, error) {
 	to, err := netip.ParseAddrPort(addr)
 	if err != nil {
 		ua, rerr := net.ResolveUDPAddr("udp", addr)
@@ -97,7 +98,7 @@ func newUDPSub(r *Receiver, addr string, mtu int, m *outputMetrics) (output, err
 		fd:      -1,
 		state:   stateConnecting,
 		backoff: backoffInitial,
-		seq:     newSequencer(),
+		seq:     forward.NewSequencer(),
 		primed:  make(map[uint32]bool),
 		empty:   ipfix.NewTemplateCache(0),
 		hdrs:    make([]byte, 0, ipfix.HeaderLen*udpSendBatch),
@@ -176,12 +177,12 @@ func (u *udpSub) open() error {
 // collector that was unreachable may have restarted).
 func (u *udpSub) up() {
 	if u.state == stateDown {
-		u.m.reconnects.Inc()
+		u.m.Reconnects.Inc()
 	}
 	u.state = stateUp
 	u.probing = false
 	u.backoff = backoffInitial
-	u.m.up.Store(1)
+	u.m.Up.Store(1)
 	u.resendNow = true
 	u.r.log.Info("subreceiver up", "subreceiver", u.addr, "proto", "udp", "max_message_bytes", u.payload)
 }
@@ -191,7 +192,7 @@ func (u *udpSub) up() {
 func (u *udpSub) down(now time.Time, err error) {
 	if u.state != stateDown && !u.probing {
 		u.r.log.Warn("subreceiver down", "subreceiver", u.addr, "proto", "udp", "err", err)
-		u.m.up.Store(0)
+		u.m.Up.Store(0)
 	}
 	u.state = stateDown
 	u.probing = false
@@ -201,7 +202,7 @@ func (u *udpSub) down(now time.Time, err error) {
 
 func (u *udpSub) send(msg []byte, odid uint32, records int) {
 	if !u.available() {
-		u.r.countDrop(u.m, reasonSubreceiverDown)
+		u.r.countDrop(u.m, forward.ReasonSubreceiverDown)
 		return
 	}
 	if len(u.dgrams) >= udpSendBatch || len(u.arena)+2*len(msg) > cap(u.arena) {
@@ -217,7 +218,7 @@ func (u *udpSub) send(msg []byte, odid uint32, records int) {
 		n := len(u.hdrs)
 		u.hdrs = append(u.hdrs, msg[:ipfix.HeaderLen]...)
 		hdr := u.hdrs[n : n+ipfix.HeaderLen]
-		u.seq.put(hdr, odid, records)
+		u.seq.Put(hdr, odid, records)
 		u.dgrams = append(u.dgrams, udpDatagram{hdr: hdr, body: msg[ipfix.HeaderLen:], records: int32(records)})
 		u.batchBytes += len(msg)
 		return
@@ -253,7 +254,7 @@ func (u *udpSub) repack(msg []byte, odid uint32, records int) {
 		}
 		n = max(n, 0)
 		pieces[i].records = int32(n)
-		u.seq.put(pieces[i].hdr, odid, int(n))
+		u.seq.Put(pieces[i].hdr, odid, int(n))
 	}
 }
 
@@ -274,7 +275,7 @@ func (u *udpSub) prime(odid uint32) {
 		return
 	}
 	start := len(u.arena)
-	u.arena = u.r.cur.templates.AppendTemplateMessages(u.arena, odid, u.r.cur.exportTime(odid, u.r.opts.Now(), nil), u.seq.at(odid), u.payload)
+	u.arena = u.r.cur.templates.AppendTemplateMessages(u.arena, odid, u.r.cur.exportTime(odid, u.r.opts.Now(), nil), u.seq.At(odid), u.payload)
 	u.r.cur.rewriteMessages(u.arena[start:])
 	u.addMessages(start)
 }
@@ -359,14 +360,14 @@ func (u *udpSub) sendBatch(now time.Time) {
 				h.SetIovlen(1)
 			}
 		}
-		n, _, errno := unix.RawSyscall6(unix.SYS_SENDMMSG, uintptr(u.fd), uintptr(unsafe.Pointer(&u.msgs[0])), // raw: see iovWriter.write
+		n, _, errno := unix.RawSyscall6(unix.SYS_SENDMMSG, uintptr(u.fd), uintptr(unsafe.Pointer(&u.msgs[0])), // raw: see forward.IOVWriter.write
 			uintptr(len(chunk)), unix.MSG_DONTWAIT, 0, 0)
 		clear(u.iovs[:2*len(chunk)]) // do not keep the receive buffers reachable
 		if errno == 0 {
 			for _, d := range chunk[:n] {
-				m.batchMessages++
-				m.batchBytes += len(d.hdr) + len(d.body)
-				m.batchRecords += int(d.records)
+				m.BatchMessages++
+				m.BatchBytes += len(d.hdr) + len(d.body)
+				m.BatchRecords += int(d.records)
 			}
 			done += int(n)
 			continue
@@ -376,19 +377,19 @@ func (u *udpSub) sendBatch(now time.Time) {
 			continue
 		case unix.EAGAIN, unix.ENOBUFS:
 			// The send buffer is full: the rest of the batch is lost.
-			m.dropped[reasonSendError].Add(len(u.dgrams) - done)
+			m.Dropped[forward.ReasonSendError].Add(len(u.dgrams) - done)
 			done = len(u.dgrams)
 		case unix.ECONNREFUSED:
 			// ICMP port unreachable from an earlier datagram: nobody listens there.
-			m.dropped[reasonSubreceiverDown].Add(len(u.dgrams) - done)
+			m.Dropped[forward.ReasonSubreceiverDown].Add(len(u.dgrams) - done)
 			done = len(u.dgrams)
 			u.down(now, errno)
 		default:
-			m.dropped[reasonSendError].Inc()
+			m.Dropped[forward.ReasonSendError].Inc()
 			done++
 		}
 	}
-	m.publish()
+	m.Publish()
 	clear(u.dgrams)
 	u.dgrams = u.dgrams[:0]
 	u.hdrs = u.hdrs[:0]
@@ -401,5 +402,5 @@ func (u *udpSub) stop() {
 		_ = unix.Close(u.fd)
 		u.fd = -1
 	}
-	u.m.up.Store(0)
+	u.m.Up.Store(0)
 }

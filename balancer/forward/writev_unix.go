@@ -1,6 +1,6 @@
 //go:build unix
 
-package balancer
+package forward
 
 import (
 	"unsafe"
@@ -8,24 +8,24 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// maxIovecs is the kernel's IOV_MAX: writev fails with EINVAL past it (and gnet
+// MaxIovecs is the kernel's IOV_MAX: writev fails with EINVAL past it (and gnet
 // closes the connection when its own Writev hits that), so batches are cut here.
-const maxIovecs = 1024
+const MaxIovecs = 1024
 
-// iovWriter writes batches of buffers to a non-blocking socket with one writev per
+// IOVWriter writes batches of buffers to a non-blocking socket with one writev per
 // 1024 buffers, reusing one iovec array: unix.Writev allocates one per call.
-type iovWriter struct {
+type IOVWriter struct {
 	iov []unix.Iovec
 }
 
-// write writes bufs until the socket would block. It returns the number of bytes
+// Write writes bufs until the socket would block. It returns the number of bytes
 // written; a short count with a nil error means EAGAIN (the caller queues the rest).
-func (w *iovWriter) write(fd int, bufs [][]byte) (int, error) {
+func (w *IOVWriter) Write(fd int, bufs [][]byte) (int, error) {
 	total := 0
 	for len(bufs) > 0 {
 		chunk := bufs
-		if len(chunk) > maxIovecs {
-			chunk = chunk[:maxIovecs]
+		if len(chunk) > MaxIovecs {
+			chunk = chunk[:MaxIovecs]
 		}
 		w.iov = w.iov[:0]
 		want := 0
@@ -65,8 +65,8 @@ func (w *iovWriter) write(fd int, bufs [][]byte) (int, error) {
 	return total, nil
 }
 
-// skipBytes returns bufs without its first n bytes (slicing the buffer it ends in).
-func skipBytes(bufs [][]byte, n int) [][]byte {
+// SkipBytes returns bufs without its first n bytes (slicing the buffer it ends in).
+func SkipBytes(bufs [][]byte, n int) [][]byte {
 	for len(bufs) > 0 && n >= len(bufs[0]) {
 		n -= len(bufs[0])
 		bufs = bufs[1:]
