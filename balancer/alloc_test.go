@@ -24,15 +24,15 @@ type countingOutput struct {
 	messages int
 }
 
-func (o *countingOutput) available() bool   { return true }
-func (o *countingOutput) flush()            {}
-func (o *countingOutput) start()            {}
-func (o *countingOutput) stop()             {}
-func (o *countingOutput) pendingBytes() int { return 0 }
-func (o *countingOutput) name() string      { return "counting" }
-func (o *countingOutput) send(msg []byte, odid uint32, records int) {
-	copy(o.hdr[:], msg[:16])
-	o.seq.Put(o.hdr[:], odid, records)
+func (o *countingOutput) Available() bool   { return true }
+func (o *countingOutput) Flush()            {}
+func (o *countingOutput) Start()            {}
+func (o *countingOutput) Stop()             {}
+func (o *countingOutput) PendingBytes() int { return 0 }
+func (o *countingOutput) Name() string      { return "counting" }
+func (o *countingOutput) Send(m *forward.Message) {
+	copy(o.hdr[:], m.Bytes[:16])
+	o.seq.Put(o.hdr[:], m.ODID, m.Records)
 	o.messages++
 }
 

@@ -62,12 +62,6 @@ type Receiver struct {
 	sessions map[*session]gnet.Conn // UDP sessions have a nil Conn
 	// sessionsClosed is set once a stopping receiver closed its sessions.
 	sessionsClosed bool
-	// headerFree is set while dispatch hands a message to outputs and no output
-	// holds a reference to its header yet: the first TCP subreceiver to take it
-	// numbers it in place and sends it as one slice (the read buffer is ours until
-	// the read is consumed); the others copy the header unless the number already
-	// there is theirs too (All mode with every subreceiver keeping up).
-	headerFree bool
 	// passOn, once a successor process asks for our sessions, passes each new
 	// exporter connection on at once.
 	passOn func(handoverFrame, int) error
@@ -77,16 +71,15 @@ type Receiver struct {
 	// cur is the session whose message dispatch is routing: outputs that re-pack
 	// (UDP subreceivers) read its templates in send.
 	cur *session
-	// msgData and msgTemplates tell what the message being dispatched carries
-	// (a data set, a template set), so outputs need not walk its sets again.
-	msgData, msgTemplates bool
+	// msg is the message being dispatched as its outputs get it (a pointer to
+	// it: no allocation), with what the scan found in its sets and the
+	// numbering token (forward.Message.FreeHeader).
+	msg forward.Message
 
 	extract []byte // template-only copies of this batch (RoundRobin)
 
-	// tids are the sessions' template ids downstream; madeUp is set while
-	// outputs are sent a template message the balancer made up (not counted).
-	tids   templateIDs
-	madeUp bool
+	// tids are the sessions' template ids downstream.
+	tids templateIDs
 
 	addr      net.Addr
 	ready     chan struct{}
@@ -169,9 +162,9 @@ func (r *Receiver) buildSubreceiver(t config.Subreceiver) (output, error) {
 		return newUDPSub(r, t.Addr, r.cfg.MTU, m)
 	case r.cfg.Proto == config.UDP:
 		// A UDP receiver has no gnet loop to host the connection.
-		return newStreamSub(r, t.Addr, r.cfg.QueueBytes, m), nil
+		return forward.NewTCPWriter((*host)(r), t.Addr, r.cfg.QueueBytes, m, r.log), nil
 	default:
-		return newTCPSub(r, t.Addr, r.cfg.QueueBytes, m), nil
+		return forward.NewTCPOnLoop((*host)(r), t.Addr, r.cfg.QueueBytes, m, r.log), nil
 	}
 }
 
@@ -200,11 +193,6 @@ func (r *Receiver) Run(ctx context.Context) error {
 
 // Close releases what New took. Run must have returned.
 func (r *Receiver) Close() error { return nil }
-
-// countDrop counts one message an output could not take.
-func (r *Receiver) countDrop(m *forward.Metrics, reason string) {
-	m.Dropped[reason].Inc()
-}
 
 func (r *Receiver) countParseError(err error) {
 	r.m.parseErrors[parseErrorKind(err)].Inc()
@@ -236,7 +224,6 @@ func (r *Receiver) dispatch(s *session, msg []byte) {
 	m.batchMessages++
 	m.batchBytes += len(msg)
 	s.clock.Observe(msg)
-	r.msgData, r.msgTemplates = sum.dataSets > 0, sum.templates
 	if sum.templates {
 		m.templateSets.Inc()
 		if !learned {
@@ -270,11 +257,12 @@ func (r *Receiver) dispatch(s *session, msg []byte) {
 	onlyOptions := sum.unknown == 0 && sum.optionRecords == records
 	if r.cfg.Mode != config.RoundRobin || sum.dataSets == 0 || onlyOptions {
 		// Not in Recording mode: the dump keeps the exporter's own numbers.
-		r.headerFree = r.cfg.Mode == config.All
+		r.msg = forward.Message{Bytes: msg, ODID: odid, Records: records, Data: sum.dataSets > 0, Templates: sum.templates}
+		r.msg.FreeHeader(r.cfg.Mode == config.All)
 		for _, o := range r.outputs {
-			o.send(msg, odid, records)
+			o.Send(&r.msg)
 		}
-		r.headerFree = false
+		r.msg = forward.Message{}
 		return
 	}
 	pick := r.nextAvailable()
@@ -282,21 +270,22 @@ func (r *Receiver) dispatch(s *session, msg []byte) {
 		m.dropped[forward.ReasonNoSubreceiver].Inc()
 	} else {
 		// The message goes to this output alone: it may number it in place.
-		r.headerFree = true
-		r.outputs[pick].send(msg, odid, records)
-		r.headerFree = false
+		r.msg = forward.Message{Bytes: msg, ODID: odid, Records: records, Data: sum.dataSets > 0, Templates: sum.templates}
+		r.msg.FreeHeader(true)
+		r.outputs[pick].Send(&r.msg)
 	}
 	if sum.templates || sum.optionRecords > 0 {
 		// Every subreceiver needs every template to decode what it is sent later,
 		// and gets the options data.
 		t := r.sessionExtract(msg, s, odid)
-		r.msgData = sum.optionRecords > 0
+		r.msg = forward.Message{Bytes: t, ODID: odid, Records: sum.optionRecords, Data: sum.optionRecords > 0, Templates: sum.templates}
 		for i, o := range r.outputs {
 			if i != pick {
-				o.send(t, odid, sum.optionRecords)
+				o.Send(&r.msg)
 			}
 		}
 	}
+	r.msg = forward.Message{}
 }
 
 // learn applies the template sets of msg to the session's templates.
@@ -325,7 +314,7 @@ func (r *Receiver) nextAvailable() int {
 	n := len(r.outputs)
 	for i := 1; i <= n; i++ {
 		j := (r.rr + i) % n
-		if r.outputs[j].available() {
+		if r.outputs[j].Available() {
 			r.rr = j
 			return j
 		}
@@ -439,12 +428,13 @@ func (r *Receiver) sessionExtract(msg []byte, s *session, odid uint32) []byte {
 	return t
 }
 
-// appendTemplates appends messages carrying every current template of every live
+// AppendTemplates appends messages carrying every current template of every live
 // session, numbered for the output whose sequencer is seq, each at most maxSize,
 // stamped with the session's export time (session.exportTime) and never later
 // than follow, the first export time per domain of what the output has queued
 // behind them (nil: nothing).
-func (r *Receiver) appendTemplates(dst []byte, seq *forward.Sequencer, maxSize int, follow map[uint32]uint32) []byte {
+func (h *host) AppendTemplates(dst []byte, seq *forward.Sequencer, maxSize int, follow map[uint32]uint32) []byte {
+	r := (*Receiver)(h)
 	now := r.opts.Now()
 	for s := range r.sessions {
 		for _, odid := range s.templates.Domains() {
@@ -467,7 +457,7 @@ func (r *Receiver) updateTemplateGauge() {
 // flush ends a batch: one write per output, metrics published once.
 func (r *Receiver) flush() {
 	for _, o := range r.outputs {
-		o.flush()
+		o.Flush()
 	}
 	r.extract = r.extract[:0]
 	r.m.publish()
@@ -478,10 +468,10 @@ func (r *Receiver) flush() {
 func (r *Receiver) pendingBytes() int {
 	n := 0
 	for _, o := range r.outputs {
-		n += o.pendingBytes()
+		n += o.PendingBytes()
 	}
 	for o := range r.retiring {
-		n += o.pendingBytes()
+		n += o.PendingBytes()
 	}
 	return n
 }

@@ -291,11 +291,11 @@ func newRecorder(r *Receiver, cfg config.Recorder) (output, error) {
 	return rc, nil
 }
 
-func (rc *recorder) name() string { return "dump" }
+func (rc *recorder) Name() string { return "dump" }
 
-func (rc *recorder) available() bool { return rc.head-rc.tail.Load() < rc.limit-rc.reserve }
+func (rc *recorder) Available() bool { return rc.head-rc.tail.Load() < rc.limit-rc.reserve }
 
-func (rc *recorder) pendingBytes() int { return int(rc.head - rc.tail.Load()) }
+func (rc *recorder) PendingBytes() int { return int(rc.head - rc.tail.Load()) }
 
 // getChunk takes a free chunk, the one freed last, or allocates one while
 // fewer than maxChunks exist; nil when the queue is full.
@@ -323,8 +323,9 @@ func (rc *recorder) putChunk(c *chunk) {
 	rc.poolMu.Unlock()
 }
 
-// send copies msg into the writer queue. Event loop only.
-func (rc *recorder) send(msg []byte, _ uint32, records int) {
+// Send copies m into the writer queue. Event loop only.
+func (rc *recorder) Send(m *forward.Message) {
+	msg, records := m.Bytes, m.Records
 	if !rc.stamped {
 		rc.stampWindow()
 	}
@@ -332,7 +333,7 @@ func (rc *recorder) send(msg []byte, _ uint32, records int) {
 	if !rc.room(need, rc.limit-rc.reserve) {
 		// Templates go in the reserve: without them every later dump of the
 		// domain would be undecodable, which costs more than the message.
-		if !rc.r.msgTemplates || !rc.room(need, rc.limit) {
+		if !m.Templates || !rc.room(need, rc.limit) {
 			rc.dropFull.Inc()
 			return
 		}
@@ -343,10 +344,10 @@ func (rc *recorder) send(msg []byte, _ uint32, records int) {
 		return
 	}
 	word := uint32(records) & recordsMask
-	if rc.r.msgData {
+	if m.Data {
 		word |= flagData
 	}
-	if rc.r.msgTemplates {
+	if m.Templates {
 		word |= flagTemplates
 	}
 	binary.LittleEndian.PutUint32(b, uint32(len(msg)))
@@ -402,7 +403,7 @@ func (rc *recorder) alloc(n int) []byte {
 }
 
 // flush hands the batch to the writer. Event loop only.
-func (rc *recorder) flush() {
+func (rc *recorder) Flush() {
 	rc.stamped = false
 	if rc.head == rc.headPub.Load() {
 		return
@@ -423,7 +424,7 @@ func (rc *recorder) wake() {
 
 // start starts the writer and the closer, which first recovers what a crash
 // left.
-func (rc *recorder) start() {
+func (rc *recorder) Start() {
 	if rc.started || rc.stopped {
 		return
 	}
@@ -438,7 +439,7 @@ func (rc *recorder) start() {
 // not seen them go by, and its dumps must decode alone all the same.
 func (rc *recorder) primeTemplates() {
 	seq := forward.NewSequencer()
-	msgs := rc.r.appendTemplates(nil, &seq, ipfix.MaxMessageLen, nil)
+	msgs := (*host)(rc.r).AppendTemplates(nil, &seq, ipfix.MaxMessageLen, nil)
 	for len(msgs) >= ipfix.HeaderLen {
 		n := int(binary.BigEndian.Uint16(msgs[2:4]))
 		b := rc.alloc(entryHeader + pad8(n))
@@ -450,18 +451,18 @@ func (rc *recorder) primeTemplates() {
 		copy(b[entryHeader:], msgs[:n])
 		msgs = msgs[n:]
 	}
-	rc.flush()
+	rc.Flush()
 }
 
 // stop hands over the last batch; the writer writes what it holds, closes
 // the current dump and ends. At shutdown stop waits for that, at most
 // ShutdownTimeout; when a reload retires the recorder, the loop goes on.
-func (rc *recorder) stop() {
+func (rc *recorder) Stop() {
 	if rc.stopped {
 		return
 	}
 	rc.stopped = true
-	rc.flush()
+	rc.Flush()
 	if !rc.started {
 		return
 	}

@@ -6,6 +6,7 @@ import (
 
 	"github.com/VictoriaMetrics/metrics"
 
+	"github.com/ipfix-balancer/ipfix-balancer/balancer/forward"
 	"github.com/ipfix-balancer/ipfix-balancer/config"
 )
 
@@ -37,18 +38,17 @@ func NewTestRecorder(cfg config.Receiver, opts Options) (*TestRecorder, error) {
 	return &TestRecorder{r: r, o: r.outputs[0]}, nil
 }
 
-func (t *TestRecorder) Start() { t.o.start() }
+func (t *TestRecorder) Start() { t.o.Start() }
 
 // Send hands msg to the recorder as dispatch would; data and templates are
 // what its sets carry (dispatch knows them from its own walk).
 func (t *TestRecorder) Send(msg []byte, records int, data, templates bool) {
-	t.r.msgData, t.r.msgTemplates = data, templates
-	t.o.send(msg, 0, records)
+	t.o.Send(&forward.Message{Bytes: msg, Records: records, Data: data, Templates: templates})
 }
 
-func (t *TestRecorder) Flush()                { t.o.flush() }
-func (t *TestRecorder) Pending() int          { return t.o.pendingBytes() }
-func (t *TestRecorder) Stop()                 { t.o.stop() }
+func (t *TestRecorder) Flush()                { t.o.Flush() }
+func (t *TestRecorder) Pending() int          { return t.o.PendingBytes() }
+func (t *TestRecorder) Stop()                 { t.o.Stop() }
 func (t *TestRecorder) Metrics() *metrics.Set { return t.r.set }
 
 // HasDataSet and HasTemplateSet tell what a message's sets carry.

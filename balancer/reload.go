@@ -16,6 +16,10 @@ func outputKey(t config.Subreceiver) string { return t.Proto.String() + " " + t.
 // (queue_bytes, mtu). Event loop only.
 type liveOutput interface{ applyConfig(rc config.Receiver) }
 
+// queueSizer is implemented by the subreceivers of balancer/forward whose
+// high-water mark (queue_bytes) a reload changes in place. Event loop only.
+type queueSizer interface{ SetQueueBytes(hwm int) }
+
 // checkReconfigure reports what would make Reconfigure fail, changing nothing.
 func (r *Receiver) checkReconfigure(rc config.Receiver) error {
 	if rc.Listen != r.cfg.Listen || rc.Proto != r.cfg.Proto {
@@ -71,8 +75,11 @@ func (r *Receiver) reconfigure(rc config.Receiver) error {
 	for _, t := range targets {
 		key := outputKey(t)
 		if o, ok := old[key]; ok {
-			if l, ok := o.(liveOutput); ok {
+			switch l := o.(type) {
+			case liveOutput:
 				l.applyConfig(rc)
+			case queueSizer:
+				l.SetQueueBytes(rc.QueueBytes)
 			}
 			next = append(next, o)
 			delete(old, key)
@@ -81,7 +88,7 @@ func (r *Receiver) reconfigure(rc config.Receiver) error {
 		o, err := r.newSubreceiver(t)
 		if err != nil {
 			for _, s := range started {
-				s.stop()
+				s.Stop()
 			}
 			return fmt.Errorf("receiver %s: subreceiver %s: %w", r.name, t.Addr, err)
 		}
@@ -94,7 +101,7 @@ func (r *Receiver) reconfigure(rc config.Receiver) error {
 	r.outputs = next
 	r.rr = len(next) - 1
 	for _, o := range started {
-		o.start()
+		o.Start()
 		r.log.Info("output added", "output", r.outputKeys[o])
 	}
 	for key, o := range old {
@@ -132,11 +139,11 @@ func (r *Receiver) retire(o output, deadline time.Time) {
 		r.retiring[o] = true
 		r.retired.Add(1)
 	}
-	if o.pendingBytes() == 0 || time.Now().After(deadline) {
+	if o.PendingBytes() == 0 || time.Now().After(deadline) {
 		r.finishRetiring(o)
 		return
 	}
-	o.flush()
+	o.Flush()
 	time.AfterFunc(50*time.Millisecond, func() { r.onLoop(func() { r.retire(o, deadline) }) })
 }
 
@@ -146,11 +153,11 @@ func (r *Receiver) finishRetiring(o output) {
 	if !r.retiring[o] {
 		return // finished already; a retire timer may still fire
 	}
-	if n := o.pendingBytes(); n > 0 {
+	if n := o.PendingBytes(); n > 0 {
 		r.log.Warn("output removed with data still queued", "output", r.outputKeys[o], "bytes", n)
 	}
-	o.flush()
-	o.stop()
+	o.Flush()
+	o.Stop()
 	delete(r.outputKeys, o)
 	delete(r.retiring, o)
 	if w, ok := o.(interface{ finished() <-chan struct{} }); ok {

@@ -160,7 +160,7 @@ func (r *Receiver) loopStatus() ReceiverStatus {
 			st.Dump = rec.status()
 			continue
 		}
-		out := OutputStatus{Key: key, QueueBytes: int64(o.pendingBytes()), Available: o.available()}
+		out := OutputStatus{Key: key, QueueBytes: int64(o.PendingBytes()), Available: o.Available()}
 		if proto, addr, ok := cutKey(key); ok {
 			out.Proto, out.Addr = proto, addr
 		}

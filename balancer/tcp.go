@@ -15,6 +15,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/ipfix-balancer/ipfix-balancer/affinity"
+	"github.com/ipfix-balancer/ipfix-balancer/balancer/forward"
 	"github.com/ipfix-balancer/ipfix-balancer/ipfix"
 )
 
@@ -62,8 +63,8 @@ func (h *tcpHandler) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
 		// Its job is done: closing the peer makes gnet close this end too.
 		_ = v.peer.Close()
 		h.started <- r.pin()
-	case *tcpSub:
-		v.opened(c)
+	case *forward.TCPOnLoop:
+		v.Opened(c)
 	case *session:
 		r.adopted(v, c)
 	default:
@@ -225,8 +226,8 @@ func (h *tcpHandler) OnClose(c gnet.Conn, err error) gnet.Action {
 		} else {
 			r.log.Info("exporter disconnected", "exporter", v.remote)
 		}
-	case *tcpSub:
-		v.closed(c, err)
+	case *forward.TCPOnLoop:
+		v.Closed(c, err)
 	}
 	return gnet.None
 }
@@ -281,7 +282,7 @@ func (r *Receiver) runTCP(ctx context.Context) error {
 	}
 	r.onLoop(func() {
 		for _, o := range r.outputs {
-			o.start()
+			o.Start()
 		}
 	})
 	r.log.Info("receiver listening", "listen", r.addr, "proto", "tcp", "mode", r.cfg.Mode.String(), "outputs", len(r.outputs))
@@ -325,9 +326,8 @@ func (r *Receiver) settleEvery(d time.Duration) (stop func()) {
 			}
 			r.onLoop(func() {
 				for _, o := range r.outputs {
-					if s, ok := o.(*tcpSub); ok {
-						s.settle()
-						s.m.Queued.Store(int64(s.pendingBytes()))
+					if s, ok := o.(*forward.TCPOnLoop); ok {
+						s.Settle()
 					}
 				}
 			})
@@ -424,7 +424,7 @@ func (r *Receiver) stopOutputs() {
 	done := make(chan struct{})
 	r.onLoop(func() {
 		for _, o := range r.outputs {
-			o.stop()
+			o.Stop()
 		}
 		r.finishRetiringAll()
 		close(done)

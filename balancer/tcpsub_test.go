@@ -17,6 +17,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"golang.org/x/sys/unix"
 
+	"github.com/ipfix-balancer/ipfix-balancer/balancer/forward"
 	"github.com/ipfix-balancer/ipfix-balancer/config"
 	"github.com/ipfix-balancer/ipfix-balancer/ipfix"
 )
@@ -129,13 +130,13 @@ func TestTCPSubConnectionLostIsCounted(t *testing.T) {
 
 	// What the kernel took: the collector's receive queue plus our send queue
 	// (the collector read nothing), once neither moves any more.
-	sub := r.outputs[0].(*tcpSub)
+	sub := r.outputs[0].(*forward.TCPOnLoop)
 	measure := func() (took, gnetHeld, prime int) {
 		ch := make(chan [3]int, 1)
 		r.onLoop(func() {
-			out, err := unix.IoctlGetInt(sub.conn.Fd(), unix.SIOCOUTQ)
+			out, err := unix.IoctlGetInt(sub.Conn().Fd(), unix.SIOCOUTQ)
 			require.NoError(t, err)
-			ch <- [3]int{out, sub.conn.OutboundBuffered(), len(sub.prime)}
+			ch <- [3]int{out, sub.Conn().OutboundBuffered(), sub.PrimedBytes()}
 		})
 		v := <-ch
 		rc, err := collector.SyscallConn()

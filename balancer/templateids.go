@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"time"
 
+	"github.com/ipfix-balancer/ipfix-balancer/balancer/forward"
 	"github.com/ipfix-balancer/ipfix-balancer/ipfix"
 )
 
@@ -193,20 +194,20 @@ func (r *Receiver) resendDomain(s *session, odid uint32) {
 // every output (but UDP subreceivers when they are withdrawals: RFC 7011 §8.4
 // has none over UDP). They are not counted as sent.
 func (r *Receiver) sendMadeUp(s *session, msgs []byte, withdrawals bool) {
-	cur := r.cur
-	r.cur, r.madeUp, r.msgData, r.msgTemplates = s, true, false, true
+	cur, msg := r.cur, r.msg
+	r.cur = s
 	for len(msgs) >= ipfix.HeaderLen {
 		n := int(binary.BigEndian.Uint16(msgs[2:4]))
-		msg := msgs[:n]
+		r.msg = forward.Message{Bytes: msgs[:n], ODID: binary.BigEndian.Uint32(msgs[12:16]), Templates: true, MadeUp: true}
 		for _, o := range r.outputs {
 			if _, udp := o.(*udpSub); udp && withdrawals {
 				continue
 			}
-			o.send(msg, binary.BigEndian.Uint32(msg[12:16]), 0)
+			o.Send(&r.msg)
 		}
 		msgs = msgs[n:]
 	}
-	r.cur, r.madeUp = cur, false
+	r.cur, r.msg = cur, msg
 }
 
 // endSession withdraws the downstream ids of a session that ended (its

@@ -271,7 +271,7 @@ func (l *udpLoop) loop(ctx context.Context, started chan<- struct{}) error {
 	_ = r.pin()
 	defer l.end()
 	for _, o := range r.outputs {
-		o.start()
+		o.Start()
 	}
 	l.lastHK = r.opts.Now()
 	// The predecessor's templates go to the outputs before the first
@@ -538,7 +538,7 @@ func (l *udpLoop) drain() {
 		l.runTasks()
 	}
 	for _, o := range r.outputs {
-		o.stop()
+		o.Stop()
 	}
 	r.finishRetiringAll()
 	r.waitRetired(deadline)

@@ -56,7 +56,7 @@ type udpSub struct {
 	m       *forward.Metrics
 
 	fd        int
-	state     subState
+	state     forward.State
 	backoff   time.Duration
 	downUntil time.Time
 	// probing: down, but taking datagrams again to see whether the collector is
@@ -96,8 +96,8 @@ func newUDPSub(r *Receiver, addr string, mtu int, m *forward.Metrics) (output, e
 	u := &udpSub{
 		r: r, addr: addr, to: to, payload: udpPayload(to, mtu), m: m,
 		fd:      -1,
-		state:   stateConnecting,
-		backoff: backoffInitial,
+		state:   forward.StateConnecting,
+		backoff: forward.BackoffInitial,
 		seq:     forward.NewSequencer(),
 		primed:  make(map[uint32]bool),
 		empty:   ipfix.NewTemplateCache(0),
@@ -111,7 +111,7 @@ func newUDPSub(r *Receiver, addr string, mtu int, m *forward.Metrics) (output, e
 	return u, nil
 }
 
-func (u *udpSub) name() string { return u.addr }
+func (u *udpSub) Name() string { return u.addr }
 
 // udpPayload is the largest message that fits one datagram of mtu bytes to to.
 func udpPayload(to netip.AddrPort, mtu int) int {
@@ -142,11 +142,11 @@ func setSendBuffer(fd, bytes int) {
 	}
 }
 
-func (u *udpSub) available() bool { return u.fd >= 0 && (u.state == stateUp || u.probing) }
+func (u *udpSub) Available() bool { return u.fd >= 0 && (u.state == forward.StateUp || u.probing) }
 
-func (u *udpSub) pendingBytes() int { return u.batchBytes }
+func (u *udpSub) PendingBytes() int { return u.batchBytes }
 
-func (u *udpSub) start() {
+func (u *udpSub) Start() {
 	if err := u.open(); err != nil {
 		u.down(time.Now(), err)
 		return
@@ -176,12 +176,12 @@ func (u *udpSub) open() error {
 // up marks the subreceiver up; every template goes out before the next data (a
 // collector that was unreachable may have restarted).
 func (u *udpSub) up() {
-	if u.state == stateDown {
+	if u.state == forward.StateDown {
 		u.m.Reconnects.Inc()
 	}
-	u.state = stateUp
+	u.state = forward.StateUp
 	u.probing = false
-	u.backoff = backoffInitial
+	u.backoff = forward.BackoffInitial
 	u.m.Up.Store(1)
 	u.resendNow = true
 	u.r.log.Info("subreceiver up", "subreceiver", u.addr, "proto", "udp", "max_message_bytes", u.payload)
@@ -190,19 +190,22 @@ func (u *udpSub) up() {
 // down routes around the subreceiver for the backoff; then flush probes it.
 // A failed probe is not a state change: it is not logged again.
 func (u *udpSub) down(now time.Time, err error) {
-	if u.state != stateDown && !u.probing {
+	if u.state != forward.StateDown && !u.probing {
 		u.r.log.Warn("subreceiver down", "subreceiver", u.addr, "proto", "udp", "err", err)
 		u.m.Up.Store(0)
 	}
-	u.state = stateDown
+	u.state = forward.StateDown
 	u.probing = false
 	u.downUntil = now.Add(u.backoff)
-	u.backoff = min(2*u.backoff, backoffMax)
+	u.backoff = min(2*u.backoff, forward.BackoffMax)
 }
 
-func (u *udpSub) send(msg []byte, odid uint32, records int) {
-	if !u.available() {
-		u.r.countDrop(u.m, forward.ReasonSubreceiverDown)
+// Send queues m as one datagram, or re-packed into several when larger than
+// the path's payload.
+func (u *udpSub) Send(m *forward.Message) {
+	msg, odid, records := m.Bytes, m.ODID, m.Records
+	if !u.Available() {
+		u.m.Dropped[forward.ReasonSubreceiverDown].Inc()
 		return
 	}
 	if len(u.dgrams) >= udpSendBatch || len(u.arena)+2*len(msg) > cap(u.arena) {
@@ -296,7 +299,7 @@ func (u *udpSub) addMessages(start int) {
 // resend queues every current template of every session.
 func (u *udpSub) resend() {
 	start := len(u.arena)
-	u.arena = u.r.appendTemplates(u.arena, &u.seq, u.payload, nil)
+	u.arena = (*host)(u.r).AppendTemplates(u.arena, &u.seq, u.payload, nil)
 	u.addMessages(start)
 	for s := range u.r.sessions {
 		for _, odid := range s.templates.Domains() {
@@ -307,12 +310,12 @@ func (u *udpSub) resend() {
 	u.resendNow = false
 }
 
-func (u *udpSub) flush() {
-	if len(u.dgrams) == 0 && u.state == stateUp {
+func (u *udpSub) Flush() {
+	if len(u.dgrams) == 0 && u.state == forward.StateUp {
 		return
 	}
 	now := time.Now()
-	if u.state == stateDown && !u.probing {
+	if u.state == forward.StateDown && !u.probing {
 		if now.Before(u.downUntil) {
 			return
 		}
@@ -397,7 +400,7 @@ func (u *udpSub) sendBatch(now time.Time) {
 	u.batchBytes = 0
 }
 
-func (u *udpSub) stop() {
+func (u *udpSub) Stop() {
 	if u.fd >= 0 {
 		_ = unix.Close(u.fd)
 		u.fd = -1

@@ -1,15 +1,32 @@
-// Package forward is the subreceivers' room: what a receiver needs to hand its
-// exporters' messages on to collectors.
+// Package forward is the subreceivers' room: how a receiver's messages reach
+// the collectors behind it over TCP.
 //
-// Here today:
-//   - the drop reasons of an output (the label values of
-//     ipfix_balancer_dropped_messages_total),
-//   - Sequencer, which renumbers messages per output and observation domain
-//     (RFC 7011 §3.1),
-//   - Metrics, one output's counters and gauges,
-//   - IOVWriter and SkipBytes, the raw writev of a batch of slices of the
-//     exporter's read buffer (zero-copy forwarding).
+// A receiver (package balancer) scans each message once and hands its outputs
+// a Message: the bytes (a slice of the exporter's read buffer, forwarded
+// without a copy), its observation domain, its data records, what its sets
+// carry, and the numbering token (Message.FreeHeader). An output sees its
+// receiver only through Host (the current templates, its event loop), never
+// its fields.
 //
-// The package depends on ipfix only; balancer depends on it, never the other
-// way round.
+//   - Output: what every destination of a receiver implements (the dump
+//     writer and the UDP subreceiver, which re-packs with the sessions'
+//     templates, live in balancer).
+//   - TCPOnLoop (tcponloop.go): the TCP subreceiver of a TCP receiver; its
+//     connection lives on the receiver's gnet loop and a batch is one writev
+//     of slices of the read buffer.
+//   - TCPWriter (tcpwriter.go): the TCP subreceiver of a UDP receiver (no gnet
+//     loop); the loop copies messages into batches that a writer goroutine
+//     owning the connection sends, or writes them itself when it keeps up.
+//   - link (link.go): the one dial/backoff/up-down state machine of both.
+//   - Sequencer: sequence numbers per output and domain (RFC 7011 §3.1).
+//   - Metrics and the drop reasons: one output's series.
+//   - IOVWriter, SkipBytes (writev_unix.go): the raw writev.
+//
+// Where a message is lost: each subreceiver's drop method is the one place a
+// live message is dropped for queue_full or subreceiver_down, the place a
+// store-and-forward spool takes it instead. Send takes any Message on the
+// receiver's loop, so messages that do not come from the live receiver (a
+// spool's replay, oldest first) go in the same way.
+//
+// Dependencies are one-way: balancer → balancer/forward → ipfix.
 package forward

@@ -1,60 +1,43 @@
-package balancer
+package forward
 
 import (
 	"context"
 	"encoding/binary"
+	"log/slog"
 	"net"
 	"time"
 
 	"github.com/panjf2000/gnet/v2"
 	"golang.org/x/sys/unix"
 
-	"github.com/ipfix-balancer/ipfix-balancer/balancer/forward"
-	"github.com/ipfix-balancer/ipfix-balancer/config"
 	"github.com/ipfix-balancer/ipfix-balancer/ipfix"
 )
 
 const (
-	dialTimeout    = 5 * time.Second
-	backoffInitial = 100 * time.Millisecond
-	backoffMax     = 5 * time.Second
 	// headerArena bounds the header copies of one batch; a batch that needs more is
 	// written in several parts.
-	headerArena = 16 * (forward.MaxIovecs / 2)
+	headerArena = 16 * (MaxIovecs / 2)
 )
 
-type subState uint8
-
-const (
-	// stateConnecting: the first connection after start is being made; what arrives
-	// meanwhile is queued, so a new exporter session loses nothing.
-	stateConnecting subState = iota
-	stateUp
-	// stateDown: the connection failed; RoundRobin routes around it, All queues for
-	// it up to its high-water mark while it reconnects with backoff.
-	stateDown
-)
-
-// tcpSub is a TCP subreceiver whose connection lives on the receiver's event loop,
+// TCPOnLoop is the TCP subreceiver of a TCP receiver: its connection lives on the receiver's event loop,
 // so forwarding is a writev of slices of the exporter's read buffer: no copy and
 // no hand-off between threads. All fields are event-loop only unless noted.
-type tcpSub struct {
-	r     *Receiver
+type TCPOnLoop struct {
+	host  LoopHost
 	addr  string
 	label string
 	hwm   int
-	m     *forward.Metrics
+	m     *Metrics
+	link  link
 
-	state          subState
 	conn           gnet.Conn
-	seq            forward.Sequencer
+	seq            Sequencer
 	iov            [][]byte
 	hdrs           []byte
-	w              forward.IOVWriter
+	w              IOVWriter
 	pending        []byte  // messages held while not connected, sequence numbers unset
 	pendingRecords []int32 // data records of each pending message
 	prime          []byte
-	backoff        time.Duration
 	stopped        bool
 	// reprime is set when a message carrying templates was dropped at the
 	// high-water mark: every current template is sent before the next message
@@ -83,38 +66,58 @@ type inFlight struct {
 	counted bool
 }
 
-var _ output = (*tcpSub)(nil)
+var _ Output = (*TCPOnLoop)(nil)
 
-func newTCPSub(r *Receiver, addr string, hwm int, m *forward.Metrics) *tcpSub {
-	return &tcpSub{
-		r: r, addr: addr, label: addr, hwm: hwm, m: m,
-		seq:     forward.NewSequencer(),
-		iov:     make([][]byte, 0, forward.MaxIovecs),
-		hdrs:    make([]byte, 0, headerArena),
-		backoff: backoffInitial,
-	}
+// LoopHost is the receiver of a TCPOnLoop: a Host with a gnet event loop.
+type LoopHost interface {
+	Host
+	// Context ends when the receiver stops.
+	Context() context.Context
+	// Enroll puts c on the receiver's event loop with sub as its gnet context:
+	// the loop's OnOpen calls sub.Opened, its OnClose sub.Closed.
+	Enroll(c net.Conn, sub *TCPOnLoop) error
 }
 
-func (s *tcpSub) name() string { return s.label }
+// NewTCPOnLoop makes the subreceiver at addr of host, which queues at most hwm
+// bytes; it dials once Start is called.
+func NewTCPOnLoop(host LoopHost, addr string, hwm int, m *Metrics, log *slog.Logger) *TCPOnLoop {
+	s := &TCPOnLoop{
+		host: host, addr: addr, label: addr, hwm: hwm, m: m,
+		seq:  NewSequencer(),
+		iov:  make([][]byte, 0, MaxIovecs),
+		hdrs: make([]byte, 0, headerArena),
+	}
+	s.link.init(addr, log, m)
+	return s
+}
 
-// applyConfig takes a new high-water mark. Bytes above it already in gnet's
-// buffer stay (they are written out); no message is added until below it.
-func (s *tcpSub) applyConfig(rc config.Receiver) { s.hwm = rc.QueueBytes }
+func (s *TCPOnLoop) Name() string { return s.label }
 
-func (s *tcpSub) available() bool {
-	switch s.state {
-	case stateUp:
+// SetQueueBytes takes a new high-water mark (a reload). Bytes above it already
+// in gnet's buffer stay (they are written out); no message is added until below it.
+func (s *TCPOnLoop) SetQueueBytes(hwm int) { s.hwm = hwm }
+
+// Conn is the current connection (nil while not connected). Event loop only.
+func (s *TCPOnLoop) Conn() gnet.Conn { return s.conn }
+
+// PrimedBytes is the size of the templates sent first on the current
+// connection (made up, not counted as sent). Event loop only.
+func (s *TCPOnLoop) PrimedBytes() int { return len(s.prime) }
+
+func (s *TCPOnLoop) Available() bool {
+	switch s.link.get() {
+	case StateUp:
 		// The current batch does not count: send writes it out before it would
 		// cross the mark.
 		return s.conn != nil && s.conn.OutboundBuffered() < s.hwm
-	case stateConnecting:
+	case StateConnecting:
 		return len(s.pending) < s.hwm
 	default:
 		return false
 	}
 }
 
-func (s *tcpSub) pendingBytes() int {
+func (s *TCPOnLoop) PendingBytes() int {
 	n := len(s.pending)
 	if s.conn != nil {
 		n += s.conn.OutboundBuffered()
@@ -122,18 +125,21 @@ func (s *tcpSub) pendingBytes() int {
 	return n
 }
 
-func (s *tcpSub) send(msg []byte, odid uint32, records int) {
+// Send queues m, or holds it while connecting, or drops it (counted) when the
+// subreceiver is stopped, down or over its high-water mark.
+func (s *TCPOnLoop) Send(m *Message) {
+	msg, odid, records := m.Bytes, m.ODID, m.Records
 	if s.stopped {
-		s.r.countDrop(s.m, forward.ReasonSubreceiverDown)
+		s.drop(ReasonSubreceiverDown)
 		return
 	}
-	if s.state != stateUp {
+	if s.link.get() != StateUp {
 		if len(s.pending)+len(msg) > s.hwm {
-			s.r.countDrop(s.m, forward.ReasonSubreceiverDown)
+			s.drop(ReasonSubreceiverDown)
 			return
 		}
 		s.pending = append(s.pending, msg...)
-		if s.r.madeUp {
+		if m.MadeUp {
 			records = notCounted
 		}
 		s.pendingRecords = append(s.pendingRecords, int32(records))
@@ -143,23 +149,23 @@ func (s *tcpSub) send(msg []byte, odid uint32, records int) {
 		// The batch is not queued yet: write it now, and count against the mark
 		// only what the kernel does not take (a mark below one read's worth must
 		// not drop while the subreceiver keeps up).
-		s.flush()
-		if s.state != stateUp {
-			s.send(msg, odid, records)
+		s.Flush()
+		if s.link.get() != StateUp {
+			s.Send(m)
 			return
 		}
 	}
 	if s.conn.OutboundBuffered()+len(msg) > s.hwm {
-		s.r.countDrop(s.m, forward.ReasonQueueFull)
-		if s.r.msgTemplates {
+		s.drop(ReasonQueueFull)
+		if m.Templates {
 			s.reprime = true
 		}
 		return
 	}
 	if len(s.hdrs)+16 > cap(s.hdrs) || len(s.iov)+3 > cap(s.iov) {
-		s.flush()
-		if s.state != stateUp { // the write failed and closed the connection
-			s.send(msg, odid, records)
+		s.Flush()
+		if s.link.get() != StateUp { // the write failed and closed the connection
+			s.Send(m)
 			return
 		}
 	}
@@ -167,10 +173,9 @@ func (s *tcpSub) send(msg []byte, odid uint32, records int) {
 		s.reprime = false
 		s.appendReprime(msg, odid)
 	}
-	if s.r.headerFree || binary.BigEndian.Uint32(msg[8:12]) == s.seq.At(odid) {
-		// Ours to number (see Receiver.headerFree), or numbered as we would:
+	if m.TakeHeader() || binary.BigEndian.Uint32(msg[8:12]) == s.seq.At(odid) {
+		// Ours to number (see Message.FreeHeader), or numbered as we would:
 		// send it as one slice.
-		s.r.headerFree = false
 		s.seq.Put(msg[:16], odid, records)
 		s.iov = append(s.iov, msg)
 	} else {
@@ -181,20 +186,20 @@ func (s *tcpSub) send(msg []byte, odid uint32, records int) {
 		s.iov = append(s.iov, hdr, msg[16:])
 	}
 	s.batchLen += len(msg)
-	s.batch = append(s.batch, inFlight{end: int64(s.batchLen), records: int32(records), counted: !s.r.madeUp})
+	s.batch = append(s.batch, inFlight{end: int64(s.batchLen), records: int32(records), counted: !m.MadeUp})
 }
 
 // appendReprime queues every current template before msg, of domain odid, the
 // message that follows them: their export time is not later than its own (see
 // session.exportTime). Template messages we make up are not counted as sent.
-func (s *tcpSub) appendReprime(msg []byte, odid uint32) {
+func (s *TCPOnLoop) appendReprime(msg []byte, odid uint32) {
 	if s.follow == nil {
 		s.follow = make(map[uint32]uint32, 1)
 	}
 	clear(s.follow)
 	s.follow[odid] = binary.BigEndian.Uint32(msg[4:8])
 	start := len(s.reprimed)
-	s.reprimed = s.r.appendTemplates(s.reprimed, &s.seq, ipfix.MaxMessageLen, s.follow)
+	s.reprimed = s.host.AppendTemplates(s.reprimed, &s.seq, ipfix.MaxMessageLen, s.follow)
 	if n := len(s.reprimed) - start; n > 0 {
 		s.iov = append(s.iov, s.reprimed[start:])
 		s.batchLen += n
@@ -202,7 +207,8 @@ func (s *tcpSub) appendReprime(msg []byte, odid uint32) {
 	}
 }
 
-func (s *tcpSub) flush() {
+// Flush writes the batch: one writev, the rest into gnet's outbound buffer.
+func (s *TCPOnLoop) Flush() {
 	if len(s.iov) > 0 {
 		s.write(s.iov, s.batch)
 		clear(s.iov)
@@ -213,11 +219,23 @@ func (s *tcpSub) flush() {
 		s.batchLen = 0
 	}
 	s.settle()
-	s.m.Queued.Store(int64(s.pendingBytes()))
+	s.m.Queued.Store(int64(s.PendingBytes()))
 }
 
+// Settle counts as sent what the kernel took since the last call and
+// publishes the queue size: for the receiver's ticker, when no read comes.
+func (s *TCPOnLoop) Settle() {
+	s.settle()
+	s.m.Queued.Store(int64(s.PendingBytes()))
+}
+
+// drop counts one message the subreceiver could not take. The one place a
+// live message is dropped for queue_full or subreceiver_down: the seam of a
+// store-and-forward spool.
+func (s *TCPOnLoop) drop(reason string) { s.m.Dropped[reason].Inc() }
+
 // settle counts as sent the messages the kernel has taken since the last call.
-func (s *tcpSub) settle() {
+func (s *TCPOnLoop) settle() {
 	if s.head == len(s.flight) || s.conn == nil {
 		return
 	}
@@ -226,7 +244,7 @@ func (s *tcpSub) settle() {
 
 // account counts the messages in flight that end at or before took as sent,
 // and keeps the others in flight.
-func (s *tcpSub) account(took int64) {
+func (s *TCPOnLoop) account(took int64) {
 	m := s.m
 	for ; s.head < len(s.flight) && s.flight[s.head].end <= took; s.head++ {
 		f := s.flight[s.head]
@@ -252,7 +270,7 @@ func (s *tcpSub) account(took int64) {
 
 // connLost ends the accounting of a connection that closed with held bytes
 // still in gnet's buffer: what the kernel took was sent, the rest is lost.
-func (s *tcpSub) connLost(held int) {
+func (s *TCPOnLoop) connLost(held int) {
 	s.account(s.given - int64(held))
 	lost := 0
 	for _, f := range s.flight[s.head:] {
@@ -261,7 +279,7 @@ func (s *tcpSub) connLost(held int) {
 		}
 	}
 	if lost > 0 {
-		s.m.Dropped[forward.ReasonConnectionLost].Add(lost)
+		s.m.Dropped[ReasonConnectionLost].Add(lost)
 	}
 	s.flight, s.head, s.given = s.flight[:0], 0, 0
 }
@@ -269,7 +287,7 @@ func (s *tcpSub) connLost(held int) {
 // write sends bufs, the messages of metas, on the connection: straight to the
 // socket while gnet holds nothing for it, the unsent rest into gnet's outbound
 // buffer (which copies it and arms the write event), preserving order.
-func (s *tcpSub) write(bufs [][]byte, metas []inFlight) {
+func (s *TCPOnLoop) write(bufs [][]byte, metas []inFlight) {
 	c := s.conn
 	if c == nil {
 		return
@@ -300,17 +318,16 @@ func (s *tcpSub) write(bufs [][]byte, metas []inFlight) {
 			// after it. Down now; OnClose reconnects.
 			s.connLost(0)
 			s.conn = nil
-			s.state = stateDown
-			s.m.Up.Store(0)
+			s.link.quiet()
 			_ = c.Close()
 			return
 		}
-		bufs = forward.SkipBytes(bufs, n)
+		bufs = SkipBytes(bufs, n)
 	}
 	for len(bufs) > 0 {
 		chunk := bufs
-		if len(chunk) > forward.MaxIovecs {
-			chunk = chunk[:forward.MaxIovecs]
+		if len(chunk) > MaxIovecs {
+			chunk = chunk[:MaxIovecs]
 		}
 		// On an error gnet closes the connection at once (OnClose accounts).
 		n, err := c.Writev(chunk)
@@ -322,65 +339,56 @@ func (s *tcpSub) write(bufs [][]byte, metas []inFlight) {
 	}
 }
 
-func (s *tcpSub) start() { go s.dial() }
+func (s *TCPOnLoop) Start() { go s.dial() }
 
 // dial connects outside the loop (a connect may take seconds) and enrolls the
 // connection on the loop, where opened runs.
-func (s *tcpSub) dial() {
-	ctx := s.r.ctx
-	d := net.Dialer{Timeout: dialTimeout}
+func (s *TCPOnLoop) dial() {
+	ctx := s.host.Context()
+	d := net.Dialer{Timeout: DialTimeout}
 	c, err := d.DialContext(ctx, "tcp", s.addr)
 	if err == nil {
 		if tc, ok := c.(*net.TCPConn); ok {
 			_ = tc.SetNoDelay(false)
 		}
-		_, err = s.r.loop.Enroll(gnet.NewContext(ctx, s), c)
+		err = s.host.Enroll(c, s)
 		if err != nil {
 			_ = c.Close()
 		}
 	}
 	if err != nil && ctx.Err() == nil {
-		s.r.onLoop(func() { s.dialFailed(err) })
+		s.host.OnLoop(func() { s.dialFailed(err) })
 	}
 }
 
-func (s *tcpSub) dialFailed(err error) {
+func (s *TCPOnLoop) dialFailed(err error) {
 	if s.stopped {
 		return
 	}
-	if s.state == stateConnecting {
-		s.state = stateDown
-		s.r.log.Warn("subreceiver down", "subreceiver", s.addr, "err", err)
+	if s.link.get() == StateConnecting {
+		s.link.set(StateDown, err)
 	}
 	s.retry()
 }
 
-func (s *tcpSub) retry() {
-	wait := s.backoff
-	s.backoff = min(2*s.backoff, backoffMax)
-	time.AfterFunc(wait, func() {
-		if s.r.ctx.Err() == nil {
+func (s *TCPOnLoop) retry() {
+	time.AfterFunc(s.link.nextWait(), func() {
+		if s.host.Context().Err() == nil {
 			s.dial()
 		}
 	})
 }
 
-// opened runs on the loop when the connection is established: templates first,
+// Opened runs on the loop when the connection is established: templates first,
 // then what was queued, so the collector can decode everything it gets.
-func (s *tcpSub) opened(c gnet.Conn) {
+func (s *TCPOnLoop) Opened(c gnet.Conn) {
 	if s.stopped {
 		_ = c.Close()
 		return
 	}
-	wasDown := s.state == stateDown
 	s.conn = c
-	s.state = stateUp
-	s.backoff = backoffInitial
-	s.m.Up.Store(1)
-	if wasDown {
-		s.m.Reconnects.Inc()
-	}
-	s.r.log.Info("subreceiver up", "subreceiver", s.addr)
+	s.link.connected()
+	s.link.set(StateUp, nil)
 
 	// The queued messages are older than the sessions' last: the templates
 	// must not be later than them (see session.exportTime).
@@ -389,7 +397,7 @@ func (s *tcpSub) opened(c gnet.Conn) {
 		follow = make(map[uint32]uint32)
 		ipfix.FirstExportTimes(follow, s.pending)
 	}
-	s.prime = s.r.appendTemplates(s.prime[:0], &s.seq, ipfix.MaxMessageLen, follow)
+	s.prime = s.host.AppendTemplates(s.prime[:0], &s.seq, ipfix.MaxMessageLen, follow)
 	s.flight, s.head, s.given = s.flight[:0], 0, 0
 	metas := s.batch[:0]
 	if len(s.prime) > 0 {
@@ -412,40 +420,37 @@ func (s *tcpSub) opened(c gnet.Conn) {
 	s.pendingRecords = s.pendingRecords[:0]
 	s.settle()
 	if queued > 0 {
-		s.r.log.Info("subreceiver sent queued messages", "subreceiver", s.addr, "messages", queued)
+		s.link.log.Info("subreceiver sent queued messages", "subreceiver", s.addr, "messages", queued)
 	}
-	s.m.Queued.Store(int64(s.pendingBytes()))
+	s.m.Queued.Store(int64(s.PendingBytes()))
 }
 
-// closed runs on the loop from OnClose, while c still holds its outbound buffer.
-func (s *tcpSub) closed(c gnet.Conn, err error) {
+// Closed runs on the loop from OnClose, while c still holds its outbound buffer.
+func (s *TCPOnLoop) Closed(c gnet.Conn, err error) {
 	if s.conn != c {
 		// Already accounted and marked down (a write failed).
 		if !s.stopped {
-			s.r.log.Warn("subreceiver down", "subreceiver", s.addr, "err", err)
+			s.link.log.Warn("subreceiver down", "subreceiver", s.addr, "err", err)
 			s.retry()
 		}
 		return
 	}
 	s.connLost(c.OutboundBuffered())
 	s.conn = nil
-	s.state = stateDown
-	s.m.Up.Store(0)
-	s.m.Queued.Store(int64(s.pendingBytes()))
+	s.m.Queued.Store(int64(s.PendingBytes()))
 	if s.stopped {
 		return
 	}
-	s.r.log.Warn("subreceiver down", "subreceiver", s.addr, "err", err)
+	s.link.set(StateDown, err)
 	s.retry()
 }
 
-// stop closes the connection; the subreceiver is down from now on (RoundRobin
+// Stop closes the connection; the subreceiver is down from now on (RoundRobin
 // skips it, a message sent to it is dropped and counted). What it still holds is
 // dropped and counted.
-func (s *tcpSub) stop() {
+func (s *TCPOnLoop) Stop() {
 	s.stopped = true
-	s.state = stateDown
-	s.m.Up.Store(0)
+	s.link.quiet()
 	n := 0
 	for _, r := range s.pendingRecords {
 		if r != notCounted {
@@ -453,7 +458,7 @@ func (s *tcpSub) stop() {
 		}
 	}
 	if n > 0 {
-		s.m.Dropped[forward.ReasonSubreceiverDown].Add(n)
+		s.m.Dropped[ReasonSubreceiverDown].Add(n)
 	}
 	s.pending, s.pendingRecords = s.pending[:0], s.pendingRecords[:0]
 	if s.conn != nil {
@@ -462,13 +467,5 @@ func (s *tcpSub) stop() {
 		_ = unix.Shutdown(s.conn.Fd(), unix.SHUT_WR)
 		_ = s.conn.Close()
 	}
-	s.m.Queued.Store(int64(s.pendingBytes()))
-}
-
-// onLoop runs fn on the receiver's event loop.
-func (r *Receiver) onLoop(fn func()) {
-	_ = r.loop.Execute(r.ctx, gnet.RunnableFunc(func(context.Context) error {
-		fn()
-		return nil
-	}))
+	s.m.Queued.Store(int64(s.PendingBytes()))
 }

@@ -1,9 +1,10 @@
-package balancer
+package forward
 
 import (
 	"context"
 	"encoding/binary"
 	"io"
+	"log/slog"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -13,8 +14,6 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/ipfix-balancer/ipfix-balancer/balancer/forward"
-	"github.com/ipfix-balancer/ipfix-balancer/config"
 	"github.com/ipfix-balancer/ipfix-balancer/ipfix"
 )
 
@@ -42,7 +41,7 @@ func (b *streamBatch) reset() {
 	b.buf, b.records, b.numberedFor, b.done = b.buf[:0], b.records[:0], 0, 0
 }
 
-// streamSub is a TCP subreceiver of a receiver without a gnet loop (a UDP
+// TCPWriter is the TCP subreceiver of a receiver without a gnet loop (a UDP
 // receiver). The loop copies messages into a batch and hands each batch to a
 // writer goroutine that owns the connection: it dials with backoff, writes every
 // current template first on each new connection, then the queued batches with
@@ -59,11 +58,12 @@ func (b *streamBatch) reset() {
 // new connection starts a new transport session, and its templates (fetched from
 // the loop when it connects) must be numbered as the data that follows them on
 // that connection (RFC 7011 §3.1).
-type streamSub struct {
-	r    *Receiver
+type TCPWriter struct {
+	host Host
 	addr string
 	hwm  int
-	m    *forward.Metrics
+	m    *Metrics
+	link link // state written by the writer
 
 	cur *streamBatch // event-loop only
 	// reprime (loop only) is set when a message carrying templates was dropped
@@ -71,10 +71,9 @@ type streamSub struct {
 	// the next message taken, so the collector can decode what follows.
 	reprime bool
 	follow  map[uint32]uint32
-	scratch forward.Sequencer // numbers of reprimed templates, rewritten by whoever writes
+	scratch Sequencer // numbers of reprimed templates, rewritten by whoever writes
 
-	state    atomic.Uint32 // subState, written by the writer
-	inflight atomic.Int64  // bytes handed to the writer and not yet written or dropped
+	inflight atomic.Int64 // bytes handed to the writer and not yet written or dropped
 
 	mu    sync.Mutex
 	queue []*streamBatch
@@ -91,7 +90,7 @@ type streamSub struct {
 	// connections served (raw belongs to the last).
 	raw   syscall.RawConn
 	conns uint64
-	seq   forward.Sequencer // the current connection's numbers (see above)
+	seq   Sequencer // the current connection's numbers (see above)
 
 	wake   chan struct{}
 	ctx    context.Context
@@ -100,30 +99,33 @@ type streamSub struct {
 	prime  []byte // writer only
 }
 
-var _ output = (*streamSub)(nil)
+var _ Output = (*TCPWriter)(nil)
 
-func newStreamSub(r *Receiver, addr string, hwm int, m *forward.Metrics) output {
+// NewTCPWriter makes the subreceiver at addr of host, which holds at most hwm
+// bytes not yet written; its writer starts with Start.
+func NewTCPWriter(host Host, addr string, hwm int, m *Metrics, log *slog.Logger) *TCPWriter {
 	ctx, cancel := context.WithCancel(context.Background())
-	s := &streamSub{
-		r: r, addr: addr, hwm: hwm, m: m,
+	s := &TCPWriter{
+		host: host, addr: addr, hwm: hwm, m: m,
 		wake: make(chan struct{}, 1), ctx: ctx, cancel: cancel, done: make(chan struct{}),
 	}
-	s.state.Store(uint32(stateConnecting))
+	s.link.init(addr, log, m)
 	return s
 }
 
-func (s *streamSub) name() string { return s.addr }
+func (s *TCPWriter) Name() string { return s.addr }
 
-// applyConfig takes a new high-water mark: what is in flight above it is still
-// written; no batch is added until below it. hwm is written under mu, which
-// recycle (on the writer) reads it under; the loop is its only writer.
-func (s *streamSub) applyConfig(rc config.Receiver) {
+// SetQueueBytes takes a new high-water mark (a reload): what is in flight
+// above it is still written; no batch is added until below it. hwm is written
+// under mu, which recycle (on the writer) reads it under; the loop is its only
+// writer.
+func (s *TCPWriter) SetQueueBytes(hwm int) {
 	s.mu.Lock()
-	s.hwm = rc.QueueBytes
+	s.hwm = hwm
 	s.mu.Unlock()
 }
 
-func (s *streamSub) queued() int {
+func (s *TCPWriter) queued() int {
 	n := int(s.inflight.Load())
 	if s.cur != nil {
 		n += len(s.cur.buf)
@@ -131,20 +133,23 @@ func (s *streamSub) queued() int {
 	return n
 }
 
-func (s *streamSub) available() bool {
-	return subState(s.state.Load()) != stateDown && s.queued() < s.hwm
+func (s *TCPWriter) Available() bool {
+	return s.link.get() != StateDown && s.queued() < s.hwm
 }
 
-func (s *streamSub) pendingBytes() int { return s.queued() }
+func (s *TCPWriter) PendingBytes() int { return s.queued() }
 
-func (s *streamSub) send(msg []byte, odid uint32, records int) {
+// Send copies m into the current batch, or drops it (counted) over the
+// high-water mark.
+func (s *TCPWriter) Send(m *Message) {
+	msg, odid, records := m.Bytes, m.ODID, m.Records
 	if s.queued()+len(msg) > s.hwm {
-		if subState(s.state.Load()) == stateUp {
-			s.r.countDrop(s.m, forward.ReasonQueueFull)
+		if s.link.get() == StateUp {
+			s.drop(ReasonQueueFull)
 		} else {
-			s.r.countDrop(s.m, forward.ReasonSubreceiverDown)
+			s.drop(ReasonSubreceiverDown)
 		}
-		if s.r.msgTemplates {
+		if m.Templates {
 			s.reprime = true
 		}
 		return
@@ -157,25 +162,30 @@ func (s *streamSub) send(msg []byte, odid uint32, records int) {
 		s.appendReprime(msg, odid)
 	}
 	s.cur.buf = append(s.cur.buf, msg...)
-	if s.r.madeUp {
+	if m.MadeUp {
 		records = notCounted
 	}
 	s.cur.records = append(s.cur.records, int32(records))
 }
 
+// drop counts one message the subreceiver could not take. The one place a
+// live message is dropped for queue_full or subreceiver_down: the seam of a
+// store-and-forward spool.
+func (s *TCPWriter) drop(reason string) { s.m.Dropped[reason].Inc() }
+
 // appendReprime adds every current template to the batch before msg, of
 // domain odid, the message that follows them: their export time is not later
 // than its own (see session.exportTime). Each template message gets the
 // records value notCounted: messages we make up are not counted as sent.
-func (s *streamSub) appendReprime(msg []byte, odid uint32) {
+func (s *TCPWriter) appendReprime(msg []byte, odid uint32) {
 	if s.follow == nil {
 		s.follow = make(map[uint32]uint32, 1)
-		s.scratch = forward.NewSequencer()
+		s.scratch = NewSequencer()
 	}
 	clear(s.follow)
 	s.follow[odid] = binary.BigEndian.Uint32(msg[4:8])
 	start := len(s.cur.buf)
-	s.cur.buf = s.r.appendTemplates(s.cur.buf, &s.scratch, ipfix.MaxMessageLen, s.follow)
+	s.cur.buf = s.host.AppendTemplates(s.cur.buf, &s.scratch, ipfix.MaxMessageLen, s.follow)
 	for off := start; off+ipfix.HeaderLen <= len(s.cur.buf); {
 		off += int(binary.BigEndian.Uint16(s.cur.buf[off+2 : off+4]))
 		s.cur.records = append(s.cur.records, notCounted)
@@ -188,7 +198,7 @@ func (s *streamSub) appendReprime(msg []byte, odid uint32) {
 const notCounted = -1
 
 // batch returns an empty batch, recycled when possible.
-func (s *streamSub) batch() *streamBatch {
+func (s *TCPWriter) batch() *streamBatch {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if n := len(s.free); n > 0 {
@@ -203,7 +213,7 @@ func (s *streamSub) batch() *streamBatch {
 	return &streamBatch{buf: make([]byte, 0, size), records: make([]int32, 0, 64)}
 }
 
-func (s *streamSub) recycle(bs []*streamBatch) {
+func (s *TCPWriter) recycle(bs []*streamBatch) {
 	s.mu.Lock()
 	for _, b := range bs {
 		if s.freeBytes+cap(b.buf) <= s.hwm {
@@ -215,13 +225,15 @@ func (s *streamSub) recycle(bs []*streamBatch) {
 	s.mu.Unlock()
 }
 
-func (s *streamSub) flush() {
+// Flush writes the batch itself when the socket takes it, or hands it to the
+// writer.
+func (s *TCPWriter) Flush() {
 	b := s.cur
 	if b == nil || len(b.records) == 0 {
 		return
 	}
 	s.lastBatch = len(b.buf)
-	if s.inflight.Load() == 0 && subState(s.state.Load()) == stateUp && s.writeDirect(b) {
+	if s.inflight.Load() == 0 && s.link.get() == StateUp && s.writeDirect(b) {
 		b.reset()
 		return // all written; the batch is reused
 	}
@@ -238,7 +250,7 @@ func (s *streamSub) flush() {
 
 // writeDirect numbers b and writes what the socket takes now, without blocking;
 // it reports whether all of b was written. Loop only, with nothing in flight.
-func (s *streamSub) writeDirect(b *streamBatch) bool {
+func (s *TCPWriter) writeDirect(b *streamBatch) bool {
 	s.mu.Lock()
 	raw, conn := s.raw, s.conns
 	s.mu.Unlock()
@@ -250,7 +262,7 @@ func (s *streamSub) writeDirect(b *streamBatch) bool {
 	n := 0
 	_ = raw.Write(func(fd uintptr) bool {
 		for n < len(b.buf) {
-			// Raw, as the socket is non-blocking: see forward.IOVWriter.write.
+			// Raw, as the socket is non-blocking: see IOVWriter.write.
 			w, _, errno := unix.RawSyscall(unix.SYS_WRITE, fd, uintptr(unsafe.Pointer(&b.buf[n])), uintptr(len(b.buf)-n))
 			if errno == unix.EINTR {
 				continue
@@ -269,7 +281,7 @@ func (s *streamSub) writeDirect(b *streamBatch) bool {
 
 // countWritten counts the messages of b that end in (from, to] as sent and
 // returns how many end after to (not written).
-func (s *streamSub) countWritten(b *streamBatch, from, to int) (unwritten int) {
+func (s *TCPWriter) countWritten(b *streamBatch, from, to int) (unwritten int) {
 	var msgs, bytes, records int
 	off := 0
 	for i, r := range b.records {
@@ -297,11 +309,11 @@ func (s *streamSub) countWritten(b *streamBatch, from, to int) (unwritten int) {
 	return unwritten
 }
 
-func (s *streamSub) start() { go s.run() }
+func (s *TCPWriter) Start() { go s.run() }
 
-// stop ends the writer: it closes the connection, drops what is still queued
+// Stop ends the writer: it closes the connection, drops what is still queued
 // (counted) and waits for the goroutines to exit.
-func (s *streamSub) stop() {
+func (s *TCPWriter) Stop() {
 	s.cancel()
 	s.mu.Lock()
 	s.stopped = true
@@ -312,7 +324,7 @@ func (s *streamSub) stop() {
 	select {
 	case <-s.done:
 	case <-time.After(streamStopWait):
-		s.r.log.Warn("subreceiver writer did not stop", "subreceiver", s.addr)
+		s.link.log.Warn("subreceiver writer did not stop", "subreceiver", s.addr)
 	}
 	if s.cur != nil {
 		n := 0
@@ -321,61 +333,40 @@ func (s *streamSub) stop() {
 				n++
 			}
 		}
-		s.m.Dropped[forward.ReasonSubreceiverDown].Add(n)
+		s.m.Dropped[ReasonSubreceiverDown].Add(n)
 		s.cur = nil
-	}
-}
-
-// setState records a state change and logs it once.
-func (s *streamSub) setState(st subState, err error) {
-	old := subState(s.state.Swap(uint32(st)))
-	if old == st {
-		return
-	}
-	switch st {
-	case stateUp:
-		s.m.Up.Store(1)
-		if old == stateDown {
-			s.m.Reconnects.Inc()
-		}
-		s.r.log.Info("subreceiver up", "subreceiver", s.addr)
-	case stateDown:
-		s.m.Up.Store(0)
-		s.r.log.Warn("subreceiver down", "subreceiver", s.addr, "err", err)
 	}
 }
 
 // run is the writer goroutine: connect, serve the connection until it fails,
 // reconnect with backoff (100 ms doubling to 5 s).
-func (s *streamSub) run() {
+func (s *TCPWriter) run() {
 	defer close(s.done)
 	defer s.dropQueued()
-	backoff := backoffInitial
 	for s.ctx.Err() == nil {
-		d := net.Dialer{Timeout: dialTimeout}
+		d := net.Dialer{Timeout: DialTimeout}
 		c, err := d.DialContext(s.ctx, "tcp", s.addr)
 		if err == nil {
-			backoff = backoffInitial
+			s.link.connected()
 			err = s.serve(c)
 		}
 		if s.ctx.Err() != nil {
 			return
 		}
-		s.setState(stateDown, err)
-		t := time.NewTimer(backoff)
+		s.link.set(StateDown, err)
+		t := time.NewTimer(s.link.nextWait())
 		select {
 		case <-t.C:
 		case <-s.ctx.Done():
 			t.Stop()
 			return
 		}
-		backoff = min(2*backoff, backoffMax)
 	}
 }
 
 // serve writes the templates, then the queued batches, until the connection or
 // the subreceiver ends.
-func (s *streamSub) serve(c net.Conn) error {
+func (s *TCPWriter) serve(c net.Conn) error {
 	s.mu.Lock()
 	if s.stopped {
 		s.mu.Unlock()
@@ -404,7 +395,7 @@ func (s *streamSub) serve(c net.Conn) error {
 	if !ok {
 		return net.ErrClosed
 	}
-	s.seq = forward.NewSequencer()
+	s.seq = NewSequencer()
 	renumber(prime, nil, &s.seq)
 	if _, err := c.Write(prime); err != nil {
 		return err
@@ -417,7 +408,7 @@ func (s *streamSub) serve(c net.Conn) error {
 			s.mu.Unlock()
 		}
 	}
-	s.setState(stateUp, nil)
+	s.link.set(StateUp, nil)
 
 	var taken []*streamBatch
 	var bufs net.Buffers
@@ -449,7 +440,7 @@ func (s *streamSub) serve(c net.Conn) error {
 		}
 		w := bufs // WriteTo consumes its receiver
 		n, err := w.WriteTo(c)
-		s.account(taken, int(n), forward.ReasonConnectionLost) // what a failed write left
+		s.account(taken, int(n), ReasonConnectionLost) // what a failed write left
 		clear(bufs)
 		s.recycle(taken)
 		clear(taken)
@@ -460,10 +451,10 @@ func (s *streamSub) serve(c net.Conn) error {
 }
 
 // skipTorn moves b.done, what the loop wrote of b on its connection, to the
-// start of the next message, and returns that message's index: a message
+// Start of the next message, and returns that message's index: a message
 // written in part on a connection that died cannot be completed on another (the
 // collector would read from its middle), so it is dropped and counted.
-func (s *streamSub) skipTorn(b *streamBatch) int {
+func (s *TCPWriter) skipTorn(b *streamBatch) int {
 	off, i := 0, 0
 	for off < b.done {
 		off += int(binary.BigEndian.Uint16(b.buf[off+2 : off+4]))
@@ -471,7 +462,7 @@ func (s *streamSub) skipTorn(b *streamBatch) int {
 	}
 	if off > b.done {
 		if b.records[i-1] != notCounted {
-			s.m.Dropped[forward.ReasonConnectionLost].Inc()
+			s.m.Dropped[ReasonConnectionLost].Inc()
 		}
 		s.m.Queued.Store(s.inflight.Add(-int64(off - b.done)))
 		b.done = off
@@ -479,14 +470,14 @@ func (s *streamSub) skipTorn(b *streamBatch) int {
 	return i
 }
 
-// templates asks the loop for every current template (Receiver.appendTemplates
+// templates asks the loop for every current template (Host.AppendTemplates
 // is event-loop only) and waits for the answer.
-func (s *streamSub) templates(dead <-chan struct{}) ([]byte, bool) {
+func (s *TCPWriter) templates(dead <-chan struct{}) ([]byte, bool) {
 	ch := make(chan []byte, 1)
 	buf := s.prime[:0]
-	s.r.onLoop(func() {
-		scratch := forward.NewSequencer() // numbers are rewritten by the writer
-		ch <- s.r.appendTemplates(buf, &scratch, ipfix.MaxMessageLen, s.queuedExportTimes())
+	s.host.OnLoop(func() {
+		scratch := NewSequencer() // numbers are rewritten by the writer
+		ch <- s.host.AppendTemplates(buf, &scratch, ipfix.MaxMessageLen, s.queuedExportTimes())
 	})
 	select {
 	case p := <-ch:
@@ -502,7 +493,7 @@ func (s *streamSub) templates(dead <-chan struct{}) ([]byte, bool) {
 // queuedExportTimes is the first export time per domain of the batches that
 // wait for the writer, which follow the templates on a new connection (see
 // session.exportTime); nil when nothing waits. Loop only.
-func (s *streamSub) queuedExportTimes() map[uint32]uint32 {
+func (s *TCPWriter) queuedExportTimes() map[uint32]uint32 {
 	follow := make(map[uint32]uint32)
 	s.mu.Lock()
 	for _, b := range s.queue {
@@ -521,7 +512,7 @@ func (s *streamSub) queuedExportTimes() map[uint32]uint32 {
 // account counts the messages of batches of which written bytes reached the
 // socket as sent, the rest as dropped for reason, and releases their queue
 // bytes. Bytes the loop wrote (before done) were counted by it.
-func (s *streamSub) account(bs []*streamBatch, written int, reason string) {
+func (s *TCPWriter) account(bs []*streamBatch, written int, reason string) {
 	var lost, total int
 	for _, b := range bs {
 		rest := len(b.buf) - b.done
@@ -536,19 +527,19 @@ func (s *streamSub) account(bs []*streamBatch, written int, reason string) {
 }
 
 // dropQueued counts what is still queued when the writer ends.
-func (s *streamSub) dropQueued() {
+func (s *TCPWriter) dropQueued() {
 	s.mu.Lock()
 	q := s.queue
 	s.queue = nil
 	s.mu.Unlock()
-	s.account(q, 0, forward.ReasonSubreceiverDown)
+	s.account(q, 0, ReasonSubreceiverDown)
 	s.m.Up.Store(0)
 }
 
 // renumber rewrites the sequence numbers of the messages in buf, back to back,
 // for this connection; records holds each message's data records (nil: none,
 // template-only messages).
-func renumber(buf []byte, records []int32, seq *forward.Sequencer) {
+func renumber(buf []byte, records []int32, seq *Sequencer) {
 	for i, off := 0, 0; off+ipfix.HeaderLen <= len(buf); i++ {
 		n := int(binary.BigEndian.Uint16(buf[off+2 : off+4]))
 		var rec int
