@@ -204,7 +204,7 @@ func (r *Receiver) dispatch(s *session, msg []byte) {
 	m := r.m
 	odid := binary.BigEndian.Uint32(msg[12:16])
 
-	sum, err := scan(s.templates, odid, msg)
+	sum, err := ipfix.Summarize(s.templates, odid, msg)
 	learned := false
 	if err != nil && hasTemplateSets(msg) {
 		// A template redefined in this very message (UDP allows it without a
@@ -212,7 +212,7 @@ func (r *Receiver) dispatch(s *session, msg []byte) {
 		// may not fit: learn first, then check again.
 		r.learn(s, msg)
 		learned = true
-		sum, err = scan(s.templates, odid, msg)
+		sum, err = ipfix.Summarize(s.templates, odid, msg)
 	}
 	if err != nil {
 		// Counted as dropped, not as received: received series count messages
@@ -224,11 +224,11 @@ func (r *Receiver) dispatch(s *session, msg []byte) {
 	m.batchMessages++
 	m.batchBytes += len(msg)
 	s.clock.Observe(msg)
-	if sum.templates {
+	if sum.TemplateSets > 0 {
 		m.templateSets.Inc()
 		if !learned {
 			r.learn(s, msg)
-			sum, _ = scan(s.templates, odid, msg)
+			sum, _ = ipfix.Summarize(s.templates, odid, msg)
 		}
 		r.assignIDs(s, msg, odid)
 	}
@@ -237,12 +237,12 @@ func (r *Receiver) dispatch(s *session, msg []byte) {
 	if len(r.tids.pending) > 0 {
 		defer r.releaseWithdrawn()
 	}
-	if sum.unknown > 0 {
+	if sum.Unknown > 0 {
 		// Forwarded all the same: the data is not ours to drop, and a collector that
 		// kept the templates of an earlier session can still decode it.
-		m.parseErrors["unknown_template"].Add(sum.unknown)
+		m.parseErrors["unknown_template"].Add(sum.Unknown)
 	}
-	records := sum.records
+	records := sum.Records
 	m.batchRecords += records
 	lost, disorder := s.seq.Observe(odid, binary.BigEndian.Uint32(msg[8:12]), records)
 	if lost > 0 {
@@ -254,10 +254,10 @@ func (r *Receiver) dispatch(s *session, msg []byte) {
 
 	// Options data (exporter statistics, sampling, type information) describes
 	// the session, not one flow: like templates, every subreceiver gets it.
-	onlyOptions := sum.unknown == 0 && sum.optionRecords == records
-	if r.cfg.Mode != config.RoundRobin || sum.dataSets == 0 || onlyOptions {
+	onlyOptions := sum.Unknown == 0 && sum.OptionRecords == records
+	if r.cfg.Mode != config.RoundRobin || sum.DataSets == 0 || onlyOptions {
 		// Not in Recording mode: the dump keeps the exporter's own numbers.
-		r.msg = forward.Message{Bytes: msg, ODID: odid, Records: records, Data: sum.dataSets > 0, Templates: sum.templates}
+		r.msg = forward.Message{Bytes: msg, ODID: odid, Records: records, Data: sum.DataSets > 0, Templates: sum.TemplateSets > 0}
 		r.msg.FreeHeader(r.cfg.Mode == config.All)
 		for _, o := range r.outputs {
 			o.Send(&r.msg)
@@ -270,15 +270,15 @@ func (r *Receiver) dispatch(s *session, msg []byte) {
 		m.dropped[forward.ReasonNoSubreceiver].Inc()
 	} else {
 		// The message goes to this output alone: it may number it in place.
-		r.msg = forward.Message{Bytes: msg, ODID: odid, Records: records, Data: sum.dataSets > 0, Templates: sum.templates}
+		r.msg = forward.Message{Bytes: msg, ODID: odid, Records: records, Data: sum.DataSets > 0, Templates: sum.TemplateSets > 0}
 		r.msg.FreeHeader(true)
 		r.outputs[pick].Send(&r.msg)
 	}
-	if sum.templates || sum.optionRecords > 0 {
+	if sum.TemplateSets > 0 || sum.OptionRecords > 0 {
 		// Every subreceiver needs every template to decode what it is sent later,
 		// and gets the options data.
 		t := r.sessionExtract(msg, s, odid)
-		r.msg = forward.Message{Bytes: t, ODID: odid, Records: sum.optionRecords, Data: sum.optionRecords > 0, Templates: sum.templates}
+		r.msg = forward.Message{Bytes: t, ODID: odid, Records: sum.OptionRecords, Data: sum.OptionRecords > 0, Templates: sum.TemplateSets > 0}
 		for i, o := range r.outputs {
 			if i != pick {
 				o.Send(&r.msg)
@@ -299,13 +299,8 @@ func (r *Receiver) learn(s *session, msg []byte) {
 // hasTemplateSets reports whether msg has a template or options template set
 // (framing errors end the walk). Off the hot path: for messages scan refused.
 func hasTemplateSets(msg []byte) bool {
-	it := ipfix.Sets(msg)
-	for set, ok := it.Next(); ok; set, ok = it.Next() {
-		if set.ID == ipfix.TemplateSetID || set.ID == ipfix.OptionsTemplateSetID {
-			return true
-		}
-	}
-	return false
+	sum, _ := ipfix.Summarize(noTemplates, 0, msg)
+	return sum.TemplateSets > 0
 }
 
 // nextAvailable returns the next output after the last pick that can take a
@@ -320,89 +315,6 @@ func (r *Receiver) nextAvailable() int {
 		}
 	}
 	return -1
-}
-
-// msgSummary is what one walk over a message's sets tells dispatch.
-type msgSummary struct {
-	records  int // data records, by the session's templates
-	dataSets int
-	// optionRecords are the records (among records) of data sets whose template
-	// is an options template.
-	optionRecords int
-	unknown       int // data sets of templates the session does not know
-	templates     bool
-}
-
-// scan walks the sets of msg: data records it carries (by the session's templates),
-// data sets, whether it has template sets, and data sets with unknown templates.
-// It reads set headers in place: this runs for every message, and the
-// SetIterator's values cost half as much as counting the records. Anything odd
-// goes to scanSets, whose errors say what and where.
-func scan(c *ipfix.TemplateCache, odid uint32, msg []byte) (sum msgSummary, err error) {
-	end := len(msg)
-	if end < ipfix.HeaderLen || int(binary.BigEndian.Uint16(msg[2:4])) != end {
-		return scanSets(c, odid, msg)
-	}
-	for off := ipfix.HeaderLen; off < end; {
-		if end-off < ipfix.SetHeaderLen {
-			return scanSets(c, odid, msg)
-		}
-		id := binary.BigEndian.Uint16(msg[off:])
-		n := int(binary.BigEndian.Uint16(msg[off+2:]))
-		if n < ipfix.SetHeaderLen || n > end-off {
-			return scanSets(c, odid, msg)
-		}
-		switch {
-		case id == ipfix.TemplateSetID || id == ipfix.OptionsTemplateSetID:
-			sum.templates = true
-		case id >= ipfix.MinDataSetID:
-			sum.dataSets++
-			t := c.Lookup(odid, id)
-			if t == nil {
-				sum.unknown++
-				break
-			}
-			k, err := t.RecordCount(msg[off+ipfix.SetHeaderLen : off+n])
-			if err != nil {
-				return scanSets(c, odid, msg)
-			}
-			sum.records += k
-			if t.Options {
-				sum.optionRecords += k
-			}
-		default:
-			return scanSets(c, odid, msg)
-		}
-		off += n
-	}
-	return sum, nil
-}
-
-// scanSets is scan with ipfix.SetIterator, for messages scan finds odd.
-func scanSets(c *ipfix.TemplateCache, odid uint32, msg []byte) (sum msgSummary, err error) {
-	it := ipfix.Sets(msg)
-	for set, ok := it.Next(); ok; set, ok = it.Next() {
-		switch {
-		case set.ID == ipfix.TemplateSetID || set.ID == ipfix.OptionsTemplateSetID:
-			sum.templates = true
-		case set.ID >= ipfix.MinDataSetID:
-			sum.dataSets++
-			t := c.Lookup(odid, set.ID)
-			if t == nil {
-				sum.unknown++
-				continue
-			}
-			n, err := t.RecordCount(set.Body)
-			if err != nil {
-				return msgSummary{}, err
-			}
-			sum.records += n
-			if t.Options {
-				sum.optionRecords += n
-			}
-		}
-	}
-	return sum, it.Err()
 }
 
 // sessionExtract copies the header, template sets and options data sets (by

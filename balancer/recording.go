@@ -1026,18 +1026,15 @@ func windowStart(t time.Time, period int64) int64 {
 func pad8(n int) int { return (n + 7) &^ 7 }
 
 // setKinds reports whether msg has data sets and template (or options
-// template) sets.
+// template) sets, among the sets before a framing error.
 func setKinds(msg []byte) (data, templates bool) {
-	it := ipfix.Sets(msg)
-	for s, ok := it.Next(); ok; s, ok = it.Next() {
-		if s.ID >= ipfix.MinDataSetID {
-			data = true
-		} else {
-			templates = true
-		}
-	}
-	return data, templates
+	sum, _ := ipfix.Summarize(noTemplates, 0, msg)
+	return sum.DataSets > 0, sum.TemplateSets > 0
 }
+
+// noTemplates is a template cache that stays empty, for walks that need the
+// kinds of sets of a message and not its records. Only read.
+var noTemplates = ipfix.NewTemplateCache(0)
 
 func hasDataSet(msg []byte) bool { d, _ := setKinds(msg); return d }
 
