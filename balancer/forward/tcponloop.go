@@ -191,7 +191,7 @@ func (s *TCPOnLoop) Send(m *Message) {
 
 // appendReprime queues every current template before msg, of domain odid, the
 // message that follows them: their export time is not later than its own (see
-// session.exportTime). Template messages we make up are not counted as sent.
+// Host.AppendTemplates). Template messages we make up are not counted as sent.
 func (s *TCPOnLoop) appendReprime(msg []byte, odid uint32) {
 	if s.follow == nil {
 		s.follow = make(map[uint32]uint32, 1)
@@ -391,7 +391,7 @@ func (s *TCPOnLoop) Opened(c gnet.Conn) {
 	s.link.set(StateUp, nil)
 
 	// The queued messages are older than the sessions' last: the templates
-	// must not be later than them (see session.exportTime).
+	// must not be later than them (see Host.AppendTemplates).
 	var follow map[uint32]uint32
 	if len(s.pending) > 0 {
 		follow = make(map[uint32]uint32)

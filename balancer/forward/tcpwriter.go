@@ -175,7 +175,7 @@ func (s *TCPWriter) drop(reason string) { s.m.Dropped[reason].Inc() }
 
 // appendReprime adds every current template to the batch before msg, of
 // domain odid, the message that follows them: their export time is not later
-// than its own (see session.exportTime). Each template message gets the
+// than its own (see Host.AppendTemplates). Each template message gets the
 // records value notCounted: messages we make up are not counted as sent.
 func (s *TCPWriter) appendReprime(msg []byte, odid uint32) {
 	if s.follow == nil {
@@ -492,7 +492,7 @@ func (s *TCPWriter) templates(dead <-chan struct{}) ([]byte, bool) {
 
 // queuedExportTimes is the first export time per domain of the batches that
 // wait for the writer, which follow the templates on a new connection (see
-// session.exportTime); nil when nothing waits. Loop only.
+// Host.AppendTemplates); nil when nothing waits. Loop only.
 func (s *TCPWriter) queuedExportTimes() map[uint32]uint32 {
 	follow := make(map[uint32]uint32)
 	s.mu.Lock()
