@@ -7,8 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ipfix-balancer/ipfix-balancer/dpisim"
 	"github.com/ipfix-balancer/ipfix-balancer/ipfix"
-	ipfixgen "github.com/ipfix-balancer/ipfix-balancer/ipfix/gen"
 )
 
 // benchMessages encodes n records of one template into messages of maxSize.
@@ -211,7 +211,7 @@ func BenchmarkDecodeTestdata(b *testing.B) {
 // generator's fullflow template (two variable-length fields, so every record is
 // walked): the per-message cost the balancer pays for sequence numbers.
 func BenchmarkRecordCountFullflow(b *testing.B) {
-	g, err := ipfixgen.New(ipfixgen.Fullflow, 1, 0)
+	g, err := dpisim.New(dpisim.Fullflow, 1, 0)
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -8,8 +8,8 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/ipfix-balancer/ipfix-balancer/dpisim"
 	"github.com/ipfix-balancer/ipfix-balancer/ipfix"
-	ipfixgen "github.com/ipfix-balancer/ipfix-balancer/ipfix/gen"
 )
 
 // Batches: one write(2) per batchBytes for TCP and files, one sendmmsg(2)
@@ -174,7 +174,7 @@ func normalEnd(err error) error {
 }
 
 func runLive(parent context.Context, o *options, st *stats) error {
-	g, err := ipfixgen.NewWithConfig(ipfixgen.Config{Stream: o.stream, Seed: o.seed, IPv6Share: o.ipv6Share,
+	g, err := dpisim.NewWithConfig(dpisim.Config{Stream: o.stream, Seed: o.seed, IPv6Share: o.ipv6Share,
 		Subscribers: o.subscribers, Hosts: o.hosts})
 	if err != nil {
 		return err
@@ -243,7 +243,7 @@ func runLive(parent context.Context, o *options, st *stats) error {
 		pace := pacer{start: st.start, rate: o.rate}
 		prog := newProgress(o.progressEvery, st.start)
 		nextTemplates := st.start.Add(o.templateEvery)
-		scratch := make([]byte, 0, ipfixgen.MaxRecordLength)
+		scratch := make([]byte, 0, dpisim.MaxRecordLength)
 		var produced int64
 		for ctx.Err() == nil {
 			n := chunk

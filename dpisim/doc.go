@@ -1,4 +1,4 @@
-// Package ipfixgen generates realistic DPI IPFIX data records: the streams a
+// Package dpisim generates realistic DPI IPFIX data records: the streams a
 // DPI exports (fullflow, clickstream, dnsflow, http_reply, ssl_reply, sip,
 // ftp, im, mail, raw) with the templates of the DPI reference
 // (dpi-ipfix-templates.txt), field for field in the reference's order, the
@@ -40,4 +40,4 @@
 // seed and shared by generators. A record takes a few hundred nanoseconds.
 // The package builds records only: framing them into messages is
 // ipfix.Encoder's job (or ipfix-gen's).
-package ipfixgen
+package dpisim
