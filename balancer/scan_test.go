@@ -6,8 +6,8 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	ipfixgen "github.com/ipfix-balancer/ipfix-balancer/dpisim"
 	"github.com/ipfix-balancer/ipfix-balancer/ipfix"
-	ipfixgen "github.com/ipfix-balancer/ipfix-balancer/ipfix/gen"
 )
 
 // scanFixture is a stream of generated messages (templates first) and a cache

@@ -23,9 +23,9 @@ import (
 	"github.com/ipfix-balancer/ipfix-balancer/affinity"
 	"github.com/ipfix-balancer/ipfix-balancer/balancer"
 	"github.com/ipfix-balancer/ipfix-balancer/config"
+	ipfixgen "github.com/ipfix-balancer/ipfix-balancer/dpisim"
 	"github.com/ipfix-balancer/ipfix-balancer/internal/testenv"
 	"github.com/ipfix-balancer/ipfix-balancer/ipfix"
-	ipfixgen "github.com/ipfix-balancer/ipfix-balancer/ipfix/gen"
 )
 
 const udpLabels = `stream="fullflow",dpi="0"`

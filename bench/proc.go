@@ -44,8 +44,7 @@ func (ps *procs) start(name, cpus, bin string, args ...string) (*proc, error) {
 		bin = "taskset"
 	}
 	cmd := exec.Command(bin, args...)
-	// The kernel kills the child if the harness dies without cleaning up.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	cmd.SysProcAttr = childAttr()
 	p := &proc{name: name, cmd: cmd, stderr: &tail{max: 64 << 10}, done: make(chan struct{})}
 	if ps.verbose {
 		cmd.Stderr = io.MultiWriter(p.stderr, prefixWriter{name: name, w: os.Stderr})

@@ -52,3 +52,8 @@ func writeFileAtomic(path string, data []byte) error {
 	}
 	return os.Rename(tmp, path)
 }
+
+// LoaderLock is the file in the dump root that ipfix-loader holds locked
+// while it runs (where flock exists): two loaders of one directory would load
+// a dump twice.
+const LoaderLock = ".ipfix-loader.lock"

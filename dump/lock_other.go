@@ -4,10 +4,6 @@ package dump
 
 import "os"
 
-// LoaderLock is the file in the dump root that ipfix-loader holds locked
-// while it runs (where flock exists).
-const LoaderLock = ".ipfix-loader.lock"
-
 // TryLock does nothing where flock is missing: recovery then assumes no
 // other process writes the dump directory.
 func TryLock(*os.File) error { return nil }

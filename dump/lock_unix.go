@@ -10,10 +10,6 @@ import (
 	"syscall"
 )
 
-// LoaderLock is the file in the dump root that ipfix-loader holds locked
-// while it runs: two loaders of one directory would load a dump twice.
-const LoaderLock = ".ipfix-loader.lock"
-
 // TryLock takes an exclusive flock on f without waiting. The recorder holds
 // it on its .part until the file is renamed, and start-up recovery skips a
 // .part it cannot lock: another live process (a restart hand-over) still

@@ -7,8 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ipfix-balancer/ipfix-balancer/dpisim"
 	"github.com/ipfix-balancer/ipfix-balancer/ipfix"
-	ipfixgen "github.com/ipfix-balancer/ipfix-balancer/ipfix/gen"
 )
 
 // benchMessages encodes n records of one template into messages of maxSize.
@@ -211,7 +211,7 @@ func BenchmarkDecodeTestdata(b *testing.B) {
 // generator's fullflow template (two variable-length fields, so every record is
 // walked): the per-message cost the balancer pays for sequence numbers.
 func BenchmarkRecordCountFullflow(b *testing.B) {
-	g, err := ipfixgen.New(ipfixgen.Fullflow, 1, 0)
+	g, err := dpisim.New(dpisim.Fullflow, 1, 0)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -240,4 +240,44 @@ func BenchmarkRecordCountFullflow(b *testing.B) {
 		}
 		i++
 	}
+}
+
+// BenchmarkEncoder frames fullflow records into 1400-byte messages.
+func BenchmarkEncoder(b *testing.B) {
+	t := fullflowTemplate(256)
+	rec := fullflowRecord(nil, 1)
+	e := ipfix.NewEncoder(1, 1400)
+	e.AddTemplate(t)
+	n := 0
+	e.SetOutput(func([]byte) { n++ })
+	b.SetBytes(int64(len(rec)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := e.AppendRecord(t.ID, rec); err != nil {
+			b.Fatal(err)
+		}
+	}
+	e.Flush()
+	if n == 0 {
+		b.Fatal("no message")
+	}
+}
+
+// BenchmarkAppendTemplateMessages builds the template messages of a domain
+// with 40 templates into 1400-byte messages (a UDP re-send).
+func BenchmarkAppendTemplateMessages(b *testing.B) {
+	c := ipfix.NewTemplateCache(0)
+	for i := range 20 {
+		c.Add(1, fullflowTemplate(uint16(256+2*i)), fixedNow)
+		c.Add(1, clickTemplate(uint16(257+2*i)), fixedNow)
+	}
+	var dst []byte
+	b.ReportAllocs()
+	for b.Loop() {
+		dst = c.AppendTemplateMessages(dst[:0], 1, 0, 0, 1400)
+		if len(dst) == 0 {
+			b.Fatal("no message")
+		}
+	}
+	b.SetBytes(int64(len(dst)))
 }

@@ -278,46 +278,15 @@ func (c *TemplateCache) AppendTemplateMessages(dst []byte, odid uint32, exportTi
 }
 
 func appendTemplateMessages(dst []byte, ts []*Template, odid uint32, exportTime, seq uint32, maxSize int) []byte {
-	if maxSize > MaxMessageLen || maxSize <= 0 {
-		maxSize = MaxMessageLen
-	}
-	msgStart, setStart := -1, -1
-	var setID uint16
-	closeMsg := func() {
-		if msgStart < 0 {
-			return
-		}
-		if setStart >= 0 {
-			binary.BigEndian.PutUint16(dst[setStart+2:], uint16(len(dst)-setStart))
-		}
-		PutHeader(dst[msgStart:], Header{Version: Version, Length: uint16(len(dst) - msgStart),
-			ExportTime: exportTime, SequenceNumber: seq, ObservationDomainID: odid})
-		msgStart, setStart = -1, -1
-	}
+	mb := NewMessageBuilder(&dst, maxSize)
 	for _, t := range ts {
 		sid := t.setID()
-		need := len(t.Record)
-		if setStart < 0 || setID != sid {
-			need += SetHeaderLen
+		if !mb.Fits(sid, len(t.Record)) {
+			mb.Finish(exportTime, seq, odid)
 		}
-		if msgStart >= 0 && len(dst)-msgStart+need > maxSize {
-			closeMsg()
-		}
-		if msgStart < 0 {
-			msgStart = len(dst)
-			dst = append(dst, make([]byte, HeaderLen)...)
-		}
-		if setStart < 0 || setID != sid {
-			if setStart >= 0 {
-				binary.BigEndian.PutUint16(dst[setStart+2:], uint16(len(dst)-setStart))
-			}
-			setStart, setID = len(dst), sid
-			dst = binary.BigEndian.AppendUint16(dst, sid)
-			dst = append(dst, 0, 0)
-		}
-		dst = append(dst, t.Record...)
+		mb.Append(sid, t.Record, 0)
 	}
-	closeMsg()
+	mb.Finish(exportTime, seq, odid)
 	return dst
 }
 

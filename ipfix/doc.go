@@ -10,7 +10,10 @@
 //     count data records, modulo 2^32), ExportClock (the export time to put on a
 //     message made up for a session: the exporter's, never ours, so that it
 //     never goes back on the session).
-//   - §3.3 sets and padding: Sets, CheckMessage.
+//   - §3.3 sets and padding: Sets, Set.TemplateRecords, CheckMessage;
+//     MessageBuilder, the one framing of outgoing messages (sets and records
+//     appended up to a maximum size, header finished), behind Encoder, Repack
+//     and AppendTemplateMessages.
 //   - §3.4 template and options template records, §8 template management:
 //     TemplateCache (definition, redefinition, withdrawal and withdraw-all §8.1,
 //     template lifetime for UDP §8.4), AppendTemplateMessages to replay them.

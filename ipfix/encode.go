@@ -1,23 +1,18 @@
 package ipfix
 
-import "encoding/binary"
-
 // Encoder builds the messages of one observation domain: template sets for the
 // templates added, then data sets of the records appended, closing a message
 // whenever the next record would make it exceed maxSize (records are never split).
 // Sequence numbers count data records (RFC 7011 §3.1). Not safe for concurrent use.
 type Encoder struct {
 	odid       uint32
-	maxSize    int
 	exportTime uint32
 	seq        uint32
 	templates  map[uint16]*Template
 	out        func(msg []byte)
 
-	buf      []byte // the open message; len 0 when none
-	setStart int    // offset of the open set header in buf, -1 when none
-	setID    uint16
-	records  uint32 // data records in the open message
+	buf []byte         // the open message; len 0 when none
+	mb  MessageBuilder // frames into buf
 }
 
 // NewEncoder returns an encoder for domain odid whose messages are at most
@@ -27,13 +22,13 @@ func NewEncoder(odid uint32, maxSize int) *Encoder {
 	if maxSize <= 0 || maxSize > MaxMessageLen {
 		maxSize = MaxMessageLen
 	}
-	return &Encoder{
+	e := &Encoder{
 		odid:      odid,
-		maxSize:   maxSize,
 		templates: make(map[uint16]*Template),
 		buf:       make([]byte, 0, maxSize),
-		setStart:  -1,
 	}
+	e.mb = NewMessageBuilder(&e.buf, maxSize)
+	return e
 }
 
 // SetExportTime sets the export time (Unix seconds) of the messages closed from
@@ -46,7 +41,7 @@ func (e *Encoder) SetSequenceNumber(seq uint32) { e.seq = seq }
 // SequenceNumber returns the number of data records emitted or pending so far
 // (plus the initial sequence number): the next message's sequence number after
 // a Flush.
-func (e *Encoder) SequenceNumber() uint32 { return e.seq + e.records }
+func (e *Encoder) SequenceNumber() uint32 { return e.seq + e.mb.Records() }
 
 // SetOutput sets the function that receives each closed message. msg is valid
 // only during fn. Without an output, messages are discarded.
@@ -57,19 +52,10 @@ func (e *Encoder) SetOutput(fn func(msg []byte)) { e.out = fn }
 func (e *Encoder) AddTemplate(t *Template) {
 	e.templates[t.ID] = t
 	sid := t.setID()
-	need := len(t.Record)
-	if e.setStart < 0 || e.setID != sid {
-		need += SetHeaderLen
-	}
-	if len(e.buf) > 0 && len(e.buf)+need > e.maxSize {
+	if !e.mb.Fits(sid, len(t.Record)) {
 		e.Flush()
-		need = len(t.Record) + SetHeaderLen
 	}
-	e.openMessage()
-	if e.setStart < 0 || e.setID != sid {
-		e.openSet(sid)
-	}
-	e.buf = append(e.buf, t.Record...)
+	e.mb.Append(sid, t.Record, 0)
 }
 
 // AppendRecord adds one encoded data record for template templateID. When the
@@ -85,59 +71,25 @@ func (e *Encoder) AppendRecord(templateID uint16, record []byte) error {
 	if n, err := t.recordLength(record); err != nil || n != len(record) {
 		return parseErr(0, templateID, templateID, ErrFieldLength)
 	}
-	if HeaderLen+SetHeaderLen+len(record) > e.maxSize {
+	if HeaderLen+SetHeaderLen+len(record) > e.mb.MaxSize() {
 		return parseErr(0, templateID, templateID, ErrMessageLength)
 	}
-	need := len(record)
-	if e.setStart < 0 || e.setID != templateID {
-		need += SetHeaderLen
-	}
-	if len(e.buf) > 0 && len(e.buf)+need > e.maxSize {
+	if !e.mb.Fits(templateID, len(record)) {
 		e.Flush()
 	}
-	e.openMessage()
-	if e.setStart < 0 || e.setID != templateID {
-		e.openSet(templateID)
-	}
-	e.buf = append(e.buf, record...)
-	e.records++
+	e.mb.Append(templateID, record, 1)
 	return nil
-}
-
-func (e *Encoder) openMessage() {
-	if len(e.buf) == 0 {
-		e.buf = append(e.buf[:0], make([]byte, HeaderLen)...)
-		e.setStart = -1
-	}
-}
-
-func (e *Encoder) openSet(id uint16) {
-	e.closeSet()
-	e.setStart, e.setID = len(e.buf), id
-	e.buf = binary.BigEndian.AppendUint16(e.buf, id)
-	e.buf = append(e.buf, 0, 0)
-}
-
-func (e *Encoder) closeSet() {
-	if e.setStart >= 0 {
-		binary.BigEndian.PutUint16(e.buf[e.setStart+2:], uint16(len(e.buf)-e.setStart))
-		e.setStart = -1
-	}
 }
 
 // Flush closes the open message, if any, and emits it.
 func (e *Encoder) Flush() {
-	if len(e.buf) <= HeaderLen {
-		e.buf = e.buf[:0]
+	msg, records := e.mb.Finish(e.exportTime, e.seq, e.odid)
+	if msg == nil {
 		return
 	}
-	e.closeSet()
-	PutHeader(e.buf, Header{Version: Version, Length: uint16(len(e.buf)), ExportTime: e.exportTime,
-		SequenceNumber: e.seq, ObservationDomainID: e.odid})
-	e.seq += e.records
-	e.records = 0
+	e.seq += records
 	if e.out != nil {
-		e.out(e.buf)
+		e.out(msg)
 	}
 	e.buf = e.buf[:0]
 }

@@ -12,12 +12,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ipfix-balancer/ipfix-balancer/dpisim"
 	"github.com/ipfix-balancer/ipfix-balancer/ipfix"
-	ipfixgen "github.com/ipfix-balancer/ipfix-balancer/ipfix/gen"
 )
 
 // Golden files: one small RFC 5655 file per template family of the DPI
-// reference in testdata/<family>.ipfix, written by ipfixgen, and next to it
+// reference in testdata/<family>.ipfix, written by dpisim, and next to it
 // testdata/<family>.golden, the text dump of what this package decodes from
 // it. Regenerate both on purpose and review the diff:
 //
@@ -31,24 +31,24 @@ var goldenExportTime = time.Date(2025, 11, 22, 12, 0, 0, 0, time.UTC)
 // addresses, or (stream "") the options template file.
 type goldenFamily struct {
 	name   string
-	stream ipfixgen.Stream
+	stream dpisim.Stream
 	ipv6   bool
 }
 
 var goldenFamilies = []goldenFamily{
-	{"fullflow", ipfixgen.Fullflow, false},
-	{"fullflow-v6", ipfixgen.Fullflow, true},
-	{"clickstream-v4", ipfixgen.Clickstream, false},
-	{"clickstream-v6", ipfixgen.Clickstream, true},
-	{"dnsflow-v4", ipfixgen.DNSFlow, false},
-	{"dnsflow-v6", ipfixgen.DNSFlow, true},
-	{"http_reply", ipfixgen.HTTPReply, false},
-	{"ssl_reply", ipfixgen.SSLReply, false},
-	{"sip", ipfixgen.SIP, false},
-	{"ftp", ipfixgen.FTP, false},
-	{"im", ipfixgen.IM, false},
-	{"mail", ipfixgen.Mail, false},
-	{"raw", ipfixgen.Raw, false},
+	{"fullflow", dpisim.Fullflow, false},
+	{"fullflow-v6", dpisim.Fullflow, true},
+	{"clickstream-v4", dpisim.Clickstream, false},
+	{"clickstream-v6", dpisim.Clickstream, true},
+	{"dnsflow-v4", dpisim.DNSFlow, false},
+	{"dnsflow-v6", dpisim.DNSFlow, true},
+	{"http_reply", dpisim.HTTPReply, false},
+	{"ssl_reply", dpisim.SSLReply, false},
+	{"sip", dpisim.SIP, false},
+	{"ftp", dpisim.FTP, false},
+	{"im", dpisim.IM, false},
+	{"mail", dpisim.Mail, false},
+	{"raw", dpisim.Raw, false},
 	{"options", "", false},
 }
 
@@ -66,13 +66,13 @@ func goldenFile(tb testing.TB, fam goldenFamily) []byte {
 	if fam.stream == "" {
 		// Options file: exporting process statistics (RFC 7011 §4.3)
 		// next to a data template, as an exporter sends them.
-		ot := ipfixgen.ExporterStatsTemplate()
+		ot := dpisim.ExporterStatsTemplate()
 		dt := ipfix.NewTemplate(256, []ipfix.FieldSpecifier{{ID: 8, Length: 4}, {ID: 2, Length: 8}})
 		enc.AddTemplate(dt)
 		enc.AddTemplate(ot)
 		enc.Flush()
 		for i := range 3 {
-			rec := ipfixgen.AppendExporterStats(nil, goldenODID, 7, uint64(100*(i+1)), uint64(2000*(i+1)), uint64(300000*(i+1)), goldenExportTime.Add(-time.Hour).UnixMilli())
+			rec := dpisim.AppendExporterStats(nil, goldenODID, 7, uint64(100*(i+1)), uint64(2000*(i+1)), uint64(300000*(i+1)), goldenExportTime.Add(-time.Hour).UnixMilli())
 			if err := enc.AppendRecord(ot.ID, rec); err != nil {
 				tb.Fatal(err)
 			}
@@ -87,7 +87,7 @@ func goldenFile(tb testing.TB, fam goldenFamily) []byte {
 	if fam.ipv6 {
 		share = 1
 	}
-	g, err := ipfixgen.NewWithConfig(ipfixgen.Config{Stream: fam.stream, Seed: 2025, IPv6Share: share,
+	g, err := dpisim.NewWithConfig(dpisim.Config{Stream: fam.stream, Seed: 2025, IPv6Share: share,
 		Subscribers: 1000, Hosts: 500, Now: goldenExportTime})
 	if err != nil {
 		tb.Fatal(err)

@@ -9,62 +9,33 @@ var repackPool = sync.Pool{New: func() any { b := make([]byte, 0, MaxMessageLen)
 
 // packer accumulates records into messages of at most maxSize bytes.
 type packer struct {
-	buf        []byte
-	maxSize    int
+	mb         MessageBuilder
+	buf        *[]byte
 	exportTime uint32
 	seq        uint32
 	odid       uint32
-	setStart   int
-	setID      uint16
-	records    uint32
 }
 
 // add appends one record (or whole set body for unknown templates) of set id
 // to the open message, closing it first if the record does not fit. A record
 // too large for any message gets a message of its own.
 func (p *packer) add(id uint16, rec []byte, records uint32, fn func(msg []byte)) {
-	need := len(rec)
-	if p.setStart < 0 || p.setID != id {
-		need += SetHeaderLen
-	}
-	if len(p.buf) > HeaderLen && len(p.buf)+need > p.maxSize {
+	if !p.mb.Fits(id, len(rec)) {
 		p.flush(fn)
 	}
-	if len(p.buf) == 0 {
-		p.buf = append(p.buf, make([]byte, HeaderLen)...)
-		p.setStart = -1
-	}
-	if p.setStart < 0 || p.setID != id {
-		p.closeSet()
-		p.setStart, p.setID = len(p.buf), id
-		p.buf = binary.BigEndian.AppendUint16(p.buf, id)
-		p.buf = append(p.buf, 0, 0)
-	}
-	p.buf = append(p.buf, rec...)
-	p.records += records
-}
-
-func (p *packer) closeSet() {
-	if p.setStart >= 0 {
-		binary.BigEndian.PutUint16(p.buf[p.setStart+2:], uint16(len(p.buf)-p.setStart))
-		p.setStart = -1
-	}
+	p.mb.Append(id, rec, records)
 }
 
 // flush emits the open message. fn is a parameter, not a field, so that it
 // does not escape (Repack allocates nothing).
 func (p *packer) flush(fn func(msg []byte)) {
-	if len(p.buf) <= HeaderLen {
-		p.buf = p.buf[:0]
+	msg, records := p.mb.Finish(p.exportTime, p.seq, p.odid)
+	if msg == nil {
 		return
 	}
-	p.closeSet()
-	PutHeader(p.buf, Header{Version: Version, Length: uint16(len(p.buf)), ExportTime: p.exportTime,
-		SequenceNumber: p.seq, ObservationDomainID: p.odid})
-	p.seq += p.records
-	p.records = 0
-	fn(p.buf)
-	p.buf = p.buf[:0]
+	p.seq += records
+	fn(msg)
+	*p.buf = (*p.buf)[:0]
 }
 
 // Repack splits a checked message into messages of at most maxSize bytes, for
@@ -98,8 +69,9 @@ func Repack(msg []byte, cache TemplateLookup, maxSize int, fn func(msg []byte)) 
 		return nil
 	}
 	bp := repackPool.Get().(*[]byte)
-	p := packer{buf: (*bp)[:0], maxSize: maxSize, exportTime: h.ExportTime, seq: h.SequenceNumber,
-		odid: h.ObservationDomainID, setStart: -1}
+	*bp = (*bp)[:0]
+	p := packer{mb: NewMessageBuilder(bp, maxSize), buf: bp, exportTime: h.ExportTime, seq: h.SequenceNumber,
+		odid: h.ObservationDomainID}
 	var first error
 	it := Sets(msg)
 	for {
@@ -112,7 +84,6 @@ func Repack(msg []byte, cache TemplateLookup, maxSize int, fn func(msg []byte)) 
 		}
 	}
 	p.flush(fn)
-	*bp = p.buf[:0]
 	repackPool.Put(bp)
 	if err := it.Err(); err != nil {
 		return err
@@ -135,7 +106,7 @@ func (p *packer) addSet(s Set, cache TemplateLookup, fn func(msg []byte)) error 
 	}
 	t := cache.Lookup(p.odid, s.ID)
 	if t == nil {
-		if HeaderLen+SetHeaderLen+len(b) <= p.maxSize {
+		if HeaderLen+SetHeaderLen+len(b) <= p.mb.MaxSize() {
 			p.add(s.ID, b, 0, fn)
 			return nil
 		}

@@ -74,3 +74,24 @@ func (it *SetIterator) Err() error {
 	}
 	return it.err
 }
+
+// TemplateRecords returns the number of template records in s, a template or
+// options template set, withdrawals excluded; 0 for other sets. A truncated
+// record ends the count with ErrTemplate.
+func (s Set) TemplateRecords() (int, error) {
+	if s.ID != TemplateSetID && s.ID != OptionsTemplateSetID {
+		return 0, nil
+	}
+	n := 0
+	for b := s.Body; len(b) >= 4; {
+		l, err := templateRecordLength(b, s.ID)
+		if err != nil {
+			return n, parseErr(s.Offset+SetHeaderLen+len(s.Body)-len(b), s.ID, binary.BigEndian.Uint16(b), err)
+		}
+		if binary.BigEndian.Uint16(b[2:4]) > 0 {
+			n++
+		}
+		b = b[l:]
+	}
+	return n, nil
+}

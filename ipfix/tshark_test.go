@@ -18,8 +18,8 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/ipfix-balancer/ipfix-balancer/dpisim"
 	"github.com/ipfix-balancer/ipfix-balancer/ipfix"
-	ipfixgen "github.com/ipfix-balancer/ipfix-balancer/ipfix/gen"
 )
 
 // Wireshark is an independent decoder: it reads RFC 5655 files directly
@@ -299,7 +299,7 @@ func TestTsharkEnterprise(t *testing.T) {
 // it: IPv4 and IPv6 records interleaved in 1400-byte messages.
 func writeMixedClickstream(t *testing.T, path string) {
 	t.Helper()
-	g, err := ipfixgen.NewWithConfig(ipfixgen.Config{Stream: ipfixgen.Clickstream, Seed: 3, IPv6Share: 0.5,
+	g, err := dpisim.NewWithConfig(dpisim.Config{Stream: dpisim.Clickstream, Seed: 3, IPv6Share: 0.5,
 		Subscribers: 1000, Hosts: 500, Now: goldenExportTime})
 	require.NoError(t, err)
 	var file []byte

@@ -15,8 +15,8 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/ipfix-balancer/ipfix-balancer/dpisim"
 	"github.com/ipfix-balancer/ipfix-balancer/internal/testenv"
-	ipfixgen "github.com/ipfix-balancer/ipfix-balancer/ipfix/gen"
 	"github.com/ipfix-balancer/ipfix-balancer/loader"
 )
 
@@ -47,7 +47,7 @@ func BenchmarkLoadVsClient(b *testing.B) {
 		b.Fatal("clickhouse-client not found: run make test, which installs it")
 	}
 	ch := testenv.StartClickHouse(b)
-	for _, stream := range []ipfixgen.Stream{ipfixgen.Fullflow, ipfixgen.Clickstream} {
+	for _, stream := range []dpisim.Stream{dpisim.Fullflow, dpisim.Clickstream} {
 		b.Run(string(stream), func(b *testing.B) {
 			rows := benchRows()
 			src := b.TempDir()

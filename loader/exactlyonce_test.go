@@ -16,8 +16,8 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/ipfix-balancer/ipfix-balancer/dpisim"
 	"github.com/ipfix-balancer/ipfix-balancer/internal/testenv"
-	ipfixgen "github.com/ipfix-balancer/ipfix-balancer/ipfix/gen"
 	"github.com/ipfix-balancer/ipfix-balancer/loader"
 )
 
@@ -29,7 +29,7 @@ func killDumps(t testing.TB, dir string) (records int) {
 	writeDump(t, dir, "fullflow", 0, testWindow, 3000, 1, 0.2)
 	writeDump(t, dir, "fullflow", 1, midnight, 3000, 2, 0.2)
 	writeDump(t, dir, "clickstream", 0, testWindow.Add(10*time.Minute), 3000, 3, 0.3,
-		ipfixgen.Clickstream, ipfixgen.HTTPReply, ipfixgen.SSLReply)
+		dpisim.Clickstream, dpisim.HTTPReply, dpisim.SSLReply)
 	writeDump(t, dir, "dnsflow", 0, testWindow.Add(20*time.Minute), 2000, 4, 0.3)
 	return 11000
 }

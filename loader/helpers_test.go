@@ -17,9 +17,9 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/ipfix-balancer/ipfix-balancer/dpisim"
 	"github.com/ipfix-balancer/ipfix-balancer/internal/testenv"
 	"github.com/ipfix-balancer/ipfix-balancer/ipfix"
-	ipfixgen "github.com/ipfix-balancer/ipfix-balancer/ipfix/gen"
 	"github.com/ipfix-balancer/ipfix-balancer/loader"
 )
 
@@ -37,10 +37,10 @@ var testWindow = time.Date(2025, 3, 14, 10, 0, 0, 0, time.UTC)
 // writeDump writes an IPFIX file of n records of the given streams (round
 // robin) as <dir>/<stream>/<stream>_<dpi>_<window>.ipfix (a name of the
 // older grammar, still loaded) and returns its path.
-func writeDump(t testing.TB, dir, stream string, dpi int, window time.Time, n int, seed int64, ipv6 float64, streams ...ipfixgen.Stream) string {
+func writeDump(t testing.TB, dir, stream string, dpi int, window time.Time, n int, seed int64, ipv6 float64, streams ...dpisim.Stream) string {
 	t.Helper()
 	if len(streams) == 0 {
-		streams = []ipfixgen.Stream{ipfixgen.Stream(stream)}
+		streams = []dpisim.Stream{dpisim.Stream(stream)}
 	}
 	sdir := filepath.Join(dir, stream)
 	require.NoError(t, os.MkdirAll(sdir, 0o755))
@@ -56,11 +56,11 @@ func writeDump(t testing.TB, dir, stream string, dpi int, window time.Time, n in
 			werr = err
 		}
 	})
-	gens := make([]*ipfixgen.Generator, len(streams))
+	gens := make([]*dpisim.Generator, len(streams))
 	for i, s := range streams {
 		// Few seeds: the generator builds its pools once per seed. The
 		// seed argument moves the clock instead, so dumps still differ.
-		g, err := ipfixgen.NewWithConfig(ipfixgen.Config{Stream: s, Seed: 1 + int64(i), IPv6Share: ipv6,
+		g, err := dpisim.NewWithConfig(dpisim.Config{Stream: s, Seed: 1 + int64(i), IPv6Share: ipv6,
 			Subscribers: 1000, Hosts: 1000, Now: window.Add(time.Minute)})
 		require.NoError(t, err)
 		for _, tm := range g.Templates() {
@@ -68,7 +68,7 @@ func writeDump(t testing.TB, dir, stream string, dpi int, window time.Time, n in
 		}
 		gens[i] = g
 	}
-	buf := make([]byte, 0, ipfixgen.MaxRecordLength)
+	buf := make([]byte, 0, dpisim.MaxRecordLength)
 	for i := range n {
 		g := gens[i%len(gens)]
 		if i%100 == 0 {

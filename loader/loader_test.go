@@ -13,9 +13,9 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/ipfix-balancer/ipfix-balancer/dpisim"
 	"github.com/ipfix-balancer/ipfix-balancer/internal/testenv"
 	"github.com/ipfix-balancer/ipfix-balancer/ipfix"
-	ipfixgen "github.com/ipfix-balancer/ipfix-balancer/ipfix/gen"
 	"github.com/ipfix-balancer/ipfix-balancer/loader"
 )
 
@@ -26,13 +26,13 @@ func TestLoadEveryFamily(t *testing.T) {
 	dir := t.TempDir()
 	const db = "families"
 	paths := map[string]string{}
-	for i, s := range ipfixgen.Streams() {
+	for i, s := range dpisim.Streams() {
 		paths[string(s)] = writeDump(t, dir, string(s), i%3, testWindow, 700, int64(100+i), 0.3)
 	}
 	l := newLoader(t, ch, dir, db, func(c *loader.Config) { c.BatchRows = 300 })
 	runOnce(t, l)
 
-	for _, s := range ipfixgen.Streams() {
+	for _, s := range dpisim.Streams() {
 		t.Run(string(s), func(t *testing.T) {
 			path := paths[string(s)]
 			_, name := filepath.Split(path)
@@ -45,7 +45,7 @@ func TestLoadEveryFamily(t *testing.T) {
 			require.Equal(t, string(s), table)
 			cols := tableColumns(t, ch, db, table)
 			dpi := 0
-			for i, x := range ipfixgen.Streams() {
+			for i, x := range dpisim.Streams() {
 				if x == s {
 					dpi = i % 3
 				}

@@ -8,8 +8,8 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/ipfix-balancer/ipfix-balancer/dpisim"
 	"github.com/ipfix-balancer/ipfix-balancer/ipfix"
-	ipfixgen "github.com/ipfix-balancer/ipfix-balancer/ipfix/gen"
 	"github.com/ipfix-balancer/ipfix-balancer/loader"
 )
 
@@ -43,9 +43,9 @@ func TestConfigValidate(t *testing.T) {
 // Every field of every reference template has a column: nothing of the DPI
 // reference is skipped.
 func TestReferenceTemplatesHaveColumns(t *testing.T) {
-	for _, s := range ipfixgen.Streams() {
+	for _, s := range dpisim.Streams() {
 		for _, v6 := range []bool{false, true} {
-			fields, err := ipfixgen.Fields(s, v6)
+			fields, err := dpisim.Fields(s, v6)
 			require.NoError(t, err)
 			cols := loader.TableColumns(string(s))
 			require.NotNil(t, cols, "table %s", s)

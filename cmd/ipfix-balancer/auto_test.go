@@ -16,9 +16,9 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/ipfix-balancer/ipfix-balancer/dpisim"
 	"github.com/ipfix-balancer/ipfix-balancer/dump"
 	"github.com/ipfix-balancer/ipfix-balancer/internal/testenv"
-	ipfixgen "github.com/ipfix-balancer/ipfix-balancer/ipfix/gen"
 )
 
 // writeAutoConfig writes a RoundRobin fullflow receiver to two subreceivers
@@ -66,7 +66,7 @@ func TestBalancerAutoRecordsLocally(t *testing.T) {
 	gen, cleanup, err := testenv.Build("ipfix-gen", "../ipfix-gen")
 	require.NoError(t, err)
 	t.Cleanup(cleanup)
-	capture := writeCapture(t, ipfixgen.Fullflow, 20000)
+	capture := writeCapture(t, dpisim.Fullflow, 20000)
 	msgs, records := readCapture(t, capture)
 	want := map[string]int{}
 	total := 0

@@ -19,9 +19,9 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/ipfix-balancer/ipfix-balancer/dpisim"
 	"github.com/ipfix-balancer/ipfix-balancer/internal/testenv"
 	"github.com/ipfix-balancer/ipfix-balancer/ipfix"
-	ipfixgen "github.com/ipfix-balancer/ipfix-balancer/ipfix/gen"
 )
 
 // A capture whose export times are hours old is replayed over one exporter
@@ -33,7 +33,7 @@ import (
 // a session, and each gets every record sent while it was configured, exactly once.
 func TestOldCaptureThroughRestartsAndReloads(t *testing.T) {
 	const phases = 6
-	capture := writeCapture(t, ipfixgen.Fullflow, 30000)
+	capture := writeCapture(t, dpisim.Fullflow, 30000)
 	testenv.AgeCapture(t, capture, uint32(time.Now().Add(-6*time.Hour).Unix()), 50)
 	msgs, records := readCapture(t, capture)
 	parts := make([][]byte, phases) // one byte stream per phase
@@ -145,9 +145,9 @@ func TestOldCaptureThroughRestartsAndReloads(t *testing.T) {
 
 // writeCapture writes n records of stream, as the DPI exports them, into an
 // IPFIX file (RFC 5655): the templates first, then messages of at most 1400 bytes.
-func writeCapture(t *testing.T, stream ipfixgen.Stream, n int) string {
+func writeCapture(t *testing.T, stream dpisim.Stream, n int) string {
 	t.Helper()
-	g, err := ipfixgen.New(stream, 1, 0.2)
+	g, err := dpisim.New(stream, 1, 0.2)
 	require.NoError(t, err)
 	var file []byte
 	enc := ipfix.NewEncoder(1, 1400)
@@ -155,7 +155,7 @@ func writeCapture(t *testing.T, stream ipfixgen.Stream, n int) string {
 	for _, tm := range g.Templates() {
 		enc.AddTemplate(tm)
 	}
-	rec := make([]byte, 0, ipfixgen.MaxRecordLength)
+	rec := make([]byte, 0, dpisim.MaxRecordLength)
 	for range n {
 		id, r := g.Next(rec[:0])
 		require.NoError(t, enc.AppendRecord(id, r))
@@ -228,7 +228,7 @@ func TestReplayedOldCaptureRoundRobin(t *testing.T) {
 	gen, cleanup, err := testenv.Build("ipfix-gen", "../ipfix-gen")
 	require.NoError(t, err)
 	t.Cleanup(cleanup)
-	capture := writeCapture(t, ipfixgen.Clickstream, 20000)
+	capture := writeCapture(t, dpisim.Clickstream, 20000)
 	testenv.AgeCapture(t, capture, uint32(time.Now().Add(-3*time.Hour).Unix()), 100)
 	msgs, records := readCapture(t, capture)
 	want := map[string]int{}
@@ -303,7 +303,7 @@ func TestReplayedOldCaptureRoundRobin(t *testing.T) {
 // exporter's export time, so the strict collector behind it, which sees a new
 // TCP session from the new process, refuses nothing of the capture hours old.
 func TestOldCaptureOverUDPThroughRestarts(t *testing.T) {
-	capture := writeCapture(t, ipfixgen.DNSFlow, 6000)
+	capture := writeCapture(t, dpisim.DNSFlow, 6000)
 	testenv.AgeCapture(t, capture, uint32(time.Now().Add(-6*time.Hour).Unix()), 20)
 	msgs, records := readCapture(t, capture)
 	c := testenv.StartCollector(t, "tcp")

@@ -14,7 +14,7 @@ import (
 	"testing"
 	"time"
 
-	"golang.org/x/sys/unix"
+	"github.com/ipfix-balancer/ipfix-balancer/affinity"
 )
 
 // Throughput of the binary on one core, to a sink on another:
@@ -36,10 +36,8 @@ func pinnedSink(b *testing.B, cpu int) (string, <-chan int64) {
 	}
 	done := make(chan int64, 1)
 	go func() {
-		runtime.LockOSThread()
-		var set unix.CPUSet
-		set.Set(cpu)
-		_ = unix.SchedSetaffinity(0, &set)
+		runtime.LockOSThread() // stays locked even where Pin is not supported
+		_ = affinity.Pin(affinity.CPUSet{cpu})
 		defer ln.Close()
 		c, err := ln.Accept()
 		if err != nil {

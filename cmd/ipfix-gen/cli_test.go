@@ -10,7 +10,7 @@ import (
 
 	"github.com/stretchr/testify/assert"
 
-	ipfixgen "github.com/ipfix-balancer/ipfix-balancer/ipfix/gen"
+	"github.com/ipfix-balancer/ipfix-balancer/dpisim"
 )
 
 // A bad -to says what is wanted (not a raw URL parse error), and a bad
@@ -25,7 +25,7 @@ func TestFlagErrorsSayWhatIsWanted(t *testing.T) {
 	res = start(t, "-stream", "foo", "-records", "1", "-out", out)()
 	assert.Equal(t, 2, res.code)
 	var names []string
-	for _, s := range ipfixgen.Streams() {
+	for _, s := range dpisim.Streams() {
 		names = append(names, string(s))
 	}
 	assert.Contains(t, res.stderr, `-stream: unknown stream "foo" (want `+strings.Join(names, ", ")+`)`)

@@ -8,8 +8,8 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/ipfix-balancer/ipfix-balancer/dpisim"
 	"github.com/ipfix-balancer/ipfix-balancer/ipfix"
-	ipfixgen "github.com/ipfix-balancer/ipfix-balancer/ipfix/gen"
 )
 
 // Batches: one write(2) per batchBytes for TCP and files, one sendmmsg(2)
@@ -20,84 +20,45 @@ const (
 )
 
 // msgWriter frames records into messages of one observation domain directly
-// in a batch (no copy between message and batch), closing a message when the
-// next record would make it exceed max. Sequence numbers count data records
-// (RFC 7011 §3.1).
+// in a batch (no copy between message and batch) with an ipfix.MessageBuilder,
+// closing a message when the next record would make it exceed max. Sequence
+// numbers count data records (RFC 7011 §3.1).
 type msgWriter struct {
 	b          *batch
+	mb         ipfix.MessageBuilder
 	odid       uint32
 	max        int
 	seq        uint32
 	exportTime uint32
-	msgStart   int // -1 when no message is open
-	setStart   int // -1 when no set is open
-	setID      uint16
-	recs       uint32
 }
 
 func newMsgWriter(b *batch, odid uint32, maxSize int) *msgWriter {
-	return &msgWriter{b: b, odid: odid, max: maxSize, msgStart: -1, setStart: -1}
+	return &msgWriter{b: b, mb: ipfix.NewMessageBuilder(&b.buf, maxSize), odid: odid, max: maxSize}
 }
 
 var errRecordTooLarge = errors.New("record does not fit in a message")
 
 // add appends one data record of template id.
 func (m *msgWriter) add(id uint16, rec []byte) error {
-	need := len(rec)
-	if m.setStart < 0 || m.setID != id {
-		need += ipfix.SetHeaderLen
-	}
-	if m.msgStart >= 0 && len(m.b.buf)-m.msgStart+need > m.max {
+	if !m.mb.Fits(id, len(rec)) {
 		m.close()
-		need = len(rec) + ipfix.SetHeaderLen
 	}
-	if m.msgStart < 0 {
-		if ipfix.HeaderLen+need > m.max {
-			return fmt.Errorf("%w: %d bytes, -msg-size %d", errRecordTooLarge, len(rec), m.max)
-		}
-		m.msgStart = len(m.b.buf)
-		m.b.buf = append(m.b.buf, make([]byte, ipfix.HeaderLen)...)
+	if !m.mb.Open() && ipfix.HeaderLen+ipfix.SetHeaderLen+len(rec) > m.max {
+		return fmt.Errorf("%w: %d bytes, -msg-size %d", errRecordTooLarge, len(rec), m.max)
 	}
-	if m.setStart < 0 || m.setID != id {
-		m.closeSet()
-		m.setStart, m.setID = len(m.b.buf), id
-		m.b.buf = append(m.b.buf, byte(id>>8), byte(id), 0, 0)
-	}
-	m.b.buf = append(m.b.buf, rec...)
-	m.recs++
+	m.mb.Append(id, rec, 1)
 	return nil
-}
-
-func (m *msgWriter) closeSet() {
-	if m.setStart >= 0 {
-		binary.BigEndian.PutUint16(m.b.buf[m.setStart+2:], uint16(len(m.b.buf)-m.setStart))
-		m.setStart = -1
-	}
-}
-
-// moved tells that the open message moved n bytes towards the batch start.
-func (m *msgWriter) moved(n int) {
-	m.msgStart -= n
-	if m.setStart >= 0 {
-		m.setStart -= n
-	}
 }
 
 // close ends the open message, if any.
 func (m *msgWriter) close() {
-	if m.msgStart < 0 {
+	msg, recs := m.mb.Finish(m.exportTime, m.seq, m.odid)
+	if msg == nil {
 		return
 	}
-	m.closeSet()
-	ipfix.PutHeader(m.b.buf[m.msgStart:], ipfix.Header{
-		Version: ipfix.Version, Length: uint16(len(m.b.buf) - m.msgStart),
-		ExportTime: m.exportTime, SequenceNumber: m.seq, ObservationDomainID: m.odid,
-	})
 	m.b.ends = append(m.b.ends, len(m.b.buf))
-	m.b.records += int64(m.recs)
-	m.seq += m.recs
-	m.recs = 0
-	m.msgStart = -1
+	m.b.records += int64(recs)
+	m.seq += recs
 }
 
 // pacer spreads n units per second: wait returns how long to sleep after
@@ -174,7 +135,7 @@ func normalEnd(err error) error {
 }
 
 func runLive(parent context.Context, o *options, st *stats) error {
-	g, err := ipfixgen.NewWithConfig(ipfixgen.Config{Stream: o.stream, Seed: o.seed, IPv6Share: o.ipv6Share,
+	g, err := dpisim.NewWithConfig(dpisim.Config{Stream: o.stream, Seed: o.seed, IPv6Share: o.ipv6Share,
 		Subscribers: o.subscribers, Hosts: o.hosts})
 	if err != nil {
 		return err
@@ -225,14 +186,15 @@ func runLive(parent context.Context, o *options, st *stats) error {
 			return nil
 		}
 		full := b.buf
-		if mw.msgStart >= 0 {
-			b.buf = full[:mw.msgStart]
+		if mw.mb.Open() {
+			b.buf = full[:mw.mb.Start()]
 		}
 		err := out.send(ctx, &b, st)
 		b.reset()
-		if mw.msgStart >= 0 {
-			b.buf = full[:copy(full, full[mw.msgStart:])]
-			mw.moved(mw.msgStart)
+		if mw.mb.Open() {
+			start := mw.mb.Start()
+			b.buf = full[:copy(full, full[start:])]
+			mw.mb.Moved(start)
 		}
 		return err
 	}
@@ -243,7 +205,7 @@ func runLive(parent context.Context, o *options, st *stats) error {
 		pace := pacer{start: st.start, rate: o.rate}
 		prog := newProgress(o.progressEvery, st.start)
 		nextTemplates := st.start.Add(o.templateEvery)
-		scratch := make([]byte, 0, ipfixgen.MaxRecordLength)
+		scratch := make([]byte, 0, dpisim.MaxRecordLength)
 		var produced int64
 		for ctx.Err() == nil {
 			n := chunk

@@ -1,6 +1,6 @@
 // Command ipfix-gen simulates a DPI exporting IPFIX (RFC 7011): it generates
 // realistic records of one stream with the DPI's templates (package
-// ipfix/gen) and sends them over TCP or UDP or writes an IPFIX file (RFC
+// dpisim) and sends them over TCP or UDP or writes an IPFIX file (RFC
 // 5655); or it replays the messages of an IPFIX file, ours or any
 // exporter's.
 //
@@ -49,15 +49,15 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/ipfix-balancer/ipfix-balancer/dpisim"
 	"github.com/ipfix-balancer/ipfix-balancer/ipfix"
-	ipfixgen "github.com/ipfix-balancer/ipfix-balancer/ipfix/gen"
 )
 
 var version = "dev"
 
 // options are the parsed command line.
 type options struct {
-	stream        ipfixgen.Stream
+	stream        dpisim.Stream
 	records       int64
 	duration      time.Duration
 	rate          float64
@@ -154,7 +154,7 @@ Prints one JSON summary line on stdout; logs go to stderr.
 	if fs.NArg() > 0 {
 		return nil, fmt.Errorf("unexpected arguments %q", fs.Args())
 	}
-	o.stream = ipfixgen.Stream(stream)
+	o.stream = dpisim.Stream(stream)
 	o.odid = uint32(odid)
 	if (o.out == "") == (o.to == "") {
 		return nil, errors.New("need exactly one of -out FILE and -to URL")
@@ -195,9 +195,9 @@ Prints one JSON summary line on stdout; logs go to stderr.
 	if stream == "" {
 		return nil, errors.New("need -stream (or -replay)")
 	}
-	if !slices.Contains(ipfixgen.Streams(), o.stream) {
+	if !slices.Contains(dpisim.Streams(), o.stream) {
 		var names []string
-		for _, s := range ipfixgen.Streams() {
+		for _, s := range dpisim.Streams() {
 			names = append(names, string(s))
 		}
 		return nil, fmt.Errorf("-stream: unknown stream %q (want %s)", stream, strings.Join(names, ", "))

@@ -168,9 +168,10 @@ func (t *tcpOutput) dial(ctx context.Context, resend *batch, st *stats) error {
 		c, err := d.DialContext(ctx, "tcp", t.addr)
 		if err == nil {
 			t.conn = c.(*net.TCPConn)
-			// A fixed large send buffer (capped by net.core.wmem_max) took
-			// loopback replay from about 1.3 to 1.7 M messages/s on one
-			// core: fewer sleeps and wake-ups than autotuning's ramp.
+			// A fixed large send buffer (capped by net.core.wmem_max) makes
+			// loopback replay faster on one core than autotuning's ramp:
+			// fewer sleeps and wake-ups (figures: bench/RESULTS.md, "The DPI
+			// simulator").
 			_ = t.conn.SetWriteBuffer(tcpSendBuffer)
 			// When the run ends (signal, -duration), unblock a write to
 			// a collector that stopped reading, after a grace period.

@@ -120,32 +120,10 @@ func countTemplateRecords(msg []byte) int {
 	n := 0
 	it := ipfix.Sets(msg)
 	for s, ok := it.Next(); ok; s, ok = it.Next() {
-		if s.ID != ipfix.TemplateSetID && s.ID != ipfix.OptionsTemplateSetID {
-			continue
-		}
-		b := s.Body
-		for len(b) >= 4 {
-			fields := int(binary.BigEndian.Uint16(b[2:4]))
-			off := 4
-			if s.ID == ipfix.OptionsTemplateSetID && fields > 0 {
-				off = 6
-			}
-			for range fields {
-				if off+4 > len(b) {
-					return n
-				}
-				if b[off]&0x80 != 0 { // enterprise bit: a PEN follows
-					off += 4
-				}
-				off += 4
-			}
-			if off > len(b) {
-				return n
-			}
-			if fields > 0 {
-				n++
-			}
-			b = b[off:]
+		k, err := s.TemplateRecords()
+		n += k
+		if err != nil {
+			return n
 		}
 	}
 	return n

@@ -1,4 +1,4 @@
-package ipfixgen_test
+package dpisim_test
 
 import (
 	"bytes"
@@ -12,21 +12,21 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/ipfix-balancer/ipfix-balancer/dpisim"
 	"github.com/ipfix-balancer/ipfix-balancer/ipfix"
-	ipfixgen "github.com/ipfix-balancer/ipfix-balancer/ipfix/gen"
 )
 
 var testNow = time.Date(2025, 11, 22, 12, 0, 0, 0, time.UTC)
 
-func newGen(tb testing.TB, s ipfixgen.Stream, seed int64, share float64) *ipfixgen.Generator {
+func newGen(tb testing.TB, s dpisim.Stream, seed int64, share float64) *dpisim.Generator {
 	tb.Helper()
-	g, err := ipfixgen.NewWithConfig(ipfixgen.Config{Stream: s, Seed: seed, IPv6Share: share, Now: testNow})
+	g, err := dpisim.NewWithConfig(dpisim.Config{Stream: s, Seed: seed, IPv6Share: share, Now: testNow})
 	require.NoError(tb, err)
 	return g
 }
 
 func TestDeterministic(t *testing.T) {
-	for _, s := range ipfixgen.Streams() {
+	for _, s := range dpisim.Streams() {
 		t.Run(string(s), func(t *testing.T) {
 			a, b, c := newGen(t, s, 1, 0.3), newGen(t, s, 1, 0.3), newGen(t, s, 2, 0.3)
 			var ra, rb, rc []byte
@@ -46,18 +46,18 @@ func TestDeterministic(t *testing.T) {
 }
 
 func TestUnknownStream(t *testing.T) {
-	_, err := ipfixgen.New("netflow9", 1, 0)
+	_, err := dpisim.New("netflow9", 1, 0)
 	require.Error(t, err)
-	_, err = ipfixgen.New(ipfixgen.Clickstream, 1, 1.5)
+	_, err = dpisim.New(dpisim.Clickstream, 1, 1.5)
 	require.Error(t, err)
-	assert.Nil(t, ipfixgen.Templates("netflow9", false))
+	assert.Nil(t, dpisim.Templates("netflow9", false))
 }
 
 func TestTemplates(t *testing.T) {
 	ids := map[uint16]string{}
-	for _, s := range ipfixgen.Streams() {
+	for _, s := range dpisim.Streams() {
 		for _, v6 := range []bool{false, true} {
-			ts := ipfixgen.Templates(s, v6)
+			ts := dpisim.Templates(s, v6)
 			require.Len(t, ts, 1)
 			tm := ts[0]
 			name := fmt.Sprintf("%s v6=%v", s, v6)
@@ -79,26 +79,26 @@ func TestTemplates(t *testing.T) {
 		}
 	}
 	// Spot checks against the reference tables.
-	cs := ipfixgen.Templates(ipfixgen.Clickstream, false)[0].Fields
+	cs := dpisim.Templates(dpisim.Clickstream, false)[0].Fields
 	require.Len(t, cs, 24)
 	assert.Equal(t, ipfix.FieldSpecifier{ID: 1001, Length: 4, EnterpriseNumber: ipfix.EnterpriseDPI}, cs[0])
 	assert.Equal(t, ipfix.FieldSpecifier{ID: 1002, Length: ipfix.VariableLength, EnterpriseNumber: ipfix.EnterpriseDPI}, cs[1])
 	assert.Equal(t, ipfix.FieldSpecifier{ID: 2018, Length: 4, EnterpriseNumber: ipfix.EnterpriseDPI}, cs[23])
-	cs6 := ipfixgen.Templates(ipfixgen.Clickstream, true)[0].Fields
+	cs6 := dpisim.Templates(dpisim.Clickstream, true)[0].Fields
 	assert.Equal(t, uint16(16), cs6[2].Length)
 	assert.Equal(t, uint16(1003), cs6[2].ID)
-	dns6 := ipfixgen.Templates(ipfixgen.DNSFlow, true)[0].Fields
+	dns6 := dpisim.Templates(dpisim.DNSFlow, true)[0].Fields
 	assert.Equal(t, ipfix.FieldSpecifier{ID: 1103, Length: 16, EnterpriseNumber: ipfix.EnterpriseDPI}, dns6[2])
 	assert.Equal(t, ipfix.FieldSpecifier{ID: 1104, Length: 16, EnterpriseNumber: ipfix.EnterpriseDPI}, dns6[3])
-	ff := ipfixgen.Templates(ipfixgen.Fullflow, false)[0].Fields
+	ff := dpisim.Templates(dpisim.Fullflow, false)[0].Fields
 	assert.Equal(t, ipfix.FieldSpecifier{ID: 1, Length: 8}, ff[0])
-	ff6 := ipfixgen.Templates(ipfixgen.Fullflow, true)[0].Fields
+	ff6 := dpisim.Templates(dpisim.Fullflow, true)[0].Fields
 	assert.Equal(t, ipfix.FieldSpecifier{ID: 27, Length: 16}, ff6[6])
 }
 
 // decodeAll frames n records of g with ipfix.Encoder and decodes them back,
 // calling fn for each record.
-func decodeAll(t *testing.T, g *ipfixgen.Generator, n int, fn func(r *ipfix.Record)) {
+func decodeAll(t *testing.T, g *dpisim.Generator, n int, fn func(r *ipfix.Record)) {
 	t.Helper()
 	enc := ipfix.NewEncoder(1, 1400)
 	var msgs [][]byte
@@ -110,7 +110,7 @@ func decodeAll(t *testing.T, g *ipfixgen.Generator, n int, fn func(r *ipfix.Reco
 	for range n {
 		id, rec := g.Next(buf[:0])
 		buf = rec
-		require.LessOrEqual(t, len(rec), ipfixgen.MaxRecordLength)
+		require.LessOrEqual(t, len(rec), dpisim.MaxRecordLength)
 		require.NoError(t, enc.AppendRecord(id, rec))
 	}
 	enc.Flush()
@@ -133,7 +133,7 @@ var (
 )
 
 // checkValue asserts that a decoded value is sensible for its element.
-func checkValue(t *testing.T, stream ipfixgen.Stream, v ipfix.Value) {
+func checkValue(t *testing.T, stream dpisim.Stream, v ipfix.Value) {
 	t.Helper()
 	require.NotNil(t, v.Element, "field %+v", v.Field)
 	name := v.Element.Name
@@ -154,7 +154,7 @@ func checkValue(t *testing.T, stream ipfixgen.Stream, v ipfix.Value) {
 	case "login":
 		assert.NotEmpty(t, v.Raw, ctx)
 	case "hostname":
-		if stream != ipfixgen.Fullflow {
+		if stream != dpisim.Fullflow {
 			assert.NotEmpty(t, v.Raw, ctx)
 		}
 		assert.NotContains(t, string(v.Raw), " ", ctx)
@@ -212,7 +212,7 @@ func checkValue(t *testing.T, stream ipfixgen.Stream, v ipfix.Value) {
 }
 
 func TestRecordsDecode(t *testing.T) {
-	for _, s := range ipfixgen.Streams() {
+	for _, s := range dpisim.Streams() {
 		for _, share := range []float64{0, 0.5, 1} {
 			t.Run(fmt.Sprintf("%s/v6=%v", s, share), func(t *testing.T) {
 				g := newGen(t, s, 1, share)
@@ -236,7 +236,7 @@ func TestRecordsDecode(t *testing.T) {
 
 // TestFullflowConsistency checks relations between fullflow fields.
 func TestFullflowConsistency(t *testing.T) {
-	g := newGen(t, ipfixgen.Fullflow, 1, 0.2)
+	g := newGen(t, dpisim.Fullflow, 1, 0.2)
 	decodeAll(t, g, 2000, func(r *ipfix.Record) {
 		m := map[string]ipfix.Value{}
 		for _, v := range r.Values {
@@ -262,14 +262,14 @@ func TestFullflowConsistency(t *testing.T) {
 
 func TestIPv6Share(t *testing.T) {
 	for _, share := range []float64{0, 0.1, 0.3, 1} {
-		g := newGen(t, ipfixgen.Clickstream, 1, share)
+		g := newGen(t, dpisim.Clickstream, 1, share)
 		v6 := 0
 		const n = 20000
 		var buf []byte
 		for range n {
 			id, rec := g.Next(buf[:0])
 			buf = rec
-			if id == ipfixgen.ClickstreamV6TemplateID {
+			if id == dpisim.ClickstreamV6TemplateID {
 				v6++
 			}
 		}
@@ -281,7 +281,7 @@ func TestIPv6Share(t *testing.T) {
 // TestDistribution checks the long tail: a popular head, yet many hosts
 // and subscribers.
 func TestDistribution(t *testing.T) {
-	g := newGen(t, ipfixgen.Clickstream, 1, 0)
+	g := newGen(t, dpisim.Clickstream, 1, 0)
 	hosts, logins := map[string]int{}, map[string]int{}
 	decodeAll(t, g, 20000, func(r *ipfix.Record) {
 		for _, v := range r.Values {
@@ -303,22 +303,22 @@ func TestDistribution(t *testing.T) {
 }
 
 func TestNextAllocs(t *testing.T) {
-	for _, s := range ipfixgen.Streams() {
+	for _, s := range dpisim.Streams() {
 		g := newGen(t, s, 1, 0.3)
-		buf := make([]byte, 0, ipfixgen.MaxRecordLength)
+		buf := make([]byte, 0, dpisim.MaxRecordLength)
 		allocs := testing.AllocsPerRun(1000, func() { g.Next(buf[:0]) })
 		assert.Zero(t, allocs, string(s))
 	}
 }
 
 func TestExporterStats(t *testing.T) {
-	tm := ipfixgen.ExporterStatsTemplate()
+	tm := dpisim.ExporterStatsTemplate()
 	require.True(t, tm.Options)
 	enc := ipfix.NewEncoder(5, 1400)
 	var msg []byte
 	enc.SetOutput(func(m []byte) { msg = bytes.Clone(m) })
 	enc.AddTemplate(tm)
-	require.NoError(t, enc.AppendRecord(tm.ID, ipfixgen.AppendExporterStats(nil, 5, 1, 10, 200, 30000, testNow.UnixMilli())))
+	require.NoError(t, enc.AppendRecord(tm.ID, dpisim.AppendExporterStats(nil, 5, 1, 10, 200, 30000, testNow.UnixMilli())))
 	enc.Flush()
 	dec := ipfix.NewDecoder(ipfix.NewTemplateCache(0))
 	n := 0
@@ -334,10 +334,10 @@ func TestExporterStats(t *testing.T) {
 }
 
 func BenchmarkNext(b *testing.B) {
-	for _, s := range ipfixgen.Streams() {
+	for _, s := range dpisim.Streams() {
 		b.Run(string(s), func(b *testing.B) {
 			g := newGen(b, s, 1, 0.2)
-			buf := make([]byte, 0, ipfixgen.MaxRecordLength)
+			buf := make([]byte, 0, dpisim.MaxRecordLength)
 			var n int64
 			b.ReportAllocs()
 			for b.Loop() {
@@ -352,7 +352,7 @@ func BenchmarkNext(b *testing.B) {
 // BenchmarkEncode is Next plus framing by ipfix.Encoder: the work of ipfix-gen
 // per record before the socket.
 func BenchmarkEncode(b *testing.B) {
-	for _, s := range []ipfixgen.Stream{ipfixgen.Fullflow, ipfixgen.Clickstream, ipfixgen.DNSFlow} {
+	for _, s := range []dpisim.Stream{dpisim.Fullflow, dpisim.Clickstream, dpisim.DNSFlow} {
 		b.Run(string(s), func(b *testing.B) {
 			g := newGen(b, s, 1, 0.2)
 			enc := ipfix.NewEncoder(1, 1400)
@@ -361,7 +361,7 @@ func BenchmarkEncode(b *testing.B) {
 			for _, tm := range g.Templates() {
 				enc.AddTemplate(tm)
 			}
-			buf := make([]byte, 0, ipfixgen.MaxRecordLength)
+			buf := make([]byte, 0, dpisim.MaxRecordLength)
 			b.ReportAllocs()
 			for b.Loop() {
 				id, rec := g.Next(buf[:0])

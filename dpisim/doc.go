@@ -1,4 +1,4 @@
-// Package ipfixgen generates realistic DPI IPFIX data records: the streams a
+// Package dpisim generates realistic DPI IPFIX data records: the streams a
 // DPI exports (fullflow, clickstream, dnsflow, http_reply, ssl_reply, sip,
 // ftp, im, mail, raw) with the templates of the DPI reference
 // (dpi-ipfix-templates.txt), field for field in the reference's order, the
@@ -37,7 +37,8 @@
 // Cost. Next appends one record to the caller's buffer without allocating.
 // Subscribers and hosts are computed from their index (no 100000-entry table
 // to miss in the CPU cache); strings come from small pools built once per
-// seed and shared by generators. A record takes a few hundred nanoseconds.
+// seed and shared by generators (cost per record: bench/RESULTS.md, "The DPI
+// simulator").
 // The package builds records only: framing them into messages is
 // ipfix.Encoder's job (or ipfix-gen's).
-package ipfixgen
+package dpisim

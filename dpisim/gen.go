@@ -1,4 +1,4 @@
-package ipfixgen
+package dpisim
 
 import (
 	"encoding/binary"
