@@ -24,7 +24,7 @@ func (r *Receiver) handOverSessions(send func(handoverFrame, int) error) error {
 		r.passOn = send
 		var errs []error
 		for s, c := range r.sessions {
-			if err := r.passSession(s, c); err != nil {
+			if err := r.passSession(s, c, false); err != nil {
 				errs = append(errs, err)
 			}
 		}
@@ -41,7 +41,9 @@ func (r *Receiver) handOverSessions(send func(handoverFrame, int) error) error {
 // passSession sends a dup of the session's socket with its carry and templates,
 // then closes our fd: the dup keeps the socket open, so the DPI sees nothing.
 // Event loop only.
-func (r *Receiver) passSession(s *session, c gnet.Conn) error {
+// late marks a connection accepted after the hand-over (from the accept queue, or
+// before our listener stopped completing handshakes).
+func (r *Receiver) passSession(s *session, c gnet.Conn, late bool) error {
 	fd, err := c.Dup()
 	if err != nil {
 		return fmt.Errorf("exporter %s: dup: %w", s.remote, err)
@@ -55,7 +57,13 @@ func (r *Receiver) passSession(s *session, c gnet.Conn) error {
 	s.carry = nil
 	s.passed = true
 	_ = c.Close()
-	r.log.Info("exporter session handed over", "exporter", s.remote)
+	if late {
+		r.m.handedOverLate.Inc()
+		r.log.Info("exporter session accepted after the hand-over, passed on", "exporter", s.remote)
+	} else {
+		r.m.handedOver.Inc()
+		r.log.Info("exporter session handed over", "exporter", s.remote)
+	}
 	return nil
 }
 

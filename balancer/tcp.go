@@ -79,7 +79,7 @@ func (h *tcpHandler) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
 		r.m.sessionsTotal.Inc()
 		r.log.Info("exporter connected", "exporter", remote)
 		if r.passOn != nil {
-			if err := r.passSession(s, c); err != nil {
+			if err := r.passSession(s, c, true); err != nil {
 				r.log.Warn("cannot hand over new exporter session", "exporter", remote, "err", err)
 			}
 		}

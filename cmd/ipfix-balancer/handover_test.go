@@ -77,6 +77,6 @@ subreceivers = [%q]
 	send(len(msgs) / 3)
 	d.WaitLog("restart failed", 1)
 	page := testenv.Scrape(t, metricsAddr)
-	assert.Equal(t, 1.0, metricIn(t, page, "ipfix_balancer_handovers_failed_total"))
+	assert.Equal(t, 1.0, metricIn(t, page, `ipfix_balancer_handovers_total{result="failure"}`))
 	assert.Equal(t, want, c.Stats().Records)
 }
