@@ -30,8 +30,8 @@ type Balancer struct {
 	handoversOK, handoversFailed *metrics.Counter
 	// drained is closed when Run has stopped every receiver: a successor's control
 	// connection stays open until then for the sessions we accept meanwhile.
-	drained chan struct{}
-	lastReload               time.Time
+	drained    chan struct{}
+	lastReload time.Time
 
 	mu        sync.Mutex
 	cfg       *config.Config

@@ -49,7 +49,7 @@ type receiverMetrics struct {
 	// handedOver counts exporter sessions passed to a successor process: at the
 	// hand-over, and accepted after it (late, passed as they come).
 	handedOver, handedOverLate *metrics.Counter
-	templateSets     *metrics.Counter
+	templateSets               *metrics.Counter
 	// templateIDsExhausted counts templates that got no id of their own
 	// downstream (see templateIDs).
 	templateIDsExhausted *metrics.Counter
