@@ -3,9 +3,12 @@ package main_test
 import (
 	"bytes"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -79,4 +82,163 @@ subreceivers = [%q]
 	page := testenv.Scrape(t, metricsAddr)
 	assert.Equal(t, 1.0, metricIn(t, page, `ipfix_balancer_handovers_total{result="failure"}`))
 	assert.Equal(t, want, c.Stats().Records)
+}
+
+// Five restarts by SIGUSR2 while one DPI reconnects in a loop (short sessions of
+// one message of ten records, each ended by the DPI and read to the end),
+// another streams on one connection and a third sends over UDP: every record
+// reaches the collectors exactly once, no DPI sees a reset or a refused
+// connection, and every process hands its sessions over.
+func TestRestartsUnderReconnectingExporter(t *testing.T) {
+	dir := t.TempDir()
+	tcpC := testenv.StartCollector(t, "tcp")
+	udpC := testenv.StartCollector(t, "tcp")
+	port, udpPort := freePort(t), freeUDPPort(t)
+	metricsAddr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	config := filepath.Join(dir, "balancer.toml")
+	writeConfig(t, config, "All", metricsAddr, port, filepath.Join(dir, "control.sock"), tcpC)
+	b, err := os.ReadFile(config)
+	require.NoError(t, err)
+	b = append(b, fmt.Sprintf(`
+[[receiver]]
+stream = "dnsflow"
+listen = "127.0.0.1:%d"
+proto = "udp"
+mode = "All"
+subreceivers = [%q]
+`, udpPort, udpC.Addr())...)
+	require.NoError(t, os.WriteFile(config, b, 0o600))
+	d := startDaemon(t, config)
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
+
+	var (
+		mu                sync.Mutex
+		short, shortErr   int
+		streamed, udpSent int
+		errs              []string
+		stop              = make(chan struct{})
+		wg                sync.WaitGroup
+	)
+	fail := func(what string, err error) {
+		mu.Lock()
+		defer mu.Unlock()
+		shortErr++
+		if len(errs) < 10 {
+			errs = append(errs, what+": "+err.Error())
+		}
+	}
+	stopped := func() bool {
+		select {
+		case <-stop:
+			return true
+		default:
+			return false
+		}
+	}
+	wg.Add(3)
+	go func() { // the DPI that reconnects
+		defer wg.Done()
+		for k := 0; k < 5000 && !stopped(); k++ {
+			conn, err := net.DialTimeout("tcp", addr, 5*time.Second)
+			if err != nil {
+				fail("dial", err)
+				continue
+			}
+			_ = conn.SetDeadline(time.Now().Add(20 * time.Second))
+			_, err = conn.Write(session(t, uint64(1+k*10)))
+			if err == nil {
+				err = conn.(*net.TCPConn).CloseWrite()
+			}
+			if err == nil {
+				_, err = io.Copy(io.Discard, conn) // nil at a clean end, ECONNRESET at a reset
+			}
+			_ = conn.Close()
+			if err != nil {
+				fail("session", err)
+				continue
+			}
+			mu.Lock()
+			short++
+			mu.Unlock()
+			time.Sleep(2 * time.Millisecond)
+		}
+	}()
+	go func() { // the DPI that streams
+		defer wg.Done()
+		conn, err := net.Dial("tcp", addr)
+		if err != nil {
+			fail("stream dial", err)
+			return
+		}
+		defer conn.Close()
+		for k := 0; k < 100000 && !stopped(); k++ {
+			_ = conn.SetWriteDeadline(time.Now().Add(10 * time.Second))
+			if _, err := conn.Write(session(t, uint64(1e9+k*10))); err != nil {
+				fail("stream", err)
+				return
+			}
+			mu.Lock()
+			streamed++
+			mu.Unlock()
+			time.Sleep(time.Millisecond)
+		}
+	}()
+	go func() { // the DPI over UDP
+		defer wg.Done()
+		conn, err := net.Dial("udp", fmt.Sprintf("127.0.0.1:%d", udpPort))
+		if err != nil {
+			fail("udp dial", err)
+			return
+		}
+		defer conn.Close()
+		for k := 0; k < 100000 && !stopped(); k++ {
+			if _, err := conn.Write(session(t, uint64(2e9+k*10))); err != nil {
+				fail("udp", err)
+				return
+			}
+			mu.Lock()
+			udpSent++
+			mu.Unlock()
+			time.Sleep(2 * time.Millisecond)
+		}
+	}()
+	// progress waits until the reconnecting DPI has ended n more sessions.
+	progress := func(n int) {
+		t.Helper()
+		mu.Lock()
+		want := short + n
+		mu.Unlock()
+		testenv.WaitFor(t, 20*time.Second, "sessions of the reconnecting DPI", func() bool {
+			mu.Lock()
+			defer mu.Unlock()
+			return short >= want
+		})
+	}
+	progress(20)
+	for i := range 5 {
+		old := d.PID()
+		d.Restart()
+		require.NotEqual(t, old, d.PID(), "restart %d", i+1)
+		progress(20)
+	}
+	close(stop)
+	waited := make(chan struct{})
+	go func() { wg.Wait(); close(waited) }()
+	select {
+	case <-waited:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the exporters did not stop")
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	assert.Zero(t, shortErr, "sessions reset or refused: %v", errs)
+	tcpWant, udpWant := 10*(short+streamed), 10*udpSent
+	tcpC.WaitRecords(tcpWant, 20*time.Second)
+	udpC.WaitRecords(udpWant, 20*time.Second)
+	t.Logf("%d short sessions, %d streamed and %d UDP messages", short, streamed, udpSent)
+	assert.Equal(t, tcpWant, tcpC.Stats().Records, "TCP records at the collector")
+	assert.Equal(t, udpWant, udpC.Stats().Records, "UDP records at the collector")
+	assert.GreaterOrEqual(t, strings.Count(d.Log(), "exporter session handed over"), 5, "the streaming session is handed over at each restart")
+	page := testenv.Scrape(t, metricsAddr)
+	assert.Positive(t, metricIn(t, page, `ipfix_balancer_exporter_sessions_total{stream="fullflow",dpi="0"}`))
 }
