@@ -242,3 +242,75 @@ subreceivers = [%q]
 	page := testenv.Scrape(t, metricsAddr)
 	assert.Positive(t, metricIn(t, page, `ipfix_balancer_exporter_sessions_total{stream="fullflow",dpi="0"}`))
 }
+
+// A restart with many exporter sessions on one receiver, each sending its
+// messages in two writes (so reads end mid-message): no session is cut, none
+// loses framing, every record arrives once. The old process must not read a
+// passed session's socket after the pass, or it takes bytes of the successor's.
+func TestRestartWithManySessions(t *testing.T) {
+	dir := t.TempDir()
+	c := testenv.StartCollector(t, "tcp")
+	port := freePort(t)
+	metricsAddr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	config := filepath.Join(dir, "balancer.toml")
+	writeConfig(t, config, "All", metricsAddr, port, filepath.Join(dir, "control.sock"), c)
+	d := startDaemon(t, config)
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
+
+	const sessions = 300
+	msg := session(t, 1)
+	var (
+		mu   sync.Mutex
+		sent int
+		errs []string
+		wg   sync.WaitGroup
+	)
+	stop := make(chan struct{})
+	for k := range sessions {
+		conn, err := net.Dial("tcp", addr)
+		require.NoError(t, err)
+		t.Cleanup(func() { _ = conn.Close() })
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < 100000; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				_ = conn.SetWriteDeadline(time.Now().Add(10 * time.Second))
+				half := len(msg) / 2
+				_, err := conn.Write(msg[:half])
+				if err == nil {
+					time.Sleep(time.Duration(k%3) * time.Millisecond)
+					_, err = conn.Write(msg[half:])
+				}
+				if err != nil {
+					mu.Lock()
+					errs = append(errs, err.Error())
+					mu.Unlock()
+					return
+				}
+				mu.Lock()
+				sent++
+				mu.Unlock()
+				time.Sleep(5 * time.Millisecond)
+			}
+		}()
+	}
+	testenv.WaitFor(t, 20*time.Second, "first messages", func() bool { return c.Stats().Records > 10*sessions })
+	for i := range 2 {
+		old := d.PID()
+		d.Restart()
+		require.NotEqual(t, old, d.PID(), "restart %d", i+1)
+	}
+	close(stop)
+	wg.Wait()
+	mu.Lock()
+	defer mu.Unlock()
+	c.WaitRecords(10*sent, 20*time.Second)
+	assert.Empty(t, errs, "exporters cut")
+	assert.Equal(t, 10*sent, c.Stats().Records)
+	assert.NotContains(t, d.Log(), "lost framing")
+}
