@@ -58,10 +58,12 @@
 //     until then (handed_over_sessions_total{when="late"}). The outputs write what
 //     they hold, then the old process exits.
 //
-// # Known window
+// # Closing our side of a passed connection
 //
-// gnet closes a connection asynchronously (a task on its loop): after the fd was
-// passed and before that task runs, the old loop may still read bytes the
-// successor should get. With few sessions the task runs in the same loop
-// iteration; with many (hundreds on one loop) it can come later.
+// gnet's Conn.Close only queues the close on the loop: between the pass and that
+// task the loop could still read bytes that are the successor's (with hundreds of
+// sessions on one loop, that is likely). So a session is passed from its own
+// OnTraffic, woken for it, which returns gnet.Close: gnet drops the fd from its
+// poller and closes it before it reads again. A connection accepted after the
+// hand-over is passed from OnOpen, which returns gnet.Close likewise.
 package balancer

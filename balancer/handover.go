@@ -302,6 +302,9 @@ func (b *Balancer) takeLateSessions(ctx context.Context, peer *net.UnixConn) {
 	for {
 		f, file, err := readFrame(peer)
 		if err != nil {
+			if !errors.Is(err, io.EOF) && ctx.Err() == nil {
+				b.log.Warn("control connection to the previous process broken", "err", err)
+			}
 			if n > 0 {
 				b.log.Info("took over the sessions the previous process accepted while stopping", "sessions", n)
 			}

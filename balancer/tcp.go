@@ -81,6 +81,8 @@ func (h *tcpHandler) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
 		if r.passOn != nil {
 			if err := r.passSession(s, c, true); err != nil {
 				r.log.Warn("cannot hand over new exporter session", "exporter", remote, "err", err)
+			} else {
+				return nil, gnet.Close // at once: no read of ours in between
 			}
 		}
 	}
@@ -130,6 +132,9 @@ func (h *tcpHandler) OnTraffic(c gnet.Conn) gnet.Action {
 		// Subreceivers and the boot socket have nothing to say to us.
 		_, _ = c.Discard(c.InboundBuffered())
 		return gnet.None
+	}
+	if s.passing {
+		return h.r.passWoken(s, c)
 	}
 	return h.r.onTraffic(s, c)
 }
@@ -211,6 +216,7 @@ func (h *tcpHandler) OnClose(c gnet.Conn, err error) gnet.Action {
 	case *session:
 		delete(r.sessions, v)
 		r.m.sessions.Store(int64(len(r.sessions)))
+		r.passReport(v, nil) // it ended before its turn: nothing to pass
 		r.updateTemplateGauge()
 		if v.passed {
 			return gnet.None
