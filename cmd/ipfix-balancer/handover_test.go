@@ -219,6 +219,7 @@ subreceivers = [%q]
 		old := d.PID()
 		d.Restart()
 		require.NotEqual(t, old, d.PID(), "restart %d", i+1)
+		d.WaitLog("balancer running", i+2) // its control socket listens
 		progress(20)
 	}
 	close(stop)
@@ -304,6 +305,7 @@ func TestRestartWithManySessions(t *testing.T) {
 		old := d.PID()
 		d.Restart()
 		require.NotEqual(t, old, d.PID(), "restart %d", i+1)
+		d.WaitLog("balancer running", i+2) // its control socket listens
 	}
 	close(stop)
 	wg.Wait()

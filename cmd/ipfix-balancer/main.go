@@ -277,6 +277,12 @@ func serve(cfg *config.Config, path string, log *slog.Logger) error {
 				_ = reloadFile(b, path)
 				sdNotify("READY=1")
 			case syscall.SIGUSR2:
+				if !b.Running() {
+					// Our control socket does not listen yet: a successor would
+					// find no one to take over from and fail to bind.
+					log.Warn("restart requested before this process serves, signal ignored")
+					continue
+				}
 				if successor != 0 {
 					log.Warn("restart already under way, signal ignored", "pid", successor)
 					continue
