@@ -301,7 +301,9 @@ func TestRestartWithManySessions(t *testing.T) {
 		}()
 	}
 	testenv.WaitFor(t, 20*time.Second, "first messages", func() bool { return c.Stats().Records > 10*sessions })
-	for i := range 2 {
+	// One restart: the sessions it passes late are the subject of
+	// TestConnectionsAroundHandoverArePassedOn.
+	for i := range 1 {
 		old := d.PID()
 		d.Restart()
 		require.NotEqual(t, old, d.PID(), "restart %d", i+1)
