@@ -25,7 +25,13 @@ type Balancer struct {
 	set  *metrics.Set
 
 	reloadsOK, reloadsFailed *metrics.Counter
-	lastReload               time.Time
+	// handoversOK, handoversFailed count restarts by hand-over: done, or failed
+	// (the successor exited before it took over: we serve on).
+	handoversOK, handoversFailed *metrics.Counter
+	// drained is closed when Run has stopped every receiver: a successor's control
+	// connection stays open until then for the sessions we accept meanwhile.
+	drained    chan struct{}
+	lastReload time.Time
 
 	mu        sync.Mutex
 	cfg       *config.Config
@@ -50,12 +56,14 @@ func NewBalancer(cfg *config.Config, opts Options) (*Balancer, error) {
 		opts.Logger = slog.Default()
 	}
 	b := &Balancer{opts: opts, log: opts.Logger, set: metrics.NewSet(), cfg: cfg,
-		receivers: make(map[string]*running), handover: make(chan struct{}),
+		receivers: make(map[string]*running), handover: make(chan struct{}), drained: make(chan struct{}),
 		// The configuration loaded at start is the last good one until a
 		// reload (as Prometheus's own reload timestamp): never year 1.
 		lastReload: time.Now()}
 	b.reloadsOK = b.set.NewCounter(`ipfix_balancer_config_reloads_total{result="success"}`)
 	b.reloadsFailed = b.set.NewCounter(`ipfix_balancer_config_reloads_total{result="failure"}`)
+	b.handoversOK = b.set.NewCounter(`ipfix_balancer_handovers_total{result="success"}`)
+	b.handoversFailed = b.set.NewCounter(`ipfix_balancer_handovers_total{result="failure"}`)
 	b.set.NewGauge(`ipfix_balancer_config_last_reload_success_timestamp_seconds`, func() float64 {
 		b.mu.Lock()
 		defer b.mu.Unlock()
@@ -98,7 +106,6 @@ func (b *Balancer) Run(ctx context.Context) error {
 		b.log.Warn("cannot reach the running ipfix-balancer, starting without hand-over", "control_socket", b.cfg.ControlSocket, "err", err)
 	}
 	if peer != nil {
-		defer peer.Close()
 		if err := b.takeUDPSockets(peer); err != nil {
 			b.log.Warn("hand-over of udp sockets failed", "err", err)
 		}
@@ -117,10 +124,17 @@ func (b *Balancer) Run(ctx context.Context) error {
 		select {
 		case <-rr.r.Ready():
 		case err := <-rr.done:
+			rr.done = nil // stopAll must not wait for it again
+			if peer != nil {
+				_ = peer.Close() // the predecessor serves on
+			}
 			cancel()
 			b.stopAll()
 			return err
 		case <-time.After(10 * time.Second):
+			if peer != nil {
+				_ = peer.Close()
+			}
 			cancel()
 			b.stopAll()
 			return fmt.Errorf("receiver %s did not start within 10s", rr.r.Name())
@@ -133,7 +147,9 @@ func (b *Balancer) Run(ctx context.Context) error {
 		} else {
 			b.log.Info("took over from the previous process", "sessions", n)
 		}
-		_ = peer.Close()
+		// The predecessor passes on the connections it accepts while it stops,
+		// until it closes the control connection.
+		go b.takeLateSessions(ctx, peer)
 	}
 	if err := b.listenControl(); err != nil {
 		b.log.Warn("no control socket: restart without loss is not available", "control_socket", b.cfg.ControlSocket, "err", err)
@@ -154,6 +170,7 @@ func (b *Balancer) Run(ctx context.Context) error {
 	b.log.Info("stopping", "receivers", len(list))
 	cancel()
 	err = b.stopAll()
+	close(b.drained)
 	b.log.Info("stopped")
 	return err
 }
@@ -346,6 +363,20 @@ func (b *Balancer) Running() bool {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.running
+}
+
+// RestartFailed counts a restart whose new process ended before it took over
+// (it exited at start, refused the configuration, or failed after taking
+// sockets): this process serves every socket on.
+func (b *Balancer) RestartFailed(err error) {
+	select {
+	case <-b.handover:
+		b.log.Error("the new process ended after it took over", "err", err)
+		return
+	default:
+	}
+	b.handoversFailed.Inc()
+	b.log.Error("restart failed: the new process ended before it took over, serving on", "err", err)
 }
 
 // ReloadFailed counts a reload refused before it reached the balancer (a

@@ -1,6 +1,7 @@
 package balancer
 
 import (
+	"context"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -8,6 +9,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"sync"
 	"syscall"
 	"time"
 
@@ -255,24 +257,9 @@ func (b *Balancer) takeSessions(peer *net.UnixConn) (int, error) {
 		case "error":
 			return n, errors.New(f.Error)
 		case "session":
-			if file == nil {
-				continue
+			if b.adoptSession(f, file) {
+				n++
 			}
-			b.mu.Lock()
-			rr := b.receivers[f.Receiver]
-			b.mu.Unlock()
-			if rr == nil || rr.r.cfg.Proto != config.TCP {
-				// The new configuration has no such receiver: the DPI will reconnect
-				// to whatever listens now.
-				_ = file.Close()
-				b.log.Warn("exporter session for a receiver no longer configured, closed", "receiver", f.Receiver, "exporter", f.Remote)
-				continue
-			}
-			if err := rr.r.adopt(f, file); err != nil {
-				b.log.Warn("cannot adopt exporter session", "receiver", f.Receiver, "exporter", f.Remote, "err", err)
-				continue
-			}
-			n++
 		default:
 			if file != nil {
 				_ = file.Close()
@@ -281,11 +268,68 @@ func (b *Balancer) takeSessions(peer *net.UnixConn) (int, error) {
 	}
 }
 
+// adoptSession puts an exporter session passed by the predecessor on its receiver.
+func (b *Balancer) adoptSession(f handoverFrame, file *os.File) bool {
+	if file == nil {
+		return false
+	}
+	b.mu.Lock()
+	rr := b.receivers[f.Receiver]
+	b.mu.Unlock()
+	if rr == nil || rr.r.cfg.Proto != config.TCP {
+		// The new configuration has no such receiver: the DPI will reconnect
+		// to whatever listens now.
+		_ = file.Close()
+		b.log.Warn("exporter session for a receiver no longer configured, closed", "receiver", f.Receiver, "exporter", f.Remote)
+		return false
+	}
+	if err := rr.r.adopt(f, file); err != nil {
+		b.log.Warn("cannot adopt exporter session", "receiver", f.Receiver, "exporter", f.Remote, "err", err)
+		return false
+	}
+	return true
+}
+
+// takeLateSessions adopts the exporter connections the predecessor accepts after
+// the hand-over (its accept queue, handshakes it completed before it stopped
+// completing them), until it closes the control connection or we stop.
+func (b *Balancer) takeLateSessions(ctx context.Context, peer *net.UnixConn) {
+	_ = peer.SetDeadline(time.Time{})
+	stop := context.AfterFunc(ctx, func() { _ = peer.Close() })
+	defer stop()
+	defer peer.Close()
+	n := 0
+	for {
+		f, file, err := readFrame(peer)
+		if err != nil {
+			if !errors.Is(err, io.EOF) && ctx.Err() == nil {
+				b.log.Warn("control connection to the previous process broken", "err", err)
+			}
+			if n > 0 {
+				b.log.Info("took over the sessions the previous process accepted while stopping", "sessions", n)
+			}
+			return
+		}
+		if f.Op == "session" && b.adoptSession(f, file) {
+			n++
+		} else if f.Op != "session" && file != nil {
+			_ = file.Close()
+		}
+	}
+}
+
 // serveHandover is the predecessor's side: it answers requests until the new
 // process has the sessions, then makes Run return (drain and exit).
 func (b *Balancer) serveHandover(c *net.UnixConn) {
 	defer c.Close()
-	send := func(f handoverFrame, fd int) error { return writeFrame(c, f, fd) }
+	// Receivers pass late sessions from their own loops: one frame at a time.
+	var sendMu sync.Mutex
+	send := func(f handoverFrame, fd int) error {
+		sendMu.Lock()
+		defer sendMu.Unlock()
+		return writeFrame(c, f, fd)
+	}
+	takingOver := false
 	for {
 		_ = c.SetDeadline(time.Now().Add(60 * time.Second))
 		f, file, err := readFrame(c)
@@ -293,6 +337,13 @@ func (b *Balancer) serveHandover(c *net.UnixConn) {
 			_ = file.Close()
 		}
 		if err != nil {
+			// The new process went away before it asked for the sessions: it has
+			// not taken over, we serve every socket on (a UDP socket it shared
+			// with us is ours alone again). A listener request alone ends here.
+			if !takingOver {
+				return
+			}
+			b.log.Warn("the new process left the hand-over before taking the sessions, serving on", "err", err)
 			return
 		}
 		b.mu.Lock()
@@ -306,6 +357,7 @@ func (b *Balancer) serveHandover(c *net.UnixConn) {
 		case "listener-request":
 			errs = append(errs, b.passListener(f.Receiver, send))
 		case "udp-request":
+			takingOver = true
 			b.log.Info("a new process is taking over: passing udp sockets")
 			for _, r := range list {
 				if r.cfg.Proto == config.UDP {
@@ -313,7 +365,13 @@ func (b *Balancer) serveHandover(c *net.UnixConn) {
 				}
 			}
 		case "sessions-request":
+			// The successor asks once its receivers all run: it serves now.
 			b.log.Info("a new process is taking over: passing exporter sessions")
+			for _, r := range list {
+				if r.cfg.Proto == config.UDP {
+					r.releaseUDP()
+				}
+			}
 			for _, r := range list {
 				if r.cfg.Proto == config.TCP {
 					errs = append(errs, r.handOverSessions(send))
@@ -329,7 +387,14 @@ func (b *Balancer) serveHandover(c *net.UnixConn) {
 			_ = send(handoverFrame{Op: "done"}, -1)
 		}
 		if f.Op == "sessions-request" {
-			b.handOnce.Do(func() { close(b.handover) })
+			b.handOnce.Do(func() {
+				b.handoversOK.Inc()
+				close(b.handover)
+			})
+			// Connections we accept while we stop are passed on (see
+			// Receiver.passOn): the successor reads until we close.
+			_ = c.SetDeadline(time.Time{})
+			<-b.drained
 			return
 		}
 	}

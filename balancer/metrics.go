@@ -47,7 +47,10 @@ type receiverMetrics struct {
 	exporterLost     *metrics.Counter
 	exporterDisorder *metrics.Counter
 	sessionsTotal    *metrics.Counter
-	templateSets     *metrics.Counter
+	// handedOver counts exporter sessions passed to a successor process: at the
+	// hand-over, and accepted after it (late, passed as they come).
+	handedOver, handedOverLate *metrics.Counter
+	templateSets               *metrics.Counter
 	// templateIDsExhausted counts templates that got no id of their own
 	// downstream (see templateIDs).
 	templateIDsExhausted *metrics.Counter
@@ -66,6 +69,8 @@ func newReceiverMetrics(set *metrics.Set, labels string) *receiverMetrics {
 		exporterDisorder:     set.NewCounter(`ipfix_balancer_exporter_out_of_order_messages_total{` + labels + `}`),
 		sessionsTotal:        set.NewCounter(`ipfix_balancer_exporter_sessions_total{` + labels + `}`),
 		templateSets:         set.NewCounter(`ipfix_balancer_template_messages_total{` + labels + `}`),
+		handedOver:           set.NewCounter(`ipfix_balancer_handed_over_sessions_total{` + labels + `,when="handover"}`),
+		handedOverLate:       set.NewCounter(`ipfix_balancer_handed_over_sessions_total{` + labels + `,when="late"}`),
 		templateIDsExhausted: set.NewCounter(`ipfix_balancer_template_ids_exhausted_total{` + labels + `}`),
 		dropped:              make(map[string]*metrics.Counter),
 		parseErrors:          make(map[string]*metrics.Counter),

@@ -16,32 +16,82 @@ import (
 
 // handOverSessions passes every exporter session of this TCP receiver to the new
 // process, and from now on every session it accepts too (the kernel may still
-// queue a connection on our listener until it closes). Runs the passing on the loop
-// so no read happens in between.
+// queue a connection on our listener until it closes).
+//
+// Each session is passed from its own OnTraffic (woken for it), which then
+// returns gnet.Close: gnet closes our fd and drops it from its poller at once,
+// before its loop can read again. (Conn.Close would only queue the close: the
+// loop could read bytes of the successor's meanwhile.)
 func (r *Receiver) handOverSessions(send func(handoverFrame, int) error) error {
-	errc := make(chan error, 1)
+	type waiting struct {
+		n   int
+		res chan error
+	}
+	wc := make(chan waiting, 1)
 	r.onLoop(func() {
 		r.passOn = send
-		var errs []error
+		res := make(chan error, len(r.sessions))
 		for s, c := range r.sessions {
-			if err := r.passSession(s, c); err != nil {
-				errs = append(errs, err)
+			if s.passed || s.passing {
+				continue
+			}
+			s.passing, s.passResult = true, res
+			if err := c.Wake(nil); err != nil {
+				s.passing = false
+				res <- fmt.Errorf("exporter %s: wake: %w", s.remote, err)
 			}
 		}
-		errc <- errors.Join(errs...)
+		wc <- waiting{n: cap(res), res: res}
 	})
+	var w waiting
+	deadline := time.After(10 * time.Second)
 	select {
-	case err := <-errc:
-		return err
-	case <-time.After(10 * time.Second):
+	case w = <-wc:
+	case <-deadline:
 		return fmt.Errorf("receiver %s: hand-over: event loop did not answer within 10s", r.name)
+	}
+	var errs []error
+	for range w.n {
+		select {
+		case err := <-w.res:
+			errs = append(errs, err)
+		case <-deadline:
+			return fmt.Errorf("receiver %s: hand-over: sessions not passed within 10s", r.name)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// passWoken passes a session a hand-over woke, after the read that came with the
+// wake-up (complete messages are ours to forward, a partial one is the carry).
+// Event loop only.
+func (r *Receiver) passWoken(s *session, c gnet.Conn) gnet.Action {
+	if action := r.onTraffic(s, c); action != gnet.None {
+		return action // the stream lost framing: the session ends here (OnClose reports)
+	}
+	err := r.passSession(s, c, false)
+	r.passReport(s, err)
+	if err != nil {
+		return gnet.None // we still own it and serve it
+	}
+	return gnet.Close
+}
+
+// passReport tells the hand-over waiting for s how its pass ended. Event loop only.
+func (r *Receiver) passReport(s *session, err error) {
+	if s.passing {
+		s.passing = false
+		s.passResult <- err
+		s.passResult = nil
 	}
 }
 
-// passSession sends a dup of the session's socket with its carry and templates,
-// then closes our fd: the dup keeps the socket open, so the DPI sees nothing.
-// Event loop only.
-func (r *Receiver) passSession(s *session, c gnet.Conn) error {
+// passSession sends a dup of the session's socket with its carry and templates.
+// The caller then makes gnet close our fd (returns gnet.Close): the dup keeps the
+// socket open, so the DPI sees nothing. late marks a connection accepted after
+// the hand-over (from the accept queue, or before our listener stopped
+// completing handshakes). Event loop only.
+func (r *Receiver) passSession(s *session, c gnet.Conn, late bool) error {
 	fd, err := c.Dup()
 	if err != nil {
 		return fmt.Errorf("exporter %s: dup: %w", s.remote, err)
@@ -54,8 +104,13 @@ func (r *Receiver) passSession(s *session, c gnet.Conn) error {
 	}
 	s.carry = nil
 	s.passed = true
-	_ = c.Close()
-	r.log.Info("exporter session handed over", "exporter", s.remote)
+	if late {
+		r.m.handedOverLate.Inc()
+		r.log.Info("exporter session accepted after the hand-over, passed on", "exporter", s.remote)
+	} else {
+		r.m.handedOver.Inc()
+		r.log.Info("exporter session handed over", "exporter", s.remote)
+	}
 	return nil
 }
 

@@ -28,6 +28,10 @@ type session struct {
 	// until the loop registers it; passed marks one handed on to a successor.
 	adopted []byte
 	passed  bool
+	// passing is set while a hand-over waits to pass the session from its next
+	// OnTraffic (see handOverSessions); passResult then gets the outcome.
+	passing    bool
+	passResult chan<- error
 	// down maps (domain, template id) to the id downstream, up the other way
 	// for the remapped ones, remapped counting those (see templateIDs).
 	down     map[uint64]downID

@@ -80,8 +80,10 @@ func (h *tcpHandler) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
 		r.m.sessionsTotal.Inc()
 		r.log.Info("exporter connected", "exporter", remote)
 		if r.passOn != nil {
-			if err := r.passSession(s, c); err != nil {
+			if err := r.passSession(s, c, true); err != nil {
 				r.log.Warn("cannot hand over new exporter session", "exporter", remote, "err", err)
+			} else {
+				return nil, gnet.Close // at once: no read of ours in between
 			}
 		}
 	}
@@ -131,6 +133,9 @@ func (h *tcpHandler) OnTraffic(c gnet.Conn) gnet.Action {
 		// Subreceivers and the boot socket have nothing to say to us.
 		_, _ = c.Discard(c.InboundBuffered())
 		return gnet.None
+	}
+	if s.passing {
+		return h.r.passWoken(s, c)
 	}
 	return h.r.onTraffic(s, c)
 }
@@ -212,6 +217,7 @@ func (h *tcpHandler) OnClose(c gnet.Conn, err error) gnet.Action {
 	case *session:
 		delete(r.sessions, v)
 		r.m.sessions.Store(int64(len(r.sessions)))
+		r.passReport(v, nil) // it ended before its turn: nothing to pass
 		r.updateTemplateGauge()
 		if v.passed {
 			return gnet.None

@@ -64,8 +64,11 @@ func (l *udpLoop) adoptSources(sources map[string][]byte) {
 	l.r.flush()
 }
 
-// handOverUDP passes this UDP receiver's socket to the new process and stops
-// reading it: from then on the kernel queues datagrams for the new owner.
+// handOverUDP passes a duplicate of this UDP receiver's socket to the new
+// process, with the templates of each exporter address. We keep reading it: until
+// the successor says it serves (releaseUDP), both processes read the one socket,
+// each datagram reaching one of them; a successor that fails meanwhile closes its
+// duplicate and leaves us serving as before.
 func (r *Receiver) handOverUDP(send func(handoverFrame, int) error) error {
 	l, ok := r.loop.(*udpLoop)
 	if !ok {
@@ -77,14 +80,6 @@ func (r *Receiver) handOverUDP(send func(handoverFrame, int) error) error {
 			errc <- errors.New("socket already closed")
 			return
 		}
-		// Read what is already queued first: it was sent to us.
-		for {
-			n, _ := l.recv()
-			if n <= 0 {
-				break
-			}
-			l.handle(n)
-		}
 		sources := make(map[string][]byte, len(l.byAddr))
 		for ap, s := range l.byAddr {
 			sources[ap.String()] = sessionTemplates(s, r.opts.Now())
@@ -93,8 +88,7 @@ func (r *Receiver) handOverUDP(send func(handoverFrame, int) error) error {
 			errc <- err
 			return
 		}
-		l.closeSocket()
-		r.log.Info("udp socket handed over", "exporters", len(sources))
+		r.log.Info("udp socket shared with the new process", "exporters", len(sources))
 		errc <- nil
 	})
 	select {
@@ -102,5 +96,28 @@ func (r *Receiver) handOverUDP(send func(handoverFrame, int) error) error {
 		return err
 	case <-time.After(10 * time.Second):
 		return fmt.Errorf("receiver %s: hand-over: event loop did not answer within 10s", r.name)
+	}
+}
+
+// releaseUDP stops reading the socket shared with a successor that now serves it:
+// what we already read goes on to our outputs, what the kernel still queues is
+// the successor's.
+func (r *Receiver) releaseUDP() {
+	l, ok := r.loop.(*udpLoop)
+	if !ok {
+		return
+	}
+	done := make(chan struct{})
+	r.onLoop(func() {
+		defer close(done)
+		if l.fd >= 0 {
+			l.closeSocket()
+			r.log.Info("udp socket handed over")
+		}
+	})
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		r.log.Warn("udp socket not released: event loop did not answer within 10s")
 	}
 }

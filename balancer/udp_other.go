@@ -24,3 +24,5 @@ func (r *Receiver) setUDPReadBuffer(int) {}
 func (r *Receiver) inherit(f *os.File, _ map[string][]byte) { _ = f.Close() }
 
 func (r *Receiver) handOverUDP(func(handoverFrame, int) error) error { return errUDPNeedsLinux }
+
+func (r *Receiver) releaseUDP() {}

@@ -239,6 +239,9 @@ func serve(cfg *config.Config, path string, log *slog.Logger) error {
 	defer signal.Stop(signals)
 	notified := false
 	successor := 0 // PID of the process we started on SIGUSR2
+	// successorEnded reports the exit of a successor; before it took over, that
+	// is a failed restart and we serve on.
+	successorEnded := make(chan error, 1)
 	ready := time.NewTicker(10 * time.Millisecond)
 	defer ready.Stop()
 	log.Info("ipfix-balancer starting", "version", version, "receivers", len(cfg.Receivers), "pid", os.Getpid())
@@ -252,6 +255,9 @@ func serve(cfg *config.Config, path string, log *slog.Logger) error {
 				sdNotify(fmt.Sprintf("MAINPID=%d", successor))
 			}
 			return err
+		case err := <-successorEnded:
+			successor = 0
+			b.RestartFailed(err)
 		case <-ready.C:
 			if !notified && b.Running() {
 				notified = true
@@ -271,9 +277,19 @@ func serve(cfg *config.Config, path string, log *slog.Logger) error {
 				_ = reloadFile(b, path)
 				sdNotify("READY=1")
 			case syscall.SIGUSR2:
-				pid, err := startSuccessor(log)
+				if !b.Running() {
+					// Our control socket does not listen yet: a successor would
+					// find no one to take over from and fail to bind.
+					log.Warn("restart requested before this process serves, signal ignored")
+					continue
+				}
+				if successor != 0 {
+					log.Warn("restart already under way, signal ignored", "pid", successor)
+					continue
+				}
+				pid, err := startSuccessor(log, successorEnded)
 				if err != nil {
-					log.Error("restart: cannot start the new process", "err", err)
+					b.RestartFailed(fmt.Errorf("cannot start the new process: %w", err))
 					continue
 				}
 				successor = pid
@@ -294,8 +310,9 @@ func reloadFile(b *balancer.Balancer, path string) error {
 }
 
 // startSuccessor runs this binary again with the same arguments; the child takes
-// our sockets over through the control socket.
-func startSuccessor(log *slog.Logger) (int, error) {
+// our sockets over through the control socket. Its exit, if we are still there to
+// see it, is sent on ended.
+func startSuccessor(log *slog.Logger, ended chan<- error) (int, error) {
 	exe, err := os.Executable() // the path, even if the file was replaced by an upgrade
 	if err != nil {
 		return 0, err
@@ -309,7 +326,13 @@ func startSuccessor(log *slog.Logger) (int, error) {
 	}
 	pid := cmd.Process.Pid
 	log.Info("restart: new process started, handing over", "pid", pid, "exe", exe)
-	go func() { _ = cmd.Process.Release() }()
+	go func() {
+		err := cmd.Wait()
+		if err == nil {
+			err = errors.New("exit status 0")
+		}
+		ended <- fmt.Errorf("new process %d ended: %w", pid, err)
+	}()
 	return pid, nil
 }
 

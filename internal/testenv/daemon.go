@@ -113,7 +113,7 @@ func (d *Daemon) Signal(sig syscall.Signal) {
 }
 
 // Restart makes the current process start its successor (SIGUSR2) and waits
-// until the successor runs and the predecessor has exited.
+// until the predecessor has exited and the successor serves.
 func (d *Daemon) Restart() {
 	d.t.Helper()
 	old := d.PID()
@@ -125,6 +125,9 @@ func (d *Daemon) Restart() {
 	if err := syscall.Kill(d.PID(), 0); err != nil {
 		d.t.Fatalf("restart: the new process %d is not running: %v", d.PID(), err)
 	}
+	// Until it serves, its control socket does not listen: the next restart
+	// would find no process to take over from (and is refused).
+	d.WaitLog("balancer running", len(d.pids))
 }
 
 // Stop sends SIGTERM to the current process and waits until it has exited.
