@@ -433,9 +433,11 @@ func (w *writer) batch(b []byte) {
 			w.flush()
 			w.closeSeg()
 		}
-		if w.cur == nil && !w.open(msg) {
-			s.m.dropped["write_error"].Inc()
-			continue
+		if w.cur == nil {
+			if err := w.open(msg); err != nil {
+				s.m.dropped[reason(err)].Inc()
+				continue
+			}
 		}
 		w.buf = append(w.buf, msg...)
 		w.bufN++
@@ -491,7 +493,15 @@ func (w *writer) makeRoom(need int64) bool {
 	return true
 }
 
-func (w *writer) open(first []byte) bool {
+// reason is the drop reason of a write error.
+func reason(err error) string {
+	if errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) {
+		return "disk_full"
+	}
+	return "write_error"
+}
+
+func (w *writer) open(first []byte) error {
 	s := w.s
 	s.mu.Lock()
 	seq := s.nextSeq
@@ -507,13 +517,13 @@ func (w *writer) open(first []byte) bool {
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
 	if err != nil {
 		w.failed("open", err)
-		return false
+		return err
 	}
 	if _, err := f.Write(w.tmp); err != nil {
 		f.Close()
 		os.Remove(path)
 		w.failed("write", err)
-		return false
+		return err
 	}
 	w.f = f
 	w.cur = &segment{Segment: n, path: path, size: int64(len(w.tmp)), writing: true}
@@ -521,7 +531,7 @@ func (w *writer) open(first []byte) bool {
 	s.segs = append(s.segs, w.cur)
 	s.bytes += w.cur.size
 	s.mu.Unlock()
-	return true
+	return nil
 }
 
 func (w *writer) failed(op string, err error) {
@@ -542,11 +552,7 @@ func (w *writer) flush() {
 		// the buffer, keep going.
 		_ = w.f.Truncate(w.cur.size)
 		_, _ = w.f.Seek(w.cur.size, 0)
-		reason := "write_error"
-		if errors.Is(err, syscall.ENOSPC) {
-			reason = "disk_full"
-		}
-		s.m.dropped[reason].Add(int(w.bufN))
+		s.m.dropped[reason(err)].Add(int(w.bufN))
 		w.failed("write", err)
 		w.buf, w.bufN = w.buf[:0], 0
 		return
