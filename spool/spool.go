@@ -256,8 +256,13 @@ func (s *Spool) Templates(msgs []byte) {
 
 // Append copies msg (one checked IPFIX message) into the spool. It never
 // blocks on disk; when the buffer is full msg is dropped and counted
-// (reason buffer_full) and Append returns false.
+// (reason buffer_full) and Append returns false; so is a message whose
+// header length is not its length (reason malformed).
 func (s *Spool) Append(msg []byte) bool {
+	if len(msg) < ipfix.HeaderLen || len(msg) > ipfix.MaxMessageLen || int(binary.BigEndian.Uint16(msg[2:4])) != len(msg) {
+		s.m.dropped["malformed"].Inc()
+		return false
+	}
 	s.qmu.Lock()
 	if int64(len(s.pend)+len(msg)) > s.cfg.BufferBytes {
 		s.qmu.Unlock()
@@ -354,8 +359,6 @@ type writer struct {
 	cache *ipfix.TemplateCache
 	cur   *segment
 	f     *os.File
-	buf   []byte
-	bufN  int64
 	fail  bool
 	tmp   []byte
 }
@@ -389,7 +392,6 @@ func (s *Spool) writer() {
 			b = b[n:]
 		}
 		w.batch(batch)
-		w.flush()
 		if stop {
 			w.closeSeg()
 			s.gauges()
@@ -415,36 +417,67 @@ func (w *writer) batch(b []byte) {
 			}
 		}
 	}
-	for len(b) >= ipfix.HeaderLen {
-		n := int(binary.BigEndian.Uint16(b[2:4]))
-		msg := b[:n]
-		b = b[n:]
-		_, _ = w.cache.Learn(msg, time.Time{})
-		if s.cfg.MaxBytes > 0 {
+	// Messages are written from the batch itself, in runs of consecutive
+	// kept messages: no second copy.
+	s.mu.Lock()
+	used := s.bytes
+	s.mu.Unlock()
+	rs, re, runN := 0, 0, int64(0)
+	flushRun := func() {
+		if re > rs {
+			w.write(b[rs:re], runN)
 			s.mu.Lock()
-			used := s.bytes
+			used = s.bytes
 			s.mu.Unlock()
-			if over := used + int64(len(w.buf)) + int64(n) - s.cfg.MaxBytes; over > 0 && !w.makeRoom(over) {
-				s.m.dropped["quota"].Inc()
-				continue
+		}
+		rs, runN = re, 0
+	}
+	for off := 0; off+ipfix.HeaderLen <= len(b); {
+		n := int(binary.BigEndian.Uint16(b[off+2 : off+4]))
+		msg := b[off : off+n]
+		// Learn what carries templates; a message of one data set (the
+		// common case) needs no walk.
+		if len(msg) < ipfix.HeaderLen+ipfix.SetHeaderLen ||
+			binary.BigEndian.Uint16(msg[ipfix.HeaderLen:]) < ipfix.MinDataSetID ||
+			len(msg) > ipfix.HeaderLen+int(binary.BigEndian.Uint16(msg[ipfix.HeaderLen+2:])) {
+			_, _ = w.cache.Learn(msg, time.Time{})
+		}
+		skip := func(reason string) {
+			flushRun()
+			s.m.dropped[reason].Inc()
+			off += n
+			rs, re = off, off
+		}
+		if s.cfg.MaxBytes > 0 {
+			if over := used + int64(re-rs) + int64(n) - s.cfg.MaxBytes; over > 0 {
+				flushRun()
+				if !w.makeRoom(over) {
+					skip("quota")
+					continue
+				}
+				s.mu.Lock()
+				used = s.bytes
+				s.mu.Unlock()
 			}
 		}
-		if w.cur != nil && w.cur.size+int64(len(w.buf))+int64(n) > s.cfg.SegmentBytes {
-			w.flush()
+		if w.cur != nil && w.cur.size+int64(re-rs)+int64(n) > s.cfg.SegmentBytes {
+			flushRun()
 			w.closeSeg()
 		}
 		if w.cur == nil {
 			if err := w.open(msg); err != nil {
-				s.m.dropped[reason(err)].Inc()
+				skip(reason(err))
 				continue
 			}
 		}
-		w.buf = append(w.buf, msg...)
-		w.bufN++
-		if len(w.buf) >= writeChunk {
-			w.flush()
+		re += n
+		runN++
+		off += n
+		if re-rs >= writeChunk {
+			flushRun()
 		}
 	}
+	flushRun()
 }
 
 func (w *writer) dropAll(b []byte, reason string) {
@@ -541,20 +574,17 @@ func (w *writer) failed(op string, err error) {
 	}
 }
 
-func (w *writer) flush() {
+// write writes p, msgs whole messages, to the current segment.
+func (w *writer) write(p []byte, msgs int64) {
 	s := w.s
-	if w.cur == nil || len(w.buf) == 0 {
-		return
-	}
-	n, err := w.f.Write(w.buf)
+	n, err := w.f.Write(p)
 	if err != nil {
 		// ENOSPC and the like: cut back to the last complete message, drop
-		// the buffer, keep going.
+		// what did not fit, keep going.
 		_ = w.f.Truncate(w.cur.size)
 		_, _ = w.f.Seek(w.cur.size, 0)
-		s.m.dropped[reason(err)].Add(int(w.bufN))
+		s.m.dropped[reason(err)].Add(int(msgs))
 		w.failed("write", err)
-		w.buf, w.bufN = w.buf[:0], 0
 		return
 	}
 	if w.fail {
@@ -563,7 +593,7 @@ func (w *writer) flush() {
 	}
 	s.mu.Lock()
 	w.cur.size += int64(n)
-	w.cur.msgs += w.bufN
+	w.cur.msgs += msgs
 	s.bytes += int64(n)
 	close(s.flushed)
 	s.flushed = make(chan struct{})
@@ -572,7 +602,6 @@ func (w *writer) flush() {
 		s.log.Info("spool filling")
 	}
 	s.mu.Unlock()
-	w.buf, w.bufN = w.buf[:0], 0
 }
 
 func (w *writer) closeSeg() {
