@@ -327,10 +327,10 @@ func (s *Spool) Run() {
 	s.running = true
 	s.mu.Unlock()
 	var wg sync.WaitGroup
-	wg.Add(2)
-	rdone := make(chan struct{})
+	wg.Add(3)
 	go func() { defer wg.Done(); s.writer() }()
-	go func() { defer wg.Done(); defer close(rdone); s.reader() }()
+	go func() { defer wg.Done(); s.reader() }()
+	go func() { defer wg.Done(); s.persister() }()
 	go func() { wg.Wait(); close(s.done) }()
 }
 
@@ -627,11 +627,8 @@ func (s *Spool) reader() {
 		off   int64
 		buf   = make([]byte, writeChunk+ipfix.MaxMessageLen)
 		have  int
-		lastP = time.Now()
-		lastN int64
 		nOrig int64
 		nDup  int64
-		lastS = s.acked.Load().Segment
 		rpos  = *s.acked.Load() // where the reader goes on: the end of what it gave
 	)
 	defer func() {
@@ -640,12 +637,6 @@ func (s *Spool) reader() {
 		}
 	}()
 	for {
-		// Persist and delete what was acknowledged.
-		if a := s.acked.Load(); time.Since(lastP) >= s.cfg.PersistEvery ||
-			s.ackN.Load()-lastN >= s.cfg.PersistMessages || a.Segment != lastS {
-			s.persist(false)
-			lastP, lastN, lastS = time.Now(), s.ackN.Load(), a.Segment
-		}
 		s.mu.Lock()
 		wait := s.flushed
 		if g == nil {
@@ -819,6 +810,26 @@ func (s *Spool) Ack(m Message) {
 	if dd := m.d - s.lastD; dd > 0 {
 		s.lastD = m.d
 		s.m.duplicates.Add(int(dd))
+	}
+}
+
+// persister persists the acknowledged position every PersistEvery, every
+// PersistMessages acknowledged messages and when replay enters a new segment.
+func (s *Spool) persister() {
+	tick := time.NewTicker(min(s.cfg.PersistEvery, 20*time.Millisecond))
+	defer tick.Stop()
+	lastP, lastN, lastS := time.Now(), s.ackN.Load(), s.acked.Load().Segment
+	for {
+		select {
+		case <-s.quit:
+			return
+		case <-tick.C:
+		}
+		if a := s.acked.Load(); time.Since(lastP) >= s.cfg.PersistEvery ||
+			s.ackN.Load()-lastN >= s.cfg.PersistMessages || a.Segment != lastS {
+			s.persist(false)
+			lastP, lastN, lastS = time.Now(), s.ackN.Load(), a.Segment
+		}
 	}
 }
 

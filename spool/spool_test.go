@@ -195,6 +195,7 @@ func TestCrash(t *testing.T) {
 	checkSame(t, st, start, got)
 	assert.Equal(t, want, start+len(got.msgs), "every message up to the torn one")
 	dups := acked - start
+	assert.Equal(t, 234, dups, "acknowledged since the last persisted position")
 	assert.Equal(t, dups, counter(set, `ipfix_balancer_spool_duplicate_messages_total{`+labels+`}`), "persisted position %v", pos)
 	t.Logf("acked by the child %d, persisted position %v, replayed again %d", acked, pos, dups)
 }
@@ -203,7 +204,7 @@ const crashMessages = 3000
 
 func crashChild(dir string) {
 	st := makeStream(crashMessages, 300, 20)
-	s, err := New(Config{Dir: dir, SegmentBytes: 256 << 10, BufferBytes: 16 << 20, PersistMessages: 500, PersistEvery: time.Hour}, labels, nil, nil)
+	s, err := New(Config{Dir: dir, SegmentBytes: 256 << 10, BufferBytes: 16 << 20, PersistMessages: 1000, PersistEvery: time.Hour}, labels, nil, nil)
 	if err != nil {
 		panic(err)
 	}
@@ -213,28 +214,36 @@ func crashChild(dir string) {
 			panic("buffer full")
 		}
 	}
-	// Ack 1234 messages one by one, wait for the position of the 1000th to
-	// be persisted, then die.
-	n := 0
 	deadline := time.Now().Add(30 * time.Second)
-	for n < 1234 && time.Now().Before(deadline) {
-		m, ok := s.Next()
-		if !ok {
-			time.Sleep(time.Millisecond)
-			continue
-		}
-		s.Ack(m)
-		if !m.Templates {
-			n++
+	for s.written() < crashMessages && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond) // all on disk first: the buffer is lost in a crash
+	}
+	// Ack 1000 messages one by one, wait for that position to be persisted,
+	// ack 234 more (under PersistMessages: not persisted), then die.
+	n := 0
+	var last Message
+	ack := func(upTo int) {
+		for n < upTo && time.Now().Before(deadline) {
+			m, ok := s.Next()
+			if !ok {
+				time.Sleep(time.Millisecond)
+				continue
+			}
+			s.Ack(m)
+			last = m
+			if !m.Templates {
+				n++
+			}
 		}
 	}
+	ack(1000)
 	for time.Now().Before(deadline) {
-		p, _ := readPosition(filepath.Join(dir, dump.PositionFile))
-		if p.Segment > 0 && s.written() == crashMessages {
+		if p, _ := readPosition(filepath.Join(dir, dump.PositionFile)); p == last.End {
 			break
 		}
-		time.Sleep(5 * time.Millisecond)
+		time.Sleep(time.Millisecond)
 	}
+	ack(1234)
 	fmt.Printf("acked %d\n", n)
 	os.Stdout.Sync()
 	p, _ := os.FindProcess(os.Getpid())
