@@ -332,6 +332,11 @@ export = ["10.0.0.2:9920"]
 queue_bytes = 1048576
 max_bytes = 1099511627776
 max_age = "72h"
+[receiver.spool]
+dir = "/var/spool"
+max_bytes = 1048576
+min_free_bytes = 0
+drop = "newest"
 `,
 		check: func(t *testing.T, c *Config) {
 			assert.Equal(t, "debug", c.Log.Level)
@@ -356,6 +361,7 @@ max_age = "72h"
 					MaxBytes:      1 << 40,
 					MaxAge:        72 * time.Hour,
 				},
+				Spool: Spool{Dir: "/var/spool", MaxBytes: 1 << 20, Drop: "newest"},
 			}}, c.Receivers)
 		},
 	}}
