@@ -155,6 +155,9 @@ type Spool struct {
 	dupMode    bool
 	running    bool
 	closeOnce  sync.Once
+	maxBytes   atomic.Int64 // Config.MaxBytes, SetLimits
+	minFree    atomic.Int64
+	drop       atomic.Int32
 	filling    bool
 }
 
@@ -205,6 +208,7 @@ func New(cfg Config, labels string, set *metrics.Set, log *slog.Logger) (*Spool,
 	}
 	s.acked.Store(&pos)
 	s.rpos = pos
+	s.SetLimits(cfg.MaxBytes, cfg.MinFreeBytes, cfg.Drop)
 	ents, err := os.ReadDir(cfg.Dir)
 	if err != nil {
 		return nil, fmt.Errorf("spool %s: %w", cfg.Dir, err)
@@ -310,6 +314,16 @@ func (s *Spool) emptyLocked() bool {
 	return true
 }
 
+// SetLimits changes the quota, the free-space floor and the drop end (a
+// reload); they apply from the next batch the writer takes. A quota lowered
+// below what the spool holds drops (DropOldest) or refuses (DropNewest) from
+// then on. The segment size stays as New chose it. Safe for concurrent use.
+func (s *Spool) SetLimits(maxBytes, minFreeBytes int64, drop Drop) {
+	s.maxBytes.Store(maxBytes)
+	s.minFree.Store(minFreeBytes)
+	s.drop.Store(int32(drop))
+}
+
 // written returns the spooled messages in segments (tests).
 func (s *Spool) written() int64 {
 	s.mu.Lock()
@@ -405,11 +419,12 @@ func (w *writer) batch(b []byte) {
 	if len(b) == 0 {
 		return
 	}
-	if s.cfg.MinFreeBytes > 0 {
+	maxBytes, minFree := s.maxBytes.Load(), s.minFree.Load()
+	if minFree > 0 {
 		var st syscall.Statfs_t
 		if err := syscall.Statfs(s.cfg.Dir, &st); err == nil {
 			free := int64(st.Bavail) * int64(st.Bsize)
-			if need := s.cfg.MinFreeBytes - (free - int64(len(b))); need > 0 {
+			if need := minFree - (free - int64(len(b))); need > 0 {
 				if !w.makeRoom(need) {
 					w.dropAll(b, "disk_floor")
 					return
@@ -448,8 +463,8 @@ func (w *writer) batch(b []byte) {
 			off += n
 			rs, re = off, off
 		}
-		if s.cfg.MaxBytes > 0 {
-			if over := used + int64(re-rs) + int64(n) - s.cfg.MaxBytes; over > 0 {
+		if maxBytes > 0 {
+			if over := used + int64(re-rs) + int64(n) - maxBytes; over > 0 {
 				flushRun()
 				if !w.makeRoom(over) {
 					skip("quota")
@@ -495,7 +510,7 @@ func (w *writer) dropAll(b []byte, reason string) {
 // it never deletes the segment being read or written.
 func (w *writer) makeRoom(need int64) bool {
 	s := w.s
-	if s.cfg.Drop != DropOldest {
+	if Drop(s.drop.Load()) != DropOldest {
 		return false
 	}
 	s.mu.Lock()
