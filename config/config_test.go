@@ -548,3 +548,33 @@ func TestParseSyntaxError(t *testing.T) {
 		`                       ^`,
 	}, "\n"), err.Error())
 }
+
+func TestSpoolErrors(t *testing.T) {
+	_, err := Parse([]byte(`
+[[receiver]]
+stream = "fullflow"
+subreceivers = ["10.0.0.2:9920"]
+[receiver.spool]
+dir = "spool"
+max_bytes = -1
+min_free_bytes = -2
+drop = "middle"
+drp = "x"
+`), "test.toml")
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "receiver[0].spool.drp")
+	_, err = Parse([]byte(`
+[[receiver]]
+stream = "fullflow"
+subreceivers = ["10.0.0.2:9920"]
+[receiver.spool]
+dir = "spool"
+max_bytes = -1
+min_free_bytes = -2
+drop = "middle"
+`), "test.toml")
+	require.Error(t, err)
+	assert.Equal(t, `test.toml:7: receiver[fullflow/0].spool.max_bytes: -1: negative
+test.toml:8: receiver[fullflow/0].spool.min_free_bytes: -2: negative
+test.toml:9: receiver[fullflow/0].spool.drop: "middle": want oldest or newest`, err.Error())
+}
