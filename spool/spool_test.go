@@ -321,3 +321,20 @@ func TestQuota(t *testing.T) {
 		})
 	}
 }
+
+// TestTemplatesAtStart: spooling that starts in the middle of a session gets
+// the templates in force from the caller; the first segment starts with them.
+func TestTemplatesAtStart(t *testing.T) {
+	dir := t.TempDir()
+	st := makeStream(500, 0, 20)
+	s, _ := openSpool(t, Config{Dir: dir, BufferBytes: 16 << 20})
+	s.Templates(append(append([]byte(nil), st.msgs[0]...), st.msgs[1]...))
+	appendAll(t, s, st.msgs[2:])
+	got := drain(t, s, len(st.msgs)-2, 10, time.Minute)
+	checkSame(t, st, 2, got)
+	segs := segments(t, dir)
+	require.NotEmpty(t, segs)
+	n, err := dump.ParseSegment(filepath.Base(segs[0]))
+	require.NoError(t, err)
+	assert.Equal(t, int64(len(st.msgs[0])+len(st.msgs[1])), n.Prime, "the segment opens with both domains' templates")
+}
