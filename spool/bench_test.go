@@ -1,9 +1,12 @@
 package spool
 
 import (
+	"encoding/binary"
 	"os"
 	"path/filepath"
 	"runtime"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -18,16 +21,18 @@ func benchMessages() [][]byte {
 
 // BenchmarkWrite compares, in one run, the spool's write path (Append on the
 // caller, the writer goroutine writing segments) with the recording path's
-// pattern (balancer/recording.go: ipfix.FileWriter into a buffer written to
-// the dump in 256 KiB writes). Both are timed from the first message to the
-// last one written to the file.
+// pattern (balancer/recording.go): recording_writer is its writer loop alone
+// on the caller's goroutine (ipfix.FileWriter into a buffer written to the
+// dump in 256 KiB writes), recording_queue adds the copy into the writer
+// queue and the hand-over to a writer goroutine, as the recorder does. All
+// are timed from the first message to the last one written to the file.
 func BenchmarkWrite(b *testing.B) {
 	msgs := benchMessages()
 	size := 0
 	for _, m := range msgs {
 		size += len(m)
 	}
-	b.Run("recording", func(b *testing.B) {
+	b.Run("recording_writer", func(b *testing.B) {
 		f, err := os.Create(filepath.Join(b.TempDir(), "x.ipfix.part"))
 		if err != nil {
 			b.Fatal(err)
@@ -55,6 +60,101 @@ func BenchmarkWrite(b *testing.B) {
 		}
 		if _, err := f.Write(buf.b); err != nil {
 			b.Fatal(err)
+		}
+	})
+	b.Run("recording_queue", func(b *testing.B) {
+		// The whole recording path: the event loop copies each message into
+		// the writer queue (balancer/recording.go's chunks, here one buffer
+		// swapped under a mutex), the writer goroutine writes it through
+		// ipfix.FileWriter in 256 KiB writes.
+		f, err := os.Create(filepath.Join(b.TempDir(), "x.ipfix.part"))
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer f.Close()
+		var (
+			mu      sync.Mutex
+			queue   []byte
+			queued  int
+			written atomic.Int64
+			wake    = make(chan struct{}, 1)
+			quit    = make(chan struct{})
+			done    = make(chan struct{})
+		)
+		go func() {
+			defer close(done)
+			cache := ipfix.NewTemplateCache(0)
+			var buf dumpBuffer
+			fw := ipfix.NewFileWriter(&buf, cache)
+			var batch []byte
+			n := 0
+			for {
+				select {
+				case <-wake:
+				case <-quit:
+					return
+				}
+				mu.Lock()
+				batch, queue = queue, batch[:0]
+				k := queued
+				queued = 0
+				mu.Unlock()
+				for p := batch; len(p) > 0; {
+					l := int(binary.BigEndian.Uint16(p[2:4]))
+					n++
+					if n <= 2 {
+						_, _ = cache.Learn(p[:l], time.Time{})
+					}
+					_ = fw.WriteChecked(p[:l], n > 2)
+					if len(buf.b) >= 256<<10 {
+						if _, err := f.Write(buf.b); err != nil {
+							panic(err)
+						}
+						buf.b = buf.b[:0]
+					}
+					p = p[l:]
+				}
+				if _, err := f.Write(buf.b); err != nil {
+					panic(err)
+				}
+				buf.b = buf.b[:0]
+				written.Add(int64(k))
+			}
+		}()
+		b.SetBytes(int64(size / len(msgs)))
+		b.ReportAllocs()
+		i := 0
+		for b.Loop() {
+			m := msgs[i%len(msgs)]
+			i++
+			for {
+				mu.Lock()
+				if len(queue)+len(m) <= 8<<20 {
+					queue = append(queue, m...)
+					queued++
+					mu.Unlock()
+					break
+				}
+				mu.Unlock()
+				runtime.Gosched() // the benchmark wants every message on disk
+			}
+			select {
+			case wake <- struct{}{}:
+			default:
+			}
+		}
+		deadline := time.Now().Add(time.Minute)
+		for written.Load() < int64(i) && time.Now().Before(deadline) {
+			select {
+			case wake <- struct{}{}:
+			default:
+			}
+			time.Sleep(100 * time.Microsecond)
+		}
+		close(quit)
+		<-done
+		if written.Load() != int64(i) {
+			b.Fatalf("written %d of %d", written.Load(), i)
 		}
 	})
 	b.Run("spool", func(b *testing.B) {

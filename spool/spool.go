@@ -374,11 +374,23 @@ type writer struct {
 	cur   *segment
 	f     *os.File
 	fail  bool
+	sync  chan *os.File // closed segments to fsync and close
 	tmp   []byte
 }
 
 func (s *Spool) writer() {
-	w := &writer{s: s, cache: ipfix.NewTemplateCache(0)}
+	w := &writer{s: s, cache: ipfix.NewTemplateCache(0), sync: make(chan *os.File, 4)}
+	// A closed segment is fsynced apart, so a long fsync does not hold up
+	// the writer (as the recorder's closer does for dumps).
+	synced := make(chan struct{})
+	go func() {
+		defer close(synced)
+		for f := range w.sync {
+			_ = f.Sync()
+			_ = f.Close()
+		}
+	}()
+	defer func() { close(w.sync); <-synced }()
 	var batch []byte
 	tick := time.NewTicker(250 * time.Millisecond)
 	defer tick.Stop()
@@ -623,8 +635,7 @@ func (w *writer) closeSeg() {
 	if w.cur == nil {
 		return
 	}
-	_ = w.f.Sync()
-	_ = w.f.Close()
+	w.sync <- w.f
 	w.s.mu.Lock()
 	w.cur.writing = false
 	close(w.s.flushed)
