@@ -158,6 +158,7 @@ type Spool struct {
 	maxBytes   atomic.Int64 // Config.MaxBytes, SetLimits
 	minFree    atomic.Int64
 	drop       atomic.Int32
+	posFailing atomic.Bool
 	filling    bool
 }
 
@@ -882,7 +883,12 @@ func (s *Spool) persist(final bool) {
 	}
 	s.mu.Unlock()
 	if err := writePosition(s.cfg.Dir, a); err != nil {
-		s.log.Error("spool position", "err", err)
+		// A full disk fails this every second: log the first one.
+		if !s.posFailing.Swap(true) {
+			s.log.Error("spool position write failed", "err", err)
+		}
+	} else if s.posFailing.Swap(false) {
+		s.log.Info("spool position written again")
 	}
 	s.mu.Lock()
 	if s.filling && s.emptyLocked() {

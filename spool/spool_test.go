@@ -338,3 +338,17 @@ func TestTemplatesAtStart(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, int64(len(st.msgs[0])+len(st.msgs[1])), n.Prime, "the segment opens with both domains' templates")
 }
+
+// TestSetLimits: a quota set on reload applies to the next messages.
+func TestSetLimits(t *testing.T) {
+	dir := t.TempDir()
+	st := makeStream(4000, 0, 20)
+	s, set := openSpool(t, Config{Dir: dir, BufferBytes: 16 << 20})
+	s.SetLimits(256<<10, 0, DropNewest)
+	appendAll(t, s, st.msgs)
+	got := drainAll(t, s, 2*time.Second)
+	quota := counter(set, `ipfix_balancer_spool_dropped_messages_total{`+labels+`,reason="quota"}`)
+	assert.Greater(t, quota, 0, "the lowered quota refused messages")
+	assert.Equal(t, len(st.msgs), len(got.msgs)+quota)
+	checkSame(t, st, 0, got) // newest dropped: what came is the stream's head, in order
+}
