@@ -58,10 +58,10 @@ func (d Drop) String() string {
 	return "oldest"
 }
 
-// ParseDrop parses "oldest" or "newest".
+// ParseDrop parses config.Spool.Drop: "oldest" (or "", the default) or "newest".
 func ParseDrop(s string) (Drop, error) {
 	switch s {
-	case "oldest":
+	case "oldest", "":
 		return DropOldest, nil
 	case "newest":
 		return DropNewest, nil
