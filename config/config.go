@@ -129,6 +129,9 @@ type Receiver struct {
 	TemplateLifetime time.Duration
 	// Recording configures Recording mode.
 	Recording Recorder
+	// Spool configures the spools of RoundRobin and All modes: what waits on
+	// disk for a subreceiver that is down or slow.
+	Spool Spool
 	// BalancerAuto (the legacy BALANCER_AUTO=Enabled) starts the
 	// subreceivers that live on this host as local Recording receivers of
 	// this process (see [Config.Receivers]); in RoundRobin and All modes
@@ -178,6 +181,26 @@ type Recorder struct {
 	// MaxBytes and MaxAge cap the closed dumps kept on disk; 0 = no cap.
 	MaxBytes int64
 	MaxAge   time.Duration
+}
+
+// Spool is the [receiver.spool] table. Each subreceiver (All) or the
+// receiver (RoundRobin) has its own spool directory under Dir, named by
+// dump.SpoolDir. A reload can change MaxBytes, MinFreeBytes and Drop; Dir
+// only takes effect for spools opened later (a restart): a running spool
+// keeps replaying from its directory.
+type Spool struct {
+	// Dir is the spool root; "" = no spool (messages a subreceiver cannot
+	// take are dropped and counted).
+	Dir string
+	// MaxBytes is the quota of each spool (default 1 GiB; 0 = none).
+	MaxBytes int64
+	// MinFreeBytes is the free space the spools leave on their filesystem
+	// (default 256 MiB; 0 = none).
+	MinFreeBytes int64
+	// Drop is the end a full spool loses: "oldest" (default, also ""; whole oldest
+	// segments go, the recent past is kept) or "newest" (new messages are
+	// refused).
+	Drop string
 }
 
 // Loader is the [loader] section of ipfix-loader.

@@ -332,6 +332,11 @@ export = ["10.0.0.2:9920"]
 queue_bytes = 1048576
 max_bytes = 1099511627776
 max_age = "72h"
+[receiver.spool]
+dir = "/var/spool"
+max_bytes = 1048576
+min_free_bytes = 0
+drop = "newest"
 `,
 		check: func(t *testing.T, c *Config) {
 			assert.Equal(t, "debug", c.Log.Level)
@@ -356,6 +361,7 @@ max_age = "72h"
 					MaxBytes:      1 << 40,
 					MaxAge:        72 * time.Hour,
 				},
+				Spool: Spool{Dir: "/var/spool", MaxBytes: 1 << 20, Drop: "newest"},
 			}}, c.Receivers)
 		},
 	}}
@@ -541,4 +547,34 @@ func TestParseSyntaxError(t *testing.T) {
 		`      4 | level = "info`,
 		`                       ^`,
 	}, "\n"), err.Error())
+}
+
+func TestSpoolErrors(t *testing.T) {
+	_, err := Parse([]byte(`
+[[receiver]]
+stream = "fullflow"
+subreceivers = ["10.0.0.2:9920"]
+[receiver.spool]
+dir = "spool"
+max_bytes = -1
+min_free_bytes = -2
+drop = "middle"
+drp = "x"
+`), "test.toml")
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "receiver[0].spool.drp")
+	_, err = Parse([]byte(`
+[[receiver]]
+stream = "fullflow"
+subreceivers = ["10.0.0.2:9920"]
+[receiver.spool]
+dir = "spool"
+max_bytes = -1
+min_free_bytes = -2
+drop = "middle"
+`), "test.toml")
+	require.Error(t, err)
+	assert.Equal(t, `test.toml:7: receiver[fullflow/0].spool.max_bytes: -1: negative
+test.toml:8: receiver[fullflow/0].spool.min_free_bytes: -2: negative
+test.toml:9: receiver[fullflow/0].spool.drop: "middle": want oldest or newest`, err.Error())
 }

@@ -21,6 +21,11 @@ import (
 // (the legacy collector recorded to /var/qoestor/backend/dump).
 const LegacyDumpDir = "/var/lib/ipfix-balancer/dump"
 
+// LegacySpoolDir is the spool dir of RoundRobin and All receivers imported
+// from a legacy .env: it has no equivalent setting, so they get the packaged
+// default (packaging/balancer.toml).
+const LegacySpoolDir = "/var/lib/ipfix-balancer/spool"
+
 // envParams are the legacy receiver parameters, IPFIX_<STREAM>_<PARAM>[N].
 var envParams = map[string]bool{
 	"PORT_TYPE":             true,
@@ -578,6 +583,8 @@ func (p *envParser) convertReceiver(r *envReceiver) fileReceiver {
 	if mode == Recording {
 		fr.Recording.Dir = LegacyDumpDir
 		fr.Recording.Export = export
+	} else {
+		fr.Spool.Dir = LegacySpoolDir
 	}
 
 	if v, ok := get("DPI_ID"); ok {

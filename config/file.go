@@ -61,6 +61,14 @@ type fileReceiver struct {
 	TemplateLifetime string        `toml:"template_lifetime"`
 	BalancerAuto     bool          `toml:"balancer_auto,omitempty"`
 	Recording        fileRecording `toml:"recording"`
+	Spool            fileSpool     `toml:"spool,omitempty"`
+}
+
+type fileSpool struct {
+	Dir          string `toml:"dir,omitempty"`
+	MaxBytes     *int64 `toml:"max_bytes,omitempty"`
+	MinFreeBytes *int64 `toml:"min_free_bytes,omitempty"`
+	Drop         string `toml:"drop,omitempty"`
 }
 
 type fileRecording struct {
@@ -115,6 +123,9 @@ const (
 	defaultTemplateLifetime    = 30 * time.Minute
 	defaultRecordingQueueBytes = 64 << 20
 	defaultRotateEvery         = 10 * time.Minute
+	defaultSpoolMaxBytes       = 1 << 30
+	defaultSpoolMinFreeBytes   = 256 << 20
+	defaultSpoolDrop           = "oldest"
 )
 
 // defaultPorts are the legacy collector's ports per stream.
@@ -374,6 +385,12 @@ func buildReceiver(e *errs, i int, fr *fileReceiver, order int) Receiver {
 			RotateEvery: defaultRotation(fr.Stream),
 			QueueBytes:  defaultRecordingQueueBytes,
 		},
+		Spool: Spool{
+			Dir:          fr.Spool.Dir,
+			MaxBytes:     defaultSpoolMaxBytes,
+			MinFreeBytes: defaultSpoolMinFreeBytes,
+			Drop:         defaultSpoolDrop,
+		},
 	}
 	if fr.DPI != nil {
 		r.DPI = e.int(fmt.Sprintf("receiver[%d].dpi", i), *fr.DPI)
@@ -454,6 +471,17 @@ func buildReceiver(e *errs, i int, fr *fileReceiver, order int) Receiver {
 	}
 	if rec.MaxAge != "" {
 		r.Recording.MaxAge = e.duration(p+".recording.max_age", rec.MaxAge, 0)
+	}
+	if sp := &fr.Spool; true {
+		if sp.MaxBytes != nil {
+			r.Spool.MaxBytes = *sp.MaxBytes
+		}
+		if sp.MinFreeBytes != nil {
+			r.Spool.MinFreeBytes = *sp.MinFreeBytes
+		}
+		if sp.Drop != "" {
+			r.Spool.Drop = sp.Drop
+		}
 	}
 	return r
 }
@@ -607,6 +635,10 @@ func toFile(c *Config) *fileConfig {
 				MaxBytes:      ptr(r.Recording.MaxBytes),
 				MaxAge:        formatDuration(r.Recording.MaxAge),
 			},
+		}
+		if r.Spool.Dir != "" {
+			fr.Spool = fileSpool{Dir: r.Spool.Dir, MaxBytes: ptr(r.Spool.MaxBytes),
+				MinFreeBytes: ptr(r.Spool.MinFreeBytes), Drop: r.Spool.Drop}
 		}
 		switch len(r.CPU) {
 		case 0:

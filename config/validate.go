@@ -181,6 +181,20 @@ func (c *Config) validateReceiver(e *errs, i int, parsed bool) {
 	if rec.MaxAge < 0 {
 		e.addf("%s.recording.max_age: %s: negative", p, rec.MaxAge)
 	}
+
+	sp := &r.Spool
+	if strings.IndexByte(sp.Dir, 0) >= 0 {
+		e.addf("%s.spool.dir: %q: NUL byte in path", p, sp.Dir)
+	}
+	if sp.MaxBytes < 0 {
+		e.addf("%s.spool.max_bytes: %d: negative", p, sp.MaxBytes)
+	}
+	if sp.MinFreeBytes < 0 {
+		e.addf("%s.spool.min_free_bytes: %d: negative", p, sp.MinFreeBytes)
+	}
+	if sp.Drop != "" && sp.Drop != "oldest" && sp.Drop != "newest" {
+		e.addf("%s.spool.drop: %q: want oldest or newest", p, sp.Drop)
+	}
 }
 
 // validateSubreceivers checks subreceivers built by hand (parsed ones are

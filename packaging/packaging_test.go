@@ -522,6 +522,8 @@ func TestPackagedConfig(t *testing.T) {
 	for i := range got.Receivers {
 		assert.Equal(t, "/var/lib/ipfix-balancer/dump", got.Receivers[i].Recording.Dir, got.Receivers[i].Name())
 		got.Receivers[i].Recording.Dir = "dump"
+		assert.Equal(t, "/var/lib/ipfix-balancer/spool", got.Receivers[i].Spool.Dir, got.Receivers[i].Name())
+		got.Receivers[i].Spool.Dir = "spool"
 	}
 	assert.Equal(t, "/var/lib/ipfix-balancer/dump", got.Loader.Dir)
 	got.Loader.Dir = "dump"
