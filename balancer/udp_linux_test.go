@@ -427,7 +427,7 @@ func BenchmarkUDPReceive(b *testing.B) {
 	})
 }
 
-// generated is n records of a DPI stream (ipfix/gen) in messages of at most
+// generated is n records of a DPI stream (dpisim) in messages of at most
 // size bytes; the first message carries the templates.
 func generated(t testing.TB, stream ipfixgen.Stream, n, size int) [][]byte {
 	t.Helper()

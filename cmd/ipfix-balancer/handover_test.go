@@ -16,8 +16,8 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/ipfix-balancer/ipfix-balancer/dpisim"
 	"github.com/ipfix-balancer/ipfix-balancer/internal/testenv"
-	ipfixgen "github.com/ipfix-balancer/ipfix-balancer/ipfix/gen"
 )
 
 // A successor that takes the UDP socket and then fails (one of its receivers
@@ -25,7 +25,7 @@ import (
 // serving every socket: datagrams sent after the failure still reach the
 // collector, /metrics still answers, and the failure is counted.
 func TestFailedSuccessorLeavesUDPServed(t *testing.T) {
-	capture := writeCapture(t, ipfixgen.DNSFlow, 3000)
+	capture := writeCapture(t, dpisim.DNSFlow, 3000)
 	msgs, records := readCapture(t, capture)
 	c := testenv.StartCollector(t, "tcp")
 	dir := t.TempDir()
