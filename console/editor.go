@@ -8,13 +8,13 @@ import (
 	"net/http"
 	"net/netip"
 	"os"
-	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/ipfix-balancer/ipfix-balancer/config"
+	"github.com/ipfix-balancer/ipfix-balancer/internal/atomicfile"
 )
 
 // receiverForm holds the legacy GUI's receiver fields as the operator typed
@@ -575,44 +575,10 @@ func writeAtomic(path string, old, data []byte) error {
 	if fi, err := os.Stat(path); err == nil {
 		mode = fi.Mode().Perm()
 	}
-	if err := replaceFile(path+".bak", old, mode); err != nil {
+	if err := atomicfile.Replace(path+".bak", old, mode); err != nil {
 		return fmt.Errorf("backup: %w", err)
 	}
-	return replaceFile(path, data, mode)
-}
-
-func replaceFile(path string, data []byte, mode os.FileMode) error {
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".*.tmp")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	defer os.Remove(tmp) // after a successful rename: nothing to remove
-	if _, err := f.Write(data); err != nil {
-		_ = f.Close()
-		return err
-	}
-	if err := f.Chmod(mode); err != nil {
-		_ = f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		_ = f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return err
-	}
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
+	return atomicfile.Replace(path, data, mode)
 }
 
 // receivers lists the receivers of the configuration file (the legacy GUI's
@@ -718,7 +684,7 @@ func (c *Console) apply(w http.ResponseWriter, r *http.Request, s *operatorSessi
 		return
 	}
 	if err := c.opts.Reload(); err != nil {
-		restore := replaceFile(c.opts.ConfigPath, p.Old, fileMode(c.opts.ConfigPath))
+		restore := atomicfile.Replace(c.opts.ConfigPath, p.Old, fileMode(c.opts.ConfigPath))
 		c.m.changes[changeFailed].Inc()
 		log.Error("console change refused by the reload, file restored", "err", err, "restore_err", restore)
 		p.Errors.General = append(p.Errors.General, "the reload refused the change (the running configuration is unchanged and the file restored): "+err.Error())

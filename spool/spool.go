@@ -36,6 +36,7 @@ import (
 	"github.com/VictoriaMetrics/metrics"
 
 	"github.com/ipfix-balancer/ipfix-balancer/dump"
+	"github.com/ipfix-balancer/ipfix-balancer/internal/atomicfile"
 	"github.com/ipfix-balancer/ipfix-balancer/ipfix"
 )
 
@@ -904,32 +905,7 @@ func fmtPosition(p Position) []byte {
 }
 
 func writePosition(dir string, p Position) error {
-	path := filepath.Join(dir, dump.PositionFile)
-	tmp := path + ".tmp"
-	f, err := os.Create(tmp)
-	if err != nil {
-		return err
-	}
-	if _, err := f.Write(fmtPosition(p)); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return err
-	}
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
+	return atomicfile.Replace(filepath.Join(dir, dump.PositionFile), fmtPosition(p), 0o644)
 }
 
 func readPosition(path string) (Position, error) {
