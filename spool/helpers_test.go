@@ -167,19 +167,7 @@ func drain(tb testing.TB, s *Spool, want int, ackEvery int, timeout time.Duratio
 			}
 			continue
 		}
-		for b := m.Bytes; len(b) >= ipfix.HeaderLen; {
-			n := int(binary.BigEndian.Uint16(b[2:4]))
-			_, _ = cache.Learn(b[:n], time.Time{})
-			b = b[n:]
-		}
-		if !m.Templates {
-			r.msgs = append(r.msgs, m.Bytes)
-			var tm []byte
-			if t := cache.Lookup(binary.BigEndian.Uint32(m.Bytes[12:16]), 256); t != nil {
-				tm = t.Record
-			}
-			r.tmpls = append(r.tmpls, tm)
-		}
+		r.add(cache, m)
 		last, pending = m, pending+1
 		if pending >= ackEvery {
 			s.Ack(last)
@@ -190,6 +178,25 @@ func drain(tb testing.TB, s *Spool, want int, ackEvery int, timeout time.Duratio
 		s.Ack(last)
 	}
 	return r
+}
+
+// add learns the templates m carries and, for a message of data, keeps it with
+// the template 256 in force for its domain.
+func (r *replayed) add(cache *ipfix.TemplateCache, m Message) {
+	for b := m.Bytes; len(b) >= ipfix.HeaderLen; {
+		n := int(binary.BigEndian.Uint16(b[2:4]))
+		_, _ = cache.Learn(b[:n], time.Time{})
+		b = b[n:]
+	}
+	if m.Templates {
+		return
+	}
+	r.msgs = append(r.msgs, m.Bytes)
+	var tm []byte
+	if t := cache.Lookup(binary.BigEndian.Uint32(m.Bytes[12:16]), 256); t != nil {
+		tm = t.Record
+	}
+	r.tmpls = append(r.tmpls, tm)
 }
 
 // checkSame asserts got are the stream's messages from first on, byte for

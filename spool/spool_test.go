@@ -2,7 +2,6 @@ package spool
 
 import (
 	"bytes"
-	"encoding/binary"
 	"fmt"
 	"os"
 	"os/exec"
@@ -273,19 +272,7 @@ func drainAll(t *testing.T, s *Spool, idle time.Duration) *replayed {
 			continue
 		}
 		quiet = time.Now()
-		for b := m.Bytes; len(b) >= ipfix.HeaderLen; {
-			n := int(binary.BigEndian.Uint16(b[2:4]))
-			_, _ = cache.Learn(b[:n], time.Time{})
-			b = b[n:]
-		}
-		if !m.Templates {
-			r.msgs = append(r.msgs, m.Bytes)
-			var tm []byte
-			if tt := cache.Lookup(binary.BigEndian.Uint32(m.Bytes[12:16]), 256); tt != nil {
-				tm = tt.Record
-			}
-			r.tmpls = append(r.tmpls, tm)
-		}
+		r.add(cache, m)
 		last = m
 	}
 	s.Ack(last)
@@ -298,8 +285,8 @@ func TestQuota(t *testing.T) {
 	for _, drop := range []Drop{DropOldest, DropNewest} {
 		t.Run(drop.String(), func(t *testing.T) {
 			dir := t.TempDir()
-			st := makeStream(8000, 900, 20)
-			s, set := openSpool(t, Config{Dir: dir, MaxBytes: 1 << 20, Drop: drop, BufferBytes: 16 << 20})
+			st := makeStream(8000, 900, 100)
+			s, set := openSpool(t, Config{Dir: dir, MaxBytes: 1 << 20, Drop: drop, BufferBytes: 16 << 20, ReadAheadBytes: 256 << 10})
 			appendAll(t, s, st.msgs)
 			got := drainAll(t, s, 3*time.Second)
 			dropped := 0
