@@ -203,26 +203,62 @@ type Spool struct {
 	Drop string
 }
 
-// Loader is the [loader] section of ipfix-loader.
+// Loader is the [loader] section: the configuration of ipfix-loader, the
+// one package loader runs with (loader.New takes it as it is). [Load],
+// [Parse], [ParseEnv] and [Default] fill every default from default.toml; a
+// Loader built by hand should start from Default().Loader and pass
+// [Loader.Validate]. What is not in the file (a logger, how long to retry)
+// is loader.Options.
 type Loader struct {
-	Dir         string        // dump root to load from (the receivers' recording dir)
-	ClickHouse  string        // HTTP URL of the ClickHouse server
-	Database    string        // database name
-	User        string        // ClickHouse user
-	Password    string        // ClickHouse password
-	Parallel    int           // files loaded at once (1..64)
-	AfterLoad   string        // "move" (to <Dir>/<stream>/loaded/) or "delete"
-	Retention   time.Duration // TTL of the raw tables; 0 = keep forever
-	BatchRows   int           // rows per INSERT
-	PollEvery   time.Duration // how often to look for closed dumps
-	Cluster     string        // when set, Distributed tables over this cluster
-	ShardingKey string        // column whose value picks the shard (a subscriber stays on one)
-	Shards      []string      // shard HTTP URLs; default: read from system.clusters
+	// Dir is the dump root to load from (the receivers' recording dir):
+	// closed dumps are <Dir>/<stream>/*.ipfix (package dump).
+	Dir string
+	// ClickHouse is the HTTP URL of the server ("http://127.0.0.1:8123").
+	ClickHouse string
+	// Database holds the tables.
+	Database string
+	// User and Password authenticate to ClickHouse (HTTP basic auth).
+	User, Password string
+	// Parallel is the number of files loaded at once (1..64).
+	Parallel int
+	// AfterLoad is "move" (to <Dir>/<stream>/loaded/) or "delete".
+	AfterLoad string
+	// Retention is the TTL of the raw tables; 0 keeps them forever. Raw
+	// tables are partitioned by hour, so a row is dropped between Retention
+	// and Retention + 1h + 5m after its time.
+	Retention time.Duration
+	// AggregateRetention keeps the aggregated tables (partitioned by month:
+	// a month goes once all of it is older); 0 keeps them forever.
+	AggregateRetention time.Duration
+	// FullflowAgg and ClickstreamAgg are the group-by columns and period of
+	// fullflow_agg and clickstream_agg (the legacy collector's by default).
+	// A changed one applies once its table and view are dropped: the loader
+	// makes them anew. The loader checks the column names.
+	FullflowAgg, ClickstreamAgg Aggregate
+	// NAT is the NAT log: events derived from fullflow, and natflow_agg's
+	// fields and interval.
+	NAT NAT
+	// BatchRows is the number of rows per INSERT (1..1000000).
+	BatchRows int
+	// PollEvery is how often the dump directories are scanned.
+	PollEvery time.Duration
+	// Cluster, when set, shards the raw tables over this ClickHouse cluster
+	// (remote_servers): MergeTree tables <table>_local on every shard and a
+	// Distributed table <table> on each for queries.
+	Cluster string
+	// ShardingKey is the column (or comma-separated columns, first present
+	// wins) whose value picks a row's shard, so that a subscriber's rows
+	// live on one shard; required with Cluster.
+	ShardingKey string
+	// Shards are the HTTP URLs of the cluster's shards, in shard order;
+	// empty: taken from system.clusters with the port of ClickHouse.
+	Shards []string
 	// MetricsListen is where ipfix-loader serves /metrics ("" = off); the
 	// balancer's [metrics] port would clash when both run on one host.
 	MetricsListen string
 	// Dictionaries is the dictionary dir (<dir>/<name>/*.txt, the legacy
-	// collector's /var/qoestor/backend/etc/db); "" = none.
+	// collector's /var/qoestor/backend/etc/db); "" = none (package
+	// loader/dict).
 	Dictionaries string
 	// TrafficDirDefMode, SubscriberFilterMode and SubscriberExcludeMode are
 	// the legacy collector's modes 0..4 (0: off), applied to fullflow and
@@ -233,24 +269,39 @@ type Loader struct {
 	// vchannel_name_dic.
 	ReplaceLoginWithVChannel int
 	UseDicWhenReplacingLogin bool
-	// AggregateRetention keeps the aggregated tables (by month); 0 = forever.
-	AggregateRetention time.Duration
-	// FullflowAggFields and ClickstreamAggFields are the raw columns
-	// fullflow_agg and clickstream_agg group by, FullflowAggPeriod and
-	// ClickstreamAggPeriod the period their time is rounded to; empty / 0:
-	// the loader's defaults (the legacy collector's). The loader checks the
-	// column names.
-	FullflowAggFields, ClickstreamAggFields []string
-	FullflowAggPeriod, ClickstreamAggPeriod time.Duration
-	// NATImportFromFullflow, NATAggFieldsBitmask and NATAggInterval are the
-	// legacy NAT_IMPORT_FROM_FULLFLOW, NAT_AGG_LOG_FIELDS_TO_SAVE_BITMASK
-	// (0..0x7ff, the eleven fields of the manual) and
-	// NAT_AGG_LOG_GROUP_TIME_INTERVAL (1, 5, 10, 15, 30 or 60 minutes; 0:
-	// the loader's default, 5).
-	NATImportFromFullflow bool
-	NATAggFieldsBitmask   int
-	NATAggInterval        int
 }
+
+// Aggregate configures an aggregated table: the raw columns it groups by and
+// the period its time column is rounded down to (whole minutes dividing a
+// day). The sums are fixed: fullflow_agg has bytes, packets and flows,
+// clickstream_agg requests.
+type Aggregate struct {
+	Fields []string
+	Period time.Duration
+}
+
+// NAT is the legacy collector's NAT log settings: NAT_IMPORT_FROM_FULLFLOW,
+// NAT_AGG_LOG_FIELDS_TO_SAVE_BITMASK and NAT_AGG_LOG_GROUP_TIME_INTERVAL.
+type NAT struct {
+	// ImportFromFullflow derives a NAT event from every fullflow row with a
+	// post-NAT IPv4 source address.
+	ImportFromFullflow bool
+	// AggFields is the bitmask of the natflow columns natflow_agg keeps
+	// (0..0x7ff, the eleven fields of the manual, bit 0x1 first); the others
+	// hold 0 or '' there. 0 keeps counts per interval only.
+	AggFields uint16
+	// AggInterval is the period natflow_agg's time is rounded down to: 1, 5,
+	// 10, 15, 30 or 60 minutes.
+	AggInterval time.Duration
+}
+
+// NATAggFieldsAll is the largest NAT.AggFields: every one of the eleven
+// fields (loader.NATAggFields names them).
+const NATAggFieldsAll = 1<<11 - 1
+
+// NATAggIntervals are the values NAT.AggInterval (the legacy
+// NAT_AGG_LOG_GROUP_TIME_INTERVAL) allows.
+var NATAggIntervals = []time.Duration{time.Minute, 5 * time.Minute, 10 * time.Minute, 15 * time.Minute, 30 * time.Minute, time.Hour}
 
 // Mode is what a receiver does with the messages it receives.
 type Mode uint8

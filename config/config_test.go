@@ -58,17 +58,22 @@ func TestDefault(t *testing.T) {
 		assert.Empty(t, r.CPU)
 	}
 	assert.Equal(t, Loader{
-		Dir:            "dump",
-		ClickHouse:     "http://127.0.0.1:8123",
-		Database:       "ipfix",
-		User:           "default",
-		Parallel:       2,
-		AfterLoad:      "move",
-		Retention:      24 * time.Hour,
-		BatchRows:      100000,
-		PollEvery:      5 * time.Second,
-		ShardingKey:    "login",
-		NATAggInterval: 5,
+		Dir:         "dump",
+		ClickHouse:  "http://127.0.0.1:8123",
+		Database:    "ipfix",
+		User:        "default",
+		Parallel:    2,
+		AfterLoad:   "move",
+		Retention:   24 * time.Hour,
+		BatchRows:   100000,
+		PollEvery:   5 * time.Second,
+		ShardingKey: "login",
+		FullflowAgg: Aggregate{
+			Fields: []string{"dpi", "login", "source_ipv4_address", "source_ipv6_address", "hostname", "protocol_identifier", "vdpi_proto"},
+			Period: 5 * time.Minute,
+		},
+		ClickstreamAgg: Aggregate{Fields: []string{"dpi", "login", "hostname"}, Period: time.Hour},
+		NAT:            NAT{AggInterval: 5 * time.Minute},
 		MetricsListen:  "127.0.0.1:9741",
 	}, cfg.Loader)
 
@@ -577,4 +582,44 @@ drop = "middle"
 	assert.Equal(t, `test.toml:7: receiver[fullflow/0].spool.max_bytes: -1: negative
 test.toml:8: receiver[fullflow/0].spool.min_free_bytes: -2: negative
 test.toml:9: receiver[fullflow/0].spool.drop: "middle": want oldest or newest`, err.Error())
+}
+
+// The [loader] section is the loader's configuration: an aggregate or NAT
+// interval left empty or 0 keeps default.toml's value, and a file that sets
+// an aggregate leaves the defaults of every later parse as they were.
+func TestLoaderSection(t *testing.T) {
+	def := Default().Loader
+	c := mustParse(t, "[loader]\nfullflow_agg_fields = []\nfullflow_agg_period = \"0s\"\nclickstream_agg_period = \"0m\"\nnat_agg_log_group_time_interval = 0\n")
+	assert.Equal(t, def, c.Loader)
+
+	c = mustParse(t, "[loader]\nfullflow_agg_fields = [\"login\", \"hostname\"]\nclickstream_agg_fields = [\"login\"]\n"+
+		"nat_agg_log_fields_to_save_bitmask = 0x7ff\nnat_agg_log_group_time_interval = 60\n")
+	assert.Equal(t, Aggregate{Fields: []string{"login", "hostname"}, Period: 5 * time.Minute}, c.Loader.FullflowAgg)
+	assert.Equal(t, Aggregate{Fields: []string{"login"}, Period: time.Hour}, c.Loader.ClickstreamAgg)
+	assert.Equal(t, NAT{AggFields: 0x7ff, AggInterval: time.Hour}, c.Loader.NAT)
+	ff := []string{"dpi", "login", "source_ipv4_address", "source_ipv6_address", "hostname", "protocol_identifier", "vdpi_proto"}
+	assert.Equal(t, ff, Default().Loader.FullflowAgg.Fields, "a parse changed the defaults")
+	assert.Equal(t, ff, mustParse(t, "").Loader.FullflowAgg.Fields, "a parse changed the defaults")
+	assert.Equal(t, ff, def.FullflowAgg.Fields, "a parse changed an earlier configuration")
+
+	// The printed configuration reads back the same.
+	out, err := c.TOML()
+	require.NoError(t, err)
+	assert.Equal(t, c.Loader, mustParse(t, string(out)).Loader)
+
+	// Validate checks a Loader changed by hand, every problem at once.
+	l := def
+	l.BatchRows, l.NAT.AggInterval, l.Shards, l.FullflowAgg.Period = 2_000_000, 7*time.Minute, []string{"ch1"}, 7*time.Minute
+	err = l.Validate()
+	require.Error(t, err)
+	for _, want := range []string{
+		"loader.batch_rows: 2000000: outside 1..1000000",
+		"loader.nat_agg_log_group_time_interval: 7: want 1, 5, 10, 15, 30 or 60 (minutes)",
+		"loader.shards: set without loader.cluster",
+		`loader.shards[0]: "ch1": want http://HOST:PORT`,
+		"loader.fullflow_agg_period: 7m0s: want whole minutes dividing a day",
+	} {
+		assert.Contains(t, err.Error(), want)
+	}
+	require.NoError(t, def.Validate())
 }

@@ -62,8 +62,8 @@ var loaderSettings = map[string]int64{
 	"ULR_REPLACE_LOGIN_WITH_VCHANNEL":    2,
 	"ULR_USE_DIC_WHEN_REPLACING_LOGIN":   1,
 	"NAT_IMPORT_FROM_FULLFLOW":           1,
-	"NAT_AGG_LOG_FIELDS_TO_SAVE_BITMASK": 0x7ff, // also written in hex, 0x...
-	"NAT_AGG_LOG_GROUP_TIME_INTERVAL":    60,    // minutes: 1, 5, 10, 15, 30, 60
+	"NAT_AGG_LOG_FIELDS_TO_SAVE_BITMASK": NATAggFieldsAll, // also written in hex, 0x...
+	"NAT_AGG_LOG_GROUP_TIME_INTERVAL":    60,              // minutes: 1, 5, 10, 15, 30, 60
 }
 
 // collectorSettings are settings of the legacy collector (QoE Stor) that may

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/netip"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -190,15 +191,26 @@ func (e *syntaxError) Error() string {
 func (e *syntaxError) Unwrap() error { return e.err }
 
 // decodeDefault returns default.toml decoded onto an empty fileConfig. The
-// result is a shallow copy of one shared value: callers may replace its
-// fields but must not modify what its slices and pointers refer to.
+// result is a copy of one shared value, its top-level slices cloned (the TOML
+// decoder writes a decoded array into the slice it finds): callers may
+// decode onto it but must not modify what its receivers refer to.
 func decodeDefault() (*fileConfig, error) {
 	f, err := defaultFile()
 	if err != nil {
 		return nil, err
 	}
 	c := *f
+	c.cloneSlices()
 	return &c, nil
+}
+
+// cloneSlices gives f its own copy of the top-level sections' slices, which
+// the TOML decoder would otherwise overwrite in place.
+func (f *fileConfig) cloneSlices() {
+	f.Console.Operators = slices.Clone(f.Console.Operators)
+	f.Loader.Shards = slices.Clone(f.Loader.Shards)
+	f.Loader.FullflowAggFields = slices.Clone(f.Loader.FullflowAggFields)
+	f.Loader.ClickstreamAggFields = slices.Clone(f.Loader.ClickstreamAggFields)
 }
 
 var defaultFile = sync.OnceValues(func() (*fileConfig, error) {
@@ -248,6 +260,7 @@ func parseTOML(data []byte, name string, base *fileConfig) (*Config, error) {
 // decodeOnto decodes data onto a copy of base.
 func decodeOnto(data []byte, base *fileConfig) (*fileConfig, toml.MetaData, error) {
 	f := *base
+	f.cloneSlices()
 	f.Receiver = nil // [[receiver]] in data replaces the defaults, never merges into them
 	md, err := toml.NewDecoder(bytes.NewReader(data)).Decode(&f)
 	if err != nil {
@@ -331,44 +344,75 @@ func build(f *fileConfig) (*Config, []error) {
 	}
 	c.expandAuto(&e)
 	c.validateHasReceivers(&e)
-	c.Loader = Loader{
-		Dir:           f.Loader.Dir,
-		ClickHouse:    f.Loader.ClickHouse,
-		Database:      f.Loader.Database,
-		User:          f.Loader.User,
-		Password:      f.Loader.Password,
-		Parallel:      e.int("loader.parallel", f.Loader.Parallel),
-		AfterLoad:     f.Loader.AfterLoad,
-		Retention:     e.duration("loader.retention", f.Loader.Retention, 0),
-		BatchRows:     e.int("loader.batch_rows", f.Loader.BatchRows),
-		PollEvery:     e.duration("loader.poll_every", f.Loader.PollEvery, time.Second),
-		Cluster:       f.Loader.Cluster,
-		ShardingKey:   f.Loader.ShardingKey,
-		Shards:        f.Loader.Shards,
-		MetricsListen: f.Loader.MetricsListen,
-
-		Dictionaries:             f.Loader.Dictionaries,
-		TrafficDirDefMode:        e.int("loader.traffic_dir_def_mode", f.Loader.TrafficDirDefMode),
-		SubscriberFilterMode:     e.int("loader.subscriber_filter_mode", f.Loader.SubscriberFilterMode),
-		SubscriberExcludeMode:    e.int("loader.subscriber_exclude_mode", f.Loader.SubscriberExcludeMode),
-		ReplaceLoginWithVChannel: e.int("loader.replace_login_with_vchannel", f.Loader.ReplaceLoginWithVChannel),
-		UseDicWhenReplacingLogin: f.Loader.UseDicWhenReplacingLogin,
-
-		AggregateRetention:   e.optDuration("loader.aggregate_retention", f.Loader.AggregateRetention),
-		FullflowAggFields:    f.Loader.FullflowAggFields,
-		FullflowAggPeriod:    e.optDuration("loader.fullflow_agg_period", f.Loader.FullflowAggPeriod),
-		ClickstreamAggFields: f.Loader.ClickstreamAggFields,
-		ClickstreamAggPeriod: e.optDuration("loader.clickstream_agg_period", f.Loader.ClickstreamAggPeriod),
-
-		NATImportFromFullflow: f.Loader.NATImportFromFullflow,
-		NATAggFieldsBitmask:   e.int("loader.nat_agg_log_fields_to_save_bitmask", f.Loader.NATAggLogFieldsToSaveBitmask),
-		NATAggInterval:        e.int("loader.nat_agg_log_group_time_interval", f.Loader.NATAggLogGroupTimeInterval),
-	}
+	c.Loader = buildLoader(&e, &f.Loader)
 	c.Loader.validate(&e)
 	if len(e) > 0 {
 		return nil, e
 	}
 	return c, nil
+}
+
+// buildLoader converts the [loader] section. An aggregate's fields or period
+// and the NAT interval left empty or 0 take the values of default.toml, the
+// one place of every [loader] default.
+func buildLoader(e *errs, fl *fileLoader) Loader {
+	l := Loader{
+		Dir:           fl.Dir,
+		ClickHouse:    fl.ClickHouse,
+		Database:      fl.Database,
+		User:          fl.User,
+		Password:      fl.Password,
+		Parallel:      e.int("loader.parallel", fl.Parallel),
+		AfterLoad:     fl.AfterLoad,
+		Retention:     e.duration("loader.retention", fl.Retention, 0),
+		BatchRows:     e.int("loader.batch_rows", fl.BatchRows),
+		PollEvery:     e.duration("loader.poll_every", fl.PollEvery, time.Second),
+		Cluster:       fl.Cluster,
+		ShardingKey:   fl.ShardingKey,
+		Shards:        fl.Shards,
+		MetricsListen: fl.MetricsListen,
+
+		Dictionaries:             fl.Dictionaries,
+		TrafficDirDefMode:        e.int("loader.traffic_dir_def_mode", fl.TrafficDirDefMode),
+		SubscriberFilterMode:     e.int("loader.subscriber_filter_mode", fl.SubscriberFilterMode),
+		SubscriberExcludeMode:    e.int("loader.subscriber_exclude_mode", fl.SubscriberExcludeMode),
+		ReplaceLoginWithVChannel: e.int("loader.replace_login_with_vchannel", fl.ReplaceLoginWithVChannel),
+		UseDicWhenReplacingLogin: fl.UseDicWhenReplacingLogin,
+
+		AggregateRetention: e.optDuration("loader.aggregate_retention", fl.AggregateRetention),
+		FullflowAgg: Aggregate{Fields: fl.FullflowAggFields,
+			Period: e.optDuration("loader.fullflow_agg_period", fl.FullflowAggPeriod)},
+		ClickstreamAgg: Aggregate{Fields: fl.ClickstreamAggFields,
+			Period: e.optDuration("loader.clickstream_agg_period", fl.ClickstreamAggPeriod)},
+
+		NAT: NAT{ImportFromFullflow: fl.NATImportFromFullflow,
+			AggInterval: time.Duration(e.int("loader.nat_agg_log_group_time_interval", fl.NATAggLogGroupTimeInterval)) * time.Minute},
+	}
+	if m := fl.NATAggLogFieldsToSaveBitmask; m < 0 || m > NATAggFieldsAll {
+		e.addf("loader.nat_agg_log_fields_to_save_bitmask: %#x: want 0 .. 0x7ff (the eleven fields)", m)
+	} else {
+		l.NAT.AggFields = uint16(m)
+	}
+	if def, err := defaultFile(); err == nil {
+		var ignore errs // default.toml is checked by Default
+		d := &def.Loader
+		if len(l.FullflowAgg.Fields) == 0 {
+			l.FullflowAgg.Fields = slices.Clone(d.FullflowAggFields)
+		}
+		if l.FullflowAgg.Period == 0 {
+			l.FullflowAgg.Period = ignore.optDuration("", d.FullflowAggPeriod)
+		}
+		if len(l.ClickstreamAgg.Fields) == 0 {
+			l.ClickstreamAgg.Fields = slices.Clone(d.ClickstreamAggFields)
+		}
+		if l.ClickstreamAgg.Period == 0 {
+			l.ClickstreamAgg.Period = ignore.optDuration("", d.ClickstreamAggPeriod)
+		}
+		if l.NAT.AggInterval == 0 {
+			l.NAT.AggInterval = time.Duration(d.NATAggLogGroupTimeInterval) * time.Minute
+		}
+	}
+	return l
 }
 
 func buildReceiver(e *errs, i int, fr *fileReceiver, order int) Receiver {
@@ -598,14 +642,14 @@ func toFile(c *Config) *fileConfig {
 			UseDicWhenReplacingLogin: c.Loader.UseDicWhenReplacingLogin,
 
 			AggregateRetention:   formatOptDuration(c.Loader.AggregateRetention),
-			FullflowAggFields:    c.Loader.FullflowAggFields,
-			FullflowAggPeriod:    formatOptDuration(c.Loader.FullflowAggPeriod),
-			ClickstreamAggFields: c.Loader.ClickstreamAggFields,
-			ClickstreamAggPeriod: formatOptDuration(c.Loader.ClickstreamAggPeriod),
+			FullflowAggFields:    c.Loader.FullflowAgg.Fields,
+			FullflowAggPeriod:    formatOptDuration(c.Loader.FullflowAgg.Period),
+			ClickstreamAggFields: c.Loader.ClickstreamAgg.Fields,
+			ClickstreamAggPeriod: formatOptDuration(c.Loader.ClickstreamAgg.Period),
 
-			NATImportFromFullflow:        c.Loader.NATImportFromFullflow,
-			NATAggLogFieldsToSaveBitmask: int64(c.Loader.NATAggFieldsBitmask),
-			NATAggLogGroupTimeInterval:   int64(c.Loader.NATAggInterval),
+			NATImportFromFullflow:        c.Loader.NAT.ImportFromFullflow,
+			NATAggLogFieldsToSaveBitmask: int64(c.Loader.NAT.AggFields),
+			NATAggLogGroupTimeInterval:   int64(c.Loader.NAT.AggInterval / time.Minute),
 		},
 	}
 	for i := range c.Receivers {

@@ -8,6 +8,8 @@ import (
 	"net/netip"
 	"net/url"
 	"regexp"
+	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -235,6 +237,16 @@ func checkHostPort(s string) error {
 	return nil
 }
 
+// Validate reports every problem of l at once, each with its key
+// ("loader.parallel: 0: outside 1..64"): for a Loader built or changed by
+// hand (ipfix-loader's flags, tests). The loader also checks the aggregates'
+// column names, which only it knows.
+func (l *Loader) Validate() error {
+	var e errs
+	l.validate(&e)
+	return errors.Join(e...)
+}
+
 func (l *Loader) validate(e *errs) {
 	if l.Dir == "" {
 		e.addf("loader.dir: missing")
@@ -260,21 +272,19 @@ func (l *Loader) validate(e *errs) {
 	for _, p := range []struct {
 		key string
 		v   time.Duration
-	}{{"fullflow_agg_period", l.FullflowAggPeriod}, {"clickstream_agg_period", l.ClickstreamAggPeriod}} {
-		if p.v != 0 && (p.v < time.Minute || p.v > 24*time.Hour || p.v%time.Minute != 0 || (24*time.Hour)%p.v != 0) {
+	}{{"fullflow_agg_period", l.FullflowAgg.Period}, {"clickstream_agg_period", l.ClickstreamAgg.Period}} {
+		if p.v < time.Minute || p.v > 24*time.Hour || p.v%time.Minute != 0 || (24*time.Hour)%p.v != 0 {
 			e.addf("loader.%s: %s: want whole minutes dividing a day (1m .. 24h)", p.key, p.v)
 		}
 	}
-	if l.NATAggFieldsBitmask < 0 || l.NATAggFieldsBitmask > 0x7ff {
-		e.addf("loader.nat_agg_log_fields_to_save_bitmask: %#x: want 0 .. 0x7ff (the eleven fields)", l.NATAggFieldsBitmask)
+	if l.NAT.AggFields > NATAggFieldsAll {
+		e.addf("loader.nat_agg_log_fields_to_save_bitmask: %#x: want 0 .. 0x7ff (the eleven fields)", l.NAT.AggFields)
 	}
-	switch l.NATAggInterval {
-	case 0, 1, 5, 10, 15, 30, 60:
-	default:
-		e.addf("loader.nat_agg_log_group_time_interval: %d: want 1, 5, 10, 15, 30 or 60 (minutes)", l.NATAggInterval)
+	if !slices.Contains(NATAggIntervals, l.NAT.AggInterval) {
+		e.addf("loader.nat_agg_log_group_time_interval: %s: want 1, 5, 10, 15, 30 or 60 (minutes)", natInterval(l.NAT.AggInterval))
 	}
-	if l.BatchRows < 1 || l.BatchRows > 10_000_000 {
-		e.addf("loader.batch_rows: %d: outside 1..10000000", l.BatchRows)
+	if l.BatchRows < 1 || l.BatchRows > maxBatchRows {
+		e.addf("loader.batch_rows: %d: outside 1..%d", l.BatchRows, maxBatchRows)
 	}
 	if l.PollEvery < 100*time.Millisecond {
 		e.addf("loader.poll_every: %s: below the minimum 100ms", l.PollEvery)
@@ -302,7 +312,26 @@ func (l *Loader) validate(e *errs) {
 		if strings.TrimSpace(l.ShardingKey) == "" {
 			e.addf("loader.sharding_key: missing: a cluster needs a sharding key")
 		}
+	} else if len(l.Shards) > 0 {
+		e.addf("loader.shards: set without loader.cluster")
 	}
+	for i, s := range l.Shards {
+		if u, err := url.Parse(s); err != nil || u.Host == "" {
+			e.addf("loader.shards[%d]: %q: want http://HOST:PORT", i, s)
+		}
+	}
+}
+
+// maxBatchRows bounds loader.batch_rows: the loader holds a batch in memory.
+const maxBatchRows = 1_000_000
+
+// natInterval prints a NAT interval in the file's unit, minutes ("15"), or
+// as a duration when it is not whole minutes.
+func natInterval(d time.Duration) string {
+	if d%time.Minute == 0 {
+		return strconv.FormatInt(int64(d/time.Minute), 10)
+	}
+	return d.String()
 }
 
 // Warnings returns what is valid but will not work as written on this

@@ -15,9 +15,9 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/ipfix-balancer/ipfix-balancer/config"
 	"github.com/ipfix-balancer/ipfix-balancer/dpisim"
 	"github.com/ipfix-balancer/ipfix-balancer/internal/testenv"
-	"github.com/ipfix-balancer/ipfix-balancer/loader"
 )
 
 // benchRows is the number of records per stream in BenchmarkLoadVsClient
@@ -61,8 +61,8 @@ func BenchmarkLoadVsClient(b *testing.B) {
 				copyDir(b, src, dir)
 				benchRun++
 				db := fmt.Sprintf("bench_%s_%d", stream, benchRun)
-				l := newLoader(b, ch, dir, db, func(c *loader.Config) {
-					c.BatchRows = loader.DefaultBatchRows
+				l := newLoader(b, ch, dir, db, func(c *config.Loader) {
+					c.BatchRows = config.Default().Loader.BatchRows
 					c.Parallel = 2
 				})
 				require.NoError(b, l.Migrate(context.Background()))

@@ -31,8 +31,8 @@
 // CODEC and TTL. The RowBinary bytes of both variants are the same, so one
 // row encoder serves both. fullflow_agg and clickstream_agg are
 // SummingMergeTree tables filled by materialized views (fields and period
-// configured, Aggregate), partitioned by month, kept without limit unless
-// AggregateRetention is set.
+// configured, config.Aggregate), partitioned by month, kept without limit unless
+// config.Loader.AggregateRetention is set.
 // With a cluster, each shard holds <table>_local tables and a Distributed
 // <table> over them; the loader shards rows itself by the sharding key and
 // inserts into each shard's local table, so each insert stays atomic.

@@ -58,7 +58,7 @@ type enrichment struct {
 // loader enriches and b's table is fullflow or clickstream.
 func (l *Loader) bindEnrich(b *binding, t *ipfix.Template) {
 	pairs, ok := sidePairs[b.table.spec.name]
-	if !ok || l.cfg.Policy.Off() && l.cfg.Login.Replace == dict.LoginAsIs {
+	if !ok || l.policy.Off() && l.login.Replace == dict.LoginAsIs {
 		return // rows as sent: no per-row work, even with dictionaries loaded
 	}
 	tb := b.table
@@ -68,7 +68,7 @@ func (l *Loader) bindEnrich(b *binding, t *ipfix.Template) {
 		}
 		return -1
 	}
-	e := &enrichment{table: tb.spec.name, policy: l.cfg.Policy, login: l.cfg.Login, hasAS: tb.spec.name == "fullflow",
+	e := &enrichment{table: tb.spec.name, policy: l.policy, login: l.login, hasAS: tb.spec.name == "fullflow",
 		loginFld: fld("login"), vchanFld: fld("bridge_channel_num"), nFields: len(t.Fields)}
 	// sidePairs order: IPv4 addresses, IPv6 addresses, ports, then AS numbers
 	// (fullflow only).
@@ -181,7 +181,7 @@ func (l *Loader) newDicts() (*dict.Watcher, error) {
 	if l.cfg.Dictionaries == "" {
 		return nil, nil
 	}
-	return dict.New(dict.Config{Dir: l.cfg.Dictionaries, PollEvery: l.cfg.DictionaryPollEvery, Publish: l.publishDict, Metrics: l.m.set}, l.log)
+	return dict.New(dict.Config{Dir: l.cfg.Dictionaries, PollEvery: l.opts.DictionaryPollEvery, Publish: l.publishDict, Metrics: l.m.set}, l.log)
 }
 
 // publishDict replaces a dictionary's table on every target. Called by the
@@ -220,14 +220,14 @@ func (l *Loader) loadDicts(ctx context.Context) error {
 	}
 	_ = l.dicts.Load(ctx)
 	var needed []string
-	p := l.cfg.Policy
+	p := l.policy
 	if p.Direction != dict.ModeOff || p.Filter != dict.ModeOff {
 		needed = append(needed, dict.AsnumLocal, dict.SubnetsLocal)
 	}
 	if p.Exclude != dict.ModeOff {
 		needed = append(needed, dict.AsnumExclude, dict.SubnetsExclude)
 	}
-	if l.cfg.Login.UseDict && l.cfg.Login.Replace != dict.LoginAsIs {
+	if l.login.UseDict && l.login.Replace != dict.LoginAsIs {
 		needed = append(needed, dict.VChannelName)
 	}
 	var errs []error

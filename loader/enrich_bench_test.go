@@ -8,8 +8,8 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/ipfix-balancer/ipfix-balancer/config"
 	"github.com/ipfix-balancer/ipfix-balancer/internal/testenv"
-	"github.com/ipfix-balancer/ipfix-balancer/loader"
 	"github.com/ipfix-balancer/ipfix-balancer/loader/dict"
 )
 
@@ -29,12 +29,12 @@ func BenchmarkLoadEnrichment(b *testing.B) {
 		writeDump(b, src, "fullflow", i, testWindow.Add(time.Duration(i)*time.Minute), rows/files, int64(i), 0.2)
 	}
 	testenv.BigDictionaries(b, dicDir)
-	rate := func(name string, tweak func(*loader.Config)) float64 {
+	rate := func(name string, tweak func(*config.Loader)) float64 {
 		dir := b.TempDir()
 		benchRun++
 		db := fmt.Sprintf("bench_enrich_%s_%d", name, benchRun)
-		l := newLoader(b, ch, dir, db, func(c *loader.Config) {
-			c.BatchRows = loader.DefaultBatchRows
+		l := newLoader(b, ch, dir, db, func(c *config.Loader) {
+			c.BatchRows = config.Default().Loader.BatchRows
 			c.Parallel = 2
 			if tweak != nil {
 				tweak(c)
@@ -60,10 +60,10 @@ func BenchmarkLoadEnrichment(b *testing.B) {
 	for i := 0; i < b.N; i++ {
 		for range 2 {
 			off = max(off, rate("off", nil))
-			on = max(on, rate("on", func(c *loader.Config) {
+			on = max(on, rate("on", func(c *config.Loader) {
 				c.Dictionaries = dicDir
-				c.Policy = dict.Policy{Direction: dict.ModeEither, Filter: dict.ModeEither, Exclude: dict.ModeEither}
-				c.Login = dict.LoginPolicy{Replace: dict.LoginVChannel, UseDict: true}
+				setPolicies(c, dict.Policy{Direction: dict.ModeEither, Filter: dict.ModeEither, Exclude: dict.ModeEither},
+					dict.LoginPolicy{Replace: dict.LoginVChannel, UseDict: true})
 			}))
 		}
 	}

@@ -14,6 +14,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/ipfix-balancer/ipfix-balancer/config"
 	"github.com/ipfix-balancer/ipfix-balancer/internal/testenv"
 	"github.com/ipfix-balancer/ipfix-balancer/ipfix"
 	"github.com/ipfix-balancer/ipfix-balancer/loader"
@@ -136,8 +137,9 @@ func TestLoadWithEnrichment(t *testing.T) {
 	t.Logf("expected: fullflow %d rows, clickstream %d, drops %v, swaps %d, logins replaced %d",
 		len(want["fullflow"]), len(want["clickstream"]), drops, swaps, renamed)
 
-	l := newLoader(t, ch, dir, "enrich", func(c *loader.Config) {
-		c.Dictionaries, c.Policy, c.Login = dicDir, policy, lp
+	l := newLoader(t, ch, dir, "enrich", func(c *config.Loader) {
+		c.Dictionaries = dicDir
+		setPolicies(c, policy, lp)
 	})
 	runOnce(t, l)
 	addr := func(v4, v6 string) string {
@@ -183,8 +185,8 @@ func TestLoadRefusesBadDictionaryAtStart(t *testing.T) {
 	bad := filepath.Join(dicDir, dict.SubnetsLocal, "local.txt")
 	require.NoError(t, os.MkdirAll(filepath.Dir(bad), 0o755))
 	require.NoError(t, os.WriteFile(bad, []byte("10.0.0.0/8 LOCAL\n"), 0o644))
-	l := newLoader(t, ch, dir, "enrich_bad", func(c *loader.Config) {
-		c.Dictionaries, c.Policy = dicDir, dict.Policy{Filter: dict.ModeCIDR}
+	l := newLoader(t, ch, dir, "enrich_bad", func(c *config.Loader) {
+		c.Dictionaries, c.SubscriberFilterMode = dicDir, int(dict.ModeCIDR)
 	})
 	err := l.RunOnce(context.Background())
 	require.Error(t, err)
@@ -195,14 +197,14 @@ func TestLoadRefusesBadDictionaryAtStart(t *testing.T) {
 }
 
 func TestConfigNeedsDictionaries(t *testing.T) {
-	cfg := loader.Default()
-	cfg.Policy.Filter = dict.ModeCIDR
-	_, err := loader.New(cfg, nil)
-	assert.ErrorContains(t, err, "loader.dictionaries: empty")
-	cfg.Policy.Filter = 7
+	cfg := config.Default().Loader
+	cfg.SubscriberFilterMode = int(dict.ModeCIDR)
+	_, err := loader.New(cfg, loader.Options{})
+	assert.ErrorContains(t, err, "loader.subscriber_filter_mode: 2: needs loader.dictionaries")
+	cfg.SubscriberFilterMode = 7
 	cfg.Dictionaries = t.TempDir()
-	_, err = loader.New(cfg, nil)
-	assert.ErrorContains(t, err, "mode 7: want 0..4")
+	_, err = loader.New(cfg, loader.Options{})
+	assert.ErrorContains(t, err, "loader.subscriber_filter_mode: 7: want 0..4")
 }
 
 // A running loader picks up an edited dictionary by itself: dumps loaded
@@ -213,9 +215,9 @@ func TestRunningLoaderFollowsDictionaryEdits(t *testing.T) {
 	path := filepath.Join(dicDir, dict.SubnetsLocal, "local.txt")
 	require.NoError(t, os.MkdirAll(filepath.Dir(path), 0o755))
 	require.NoError(t, os.WriteFile(path, []byte("192.0.2.0/24\tNOBODY\n"), 0o644)) // matches no generated address
-	l := newLoader(t, ch, dir, "follow", func(c *loader.Config) {
-		c.Dictionaries, c.DictionaryPollEvery = dicDir, 100*time.Millisecond
-		c.Policy = dict.Policy{Filter: dict.ModeCIDR}
+	l := newLoader(t, ch, dir, "follow", func(c *config.Loader) {
+		c.Dictionaries = dicDir
+		c.SubscriberFilterMode = int(dict.ModeCIDR)
 	})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -294,10 +296,10 @@ func TestExactlyOnceUnderSIGKILLWithDictionaries(t *testing.T) {
 	}
 	path := filepath.Join(t.TempDir(), "balancer.toml")
 	require.NoError(t, os.WriteFile(path, []byte(cfg), 0o644))
-	exactlyOnceUnderSIGKILL(t, []string{"-config", path, "-metrics", "127.0.0.1:0"}, func(c *loader.Config) {
+	exactlyOnceUnderSIGKILL(t, []string{"-config", path, "-metrics", "127.0.0.1:0"}, func(c *config.Loader) {
 		c.Dictionaries = dicDir
-		c.Policy = dict.Policy{Direction: dict.ModeCIDR, Filter: dict.ModeCIDR, Exclude: dict.ModeCIDR}
-		c.Login = dict.LoginPolicy{Replace: dict.LoginIfEmpty, UseDict: true}
+		c.TrafficDirDefMode, c.SubscriberFilterMode, c.SubscriberExcludeMode = int(dict.ModeCIDR), int(dict.ModeCIDR), int(dict.ModeCIDR)
+		c.ReplaceLoginWithVChannel, c.UseDicWhenReplacingLogin = int(dict.LoginIfEmpty), true
 	})
 }
 
@@ -308,8 +310,8 @@ func TestLoadLoginFromVChannelWithoutDictionaries(t *testing.T) {
 	dir := t.TempDir()
 	writeDump(t, dir, "fullflow", 0, testWindow, 500, 1, 0.3)
 	writeDump(t, dir, "clickstream", 0, testWindow, 500, 2, 0.3)
-	l := newLoader(t, ch, dir, "vlogin", func(c *loader.Config) {
-		c.Login = dict.LoginPolicy{Replace: dict.LoginVChannel}
+	l := newLoader(t, ch, dir, "vlogin", func(c *config.Loader) {
+		c.ReplaceLoginWithVChannel = int(dict.LoginVChannel)
 	})
 	runOnce(t, l)
 	for _, table := range []string{"fullflow", "clickstream"} {

@@ -16,9 +16,9 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/ipfix-balancer/ipfix-balancer/config"
 	"github.com/ipfix-balancer/ipfix-balancer/dpisim"
 	"github.com/ipfix-balancer/ipfix-balancer/internal/testenv"
-	"github.com/ipfix-balancer/ipfix-balancer/loader"
 )
 
 // killDumps writes the dumps of the crash tests into dir: fullflow of two
@@ -61,7 +61,7 @@ func TestExactlyOnceUnderSIGKILL(t *testing.T) { exactlyOnceUnderSIGKILL(t, nil,
 
 // exactlyOnceUnderSIGKILL runs the crash test with extra flags for the
 // killed loader and the same configuration (tweak) for the reference.
-func exactlyOnceUnderSIGKILL(t *testing.T, extraArgs []string, tweak func(*loader.Config)) {
+func exactlyOnceUnderSIGKILL(t *testing.T, extraArgs []string, tweak func(*config.Loader)) {
 	ch := testenv.StartClickHouse(t)
 	dir, refDir := t.TempDir(), t.TempDir()
 	total := killDumps(t, dir)
@@ -155,7 +155,7 @@ func TestClickHouseOutage(t *testing.T) {
 		writeDump(t, dir, "fullflow", i, testWindow.Add(time.Duration(i)*time.Minute), 1500, int64(i), 0.2)
 		total += 1500
 	}
-	l := newLoader(t, ch, dir, "outage", func(c *loader.Config) {
+	l := newLoader(t, ch, dir, "outage", func(c *config.Loader) {
 		c.BatchRows = 250
 		c.Parallel = 2
 	})
@@ -205,7 +205,7 @@ func TestTwoShardCluster(t *testing.T) {
 	dir := t.TempDir()
 	writeDump(t, dir, "fullflow", 0, testWindow, 3000, 1, 0.2)
 	writeDump(t, dir, "clickstream", 0, testWindow, 3000, 2, 0.2)
-	l := newLoader(t, chs[0], dir, "sharded", func(c *loader.Config) {
+	l := newLoader(t, chs[0], dir, "sharded", func(c *config.Loader) {
 		c.Cluster = testenv.ClusterName
 		c.Shards = []string{chs[0].URL, chs[1].URL}
 	})

@@ -17,10 +17,12 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/ipfix-balancer/ipfix-balancer/config"
 	"github.com/ipfix-balancer/ipfix-balancer/dpisim"
 	"github.com/ipfix-balancer/ipfix-balancer/internal/testenv"
 	"github.com/ipfix-balancer/ipfix-balancer/ipfix"
 	"github.com/ipfix-balancer/ipfix-balancer/loader"
+	"github.com/ipfix-balancer/ipfix-balancer/loader/dict"
 )
 
 // loaderBin is cmd/ipfix-loader built once by TestMain.
@@ -83,22 +85,31 @@ func writeDump(t testing.TB, dir, stream string, dpi int, window time.Time, n in
 }
 
 // newLoader returns a loader of dir into a fresh database of ch.
-func newLoader(t testing.TB, ch *testenv.ClickHouse, dir, db string, tweak func(*loader.Config)) *loader.Loader {
+func newLoader(t testing.TB, ch *testenv.ClickHouse, dir, db string, tweak func(*config.Loader)) *loader.Loader {
 	t.Helper()
-	cfg := loader.Default()
+	cfg := config.Default().Loader
 	cfg.Dir, cfg.ClickHouse, cfg.Database = dir, ch.URL, db
 	cfg.BatchRows = 1000
 	cfg.PollEvery = 100 * time.Millisecond
-	cfg.RetryMax = 500 * time.Millisecond
-	cfg.Settle = 200 * time.Millisecond
 	cfg.Retention = 0
 	if tweak != nil {
 		tweak(&cfg)
 	}
-	l, err := loader.New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	l, err := loader.New(cfg, loader.Options{
+		Log:                 slog.New(slog.NewTextHandler(io.Discard, nil)),
+		RetryMax:            500 * time.Millisecond,
+		Settle:              200 * time.Millisecond,
+		DictionaryPollEvery: 100 * time.Millisecond,
+	})
 	require.NoError(t, err)
 	t.Cleanup(func() { l.Close() })
 	return l
+}
+
+// setPolicies sets the enrichment modes of c that p and lp say.
+func setPolicies(c *config.Loader, p dict.Policy, lp dict.LoginPolicy) {
+	c.TrafficDirDefMode, c.SubscriberFilterMode, c.SubscriberExcludeMode = int(p.Direction), int(p.Filter), int(p.Exclude)
+	c.ReplaceLoginWithVChannel, c.UseDicWhenReplacingLogin = int(lp.Replace), lp.UseDict
 }
 
 func runOnce(t testing.TB, l *loader.Loader) {

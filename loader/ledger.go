@@ -189,7 +189,7 @@ func (l *Loader) recover(ctx context.Context, d Dump) (recovery, error) {
 	if len(intents) > 0 {
 		l.log.Info("recovering batches of unknown outcome", "file", d.Name, "ledger_key", d.key, "batches", len(intents))
 		select {
-		case <-time.After(l.cfg.Settle):
+		case <-time.After(l.opts.Settle):
 		case <-ctx.Done():
 			return rec, ctx.Err()
 		}

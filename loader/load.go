@@ -698,7 +698,7 @@ func (l *Loader) insertBatch(ctx context.Context, t *table, day, shard uint16, s
 		if !sleepCtx(ctx, backoff) {
 			return ctx.Err()
 		}
-		backoff = min(backoff*2, l.cfg.RetryMax)
+		backoff = min(backoff*2, l.opts.RetryMax)
 		var n uint64
 		err = l.retry(ctx, "count batch", func() error {
 			var err error

@@ -17,6 +17,7 @@ import (
 
 	"github.com/VictoriaMetrics/metrics"
 
+	"github.com/ipfix-balancer/ipfix-balancer/config"
 	"github.com/ipfix-balancer/ipfix-balancer/dump"
 	"github.com/ipfix-balancer/ipfix-balancer/ipfix"
 	"github.com/ipfix-balancer/ipfix-balancer/loader/dict"
@@ -24,7 +25,10 @@ import (
 
 // Loader loads closed dumps into ClickHouse exactly once.
 type Loader struct {
-	cfg    Config
+	cfg    config.Loader
+	opts   Options
+	policy dict.Policy      // cfg's TrafficDirDefMode, SubscriberFilterMode, SubscriberExcludeMode
+	login  dict.LoginPolicy // cfg's ReplaceLoginWithVChannel, UseDicWhenReplacingLogin
 	log    *slog.Logger
 	main   *Client   // the server named in the config: ledger, queries
 	shards []*Client // where rows go: [main], or each shard of the cluster
@@ -47,19 +51,16 @@ type Loader struct {
 }
 
 // ErrUnreachable is returned when ClickHouse kept failing for
-// Config.GiveUpAfter (ipfix-loader -once): the dumps not loaded stay for the
+// Options.GiveUpAfter (ipfix-loader -once): the dumps not loaded stay for the
 // next run.
 var ErrUnreachable = errors.New("clickhouse unreachable")
 
 // New checks cfg and returns an inert loader: no connection is made until
 // Migrate, Run, RunOnce or Status.
-func New(cfg Config, log *slog.Logger) (*Loader, error) {
-	cfg.fill()
-	if err := cfg.Validate(); err != nil {
+func New(cfg config.Loader, opts Options) (*Loader, error) {
+	opts = opts.WithDefaults()
+	if err := check(&cfg, &opts); err != nil {
 		return nil, err
-	}
-	if log == nil {
-		log = slog.Default()
 	}
 	c, err := NewClient(cfg.ClickHouse, cfg.User, cfg.Password)
 	if err != nil {
@@ -67,7 +68,8 @@ func New(cfg Config, log *slog.Logger) (*Loader, error) {
 	}
 	l := &Loader{
 		cfg:    cfg,
-		log:    log,
+		opts:   opts,
+		log:    opts.Log,
 		main:   c,
 		schema: newSchema(cfg.Database, cfg.Cluster, cfg.ShardingKey, cfg.Retention, cfg.FullflowAgg, cfg.ClickstreamAgg),
 		m:      newLoaderMetrics(TableNames(), AggregateNames()),
@@ -76,6 +78,7 @@ func New(cfg Config, log *slog.Logger) (*Loader, error) {
 		shapes: map[string]bool{},
 	}
 	l.schema.nat = cfg.NAT
+	l.policy, l.login = policies(&cfg)
 	l.em = newEnrichMetrics(l.m.set)
 	if l.dicts, err = l.newDicts(); err != nil {
 		return nil, err
@@ -205,7 +208,7 @@ func hostPort(host, port string) string {
 }
 
 // retry runs fn until it succeeds or ctx ends, with exponential backoff up
-// to cfg.RetryMax: a transient fault (ClickHouse down, refusing, timing out)
+// to opts.RetryMax: a transient fault (ClickHouse down, refusing, timing out)
 // never ends the loader.
 //
 // With Config.GiveUpAfter set it returns ErrUnreachable once fn has failed
@@ -223,14 +226,14 @@ func (l *Loader) retry(ctx context.Context, what string, fn func() error) error 
 			return ctx.Err()
 		}
 		l.noteFailure(what, err)
-		if after := l.cfg.GiveUpAfter; after > 0 && (l.gaveUp.Load() || time.Since(start) >= after) {
+		if after := l.opts.GiveUpAfter; after > 0 && (l.gaveUp.Load() || time.Since(start) >= after) {
 			l.gaveUp.Store(true)
 			return fmt.Errorf("%w: %s still failing after %s: %w", ErrUnreachable, what, time.Since(start).Round(time.Second), err)
 		}
 		if !sleepCtx(ctx, backoff) {
 			return ctx.Err()
 		}
-		backoff = min(backoff*2, l.cfg.RetryMax)
+		backoff = min(backoff*2, l.opts.RetryMax)
 		if code := ErrorCode(err); what != "migrate" && (code == codeUnknownTable || code == codeUnknownDatabase) {
 			// Someone dropped a table or the database: create it again.
 			if err := l.migrate(ctx); err != nil {

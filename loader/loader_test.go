@@ -13,6 +13,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/ipfix-balancer/ipfix-balancer/config"
 	"github.com/ipfix-balancer/ipfix-balancer/dpisim"
 	"github.com/ipfix-balancer/ipfix-balancer/internal/testenv"
 	"github.com/ipfix-balancer/ipfix-balancer/ipfix"
@@ -29,7 +30,7 @@ func TestLoadEveryFamily(t *testing.T) {
 	for i, s := range dpisim.Streams() {
 		paths[string(s)] = writeDump(t, dir, string(s), i%3, testWindow, 700, int64(100+i), 0.3)
 	}
-	l := newLoader(t, ch, dir, db, func(c *loader.Config) { c.BatchRows = 300 })
+	l := newLoader(t, ch, dir, db, func(c *config.Loader) { c.BatchRows = 300 })
 	runOnce(t, l)
 
 	for _, s := range dpisim.Streams() {

@@ -13,8 +13,8 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/ipfix-balancer/ipfix-balancer/config"
 	"github.com/ipfix-balancer/ipfix-balancer/internal/testenv"
-	"github.com/ipfix-balancer/ipfix-balancer/loader"
 )
 
 // clickhouseClient runs clickhouse-client against ch with the manual's
@@ -39,7 +39,7 @@ func TestManualQueries(t *testing.T) {
 	dir := t.TempDir()
 	ff := writeDump(t, dir, "fullflow", 0, testWindow, 2000, 1, 0)
 	cs := writeDump(t, dir, "clickstream", 0, testWindow, 1500, 2, 0.2)
-	runOnce(t, newLoader(t, ch, dir, "qoestor", func(c *loader.Config) { c.Retention = 0 }))
+	runOnce(t, newLoader(t, ch, dir, "qoestor", func(c *config.Loader) { c.Retention = 0 }))
 	loaded := func(p string) string { return filepath.Join(filepath.Dir(p), "loaded", filepath.Base(p)) }
 	ffRecs, err := decodeFile(t, loaded(ff))
 	require.NoError(t, err)

@@ -12,6 +12,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/ipfix-balancer/ipfix-balancer/config"
 	"github.com/ipfix-balancer/ipfix-balancer/internal/testenv"
 	"github.com/ipfix-balancer/ipfix-balancer/ipfix"
 	"github.com/ipfix-balancer/ipfix-balancer/loader"
@@ -123,7 +124,7 @@ func TestReusedNameLoads(t *testing.T) {
 	ch := testenv.StartClickHouse(t)
 	const db = "reused"
 	siteA, siteB := t.TempDir(), t.TempDir()
-	del := func(c *loader.Config) { c.AfterLoad = "delete" }
+	del := func(c *config.Loader) { c.AfterLoad = "delete" }
 
 	a1 := writeDump(t, siteA, "fullflow", 0, testWindow, 500, 1, 0)
 	runOnce(t, newLoader(t, ch, siteA, db, del))
@@ -168,7 +169,7 @@ func metricLines(l *loader.Loader, prefixes ...string) string {
 // upgrade: neither loaded twice nor lost.
 func TestLegacyLedgerResumes(t *testing.T) {
 	ch := testenv.StartClickHouse(t)
-	batch := func(c *loader.Config) { c.BatchRows = 300 }
+	batch := func(c *config.Loader) { c.BatchRows = 300 }
 	// db "before" is a finished load, to copy the first batch from.
 	dir := t.TempDir()
 	path := writeDump(t, dir, "fullflow", 0, testWindow, 1000, 1, 0)

@@ -7,27 +7,6 @@ import (
 	"time"
 )
 
-// NAT is the legacy collector's NAT log settings: NAT_IMPORT_FROM_FULLFLOW,
-// NAT_AGG_LOG_FIELDS_TO_SAVE_BITMASK and NAT_AGG_LOG_GROUP_TIME_INTERVAL.
-type NAT struct {
-	// ImportFromFullflow derives a NAT event from every fullflow row with a
-	// post-NAT IPv4 source address: a materialized view inserts it into
-	// natflow in the same insert as the fullflow row (natEvent 1, session
-	// create, at flow_start_time), so it is loaded exactly when the
-	// fullflow row is.
-	ImportFromFullflow bool
-	// AggFields is the bitmask of the natflow columns natflow_agg keeps
-	// (NATAggFields); the others hold 0 or '' there. 0 keeps counts per
-	// interval only.
-	AggFields uint16
-	// AggInterval is the period natflow_agg's time is rounded down to: 1, 5,
-	// 10, 15, 30 or 60 minutes (default 5).
-	AggInterval time.Duration
-}
-
-// DefaultNATAggInterval is NAT.AggInterval's default.
-const DefaultNATAggInterval = 5 * time.Minute
-
 // NATAggFields are the natflow columns of NAT_AGG_LOG_FIELDS_TO_SAVE_BITMASK,
 // bit 0x1 first, as the legacy manual lists them: protocol ID, event type,
 // source IPv4, source port, destination IPv4, destination port, post-NAT
@@ -36,26 +15,6 @@ var NATAggFields = []string{
 	"protocol_identifier", "nat_event", "source_ipv4_address", "source_transport_port",
 	"destination_ipv4_address", "destination_transport_port", "post_nat_source_ipv4_address",
 	"post_napt_source_transport_port", "session_id", "login", "dpi",
-}
-
-// natAggAll is the bitmask of every field.
-const natAggAll = 1<<11 - 1
-
-// NATAggIntervals are the values NAT_AGG_LOG_GROUP_TIME_INTERVAL allows.
-var NATAggIntervals = []time.Duration{time.Minute, 5 * time.Minute, 10 * time.Minute, 15 * time.Minute, 30 * time.Minute, time.Hour}
-
-func (n NAT) validate() error {
-	var errs []string
-	if n.AggFields > natAggAll {
-		errs = append(errs, fmt.Sprintf("nat_agg_log_fields_to_save_bitmask: %#x: want 0 .. 0x7ff (eleven fields)", n.AggFields))
-	}
-	if !slices.Contains(NATAggIntervals, n.AggInterval) {
-		errs = append(errs, fmt.Sprintf("nat_agg_log_group_time_interval: %v: want 1, 5, 10, 15, 30 or 60 minutes", n.AggInterval))
-	}
-	if len(errs) > 0 {
-		return fmt.Errorf("loader.%s", strings.Join(errs, "; loader."))
-	}
-	return nil
 }
 
 const (

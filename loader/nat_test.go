@@ -12,6 +12,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/ipfix-balancer/ipfix-balancer/config"
 	"github.com/ipfix-balancer/ipfix-balancer/internal/testenv"
 	"github.com/ipfix-balancer/ipfix-balancer/loader"
 )
@@ -146,8 +147,8 @@ func TestNATAggregation(t *testing.T) {
 			if tc.fromFullflow {
 				dumps = append(dumps, dumpAt{writeDump(t, dir, "fullflow", 2, testWindow.Add(20*time.Minute), 2000, 3, 0.2), 2})
 			}
-			l := newLoader(t, ch, dir, db, func(c *loader.Config) {
-				c.NAT = loader.NAT{ImportFromFullflow: tc.fromFullflow, AggFields: tc.mask, AggInterval: tc.interval}
+			l := newLoader(t, ch, dir, db, func(c *config.Loader) {
+				c.NAT = config.NAT{ImportFromFullflow: tc.fromFullflow, AggFields: tc.mask, AggInterval: tc.interval}
 			})
 			runOnce(t, l)
 			var events []natEvent
@@ -175,12 +176,12 @@ func TestNATAggregationSettingChanges(t *testing.T) {
 	const db = "natchange"
 	dir := t.TempDir()
 	p1 := writeDump(t, dir, "natflow", 0, testWindow, 1000, 1, 0)
-	runOnce(t, newLoader(t, ch, dir, db, func(c *loader.Config) {
-		c.NAT = loader.NAT{ImportFromFullflow: true, AggFields: 0x1, AggInterval: time.Minute}
+	runOnce(t, newLoader(t, ch, dir, db, func(c *config.Loader) {
+		c.NAT = config.NAT{ImportFromFullflow: true, AggFields: 0x1, AggInterval: time.Minute}
 	}))
 	p2 := writeDump(t, dir, "natflow", 0, testWindow.Add(2*time.Hour), 1000, 2, 0)
-	runOnce(t, newLoader(t, ch, dir, db, func(c *loader.Config) {
-		c.NAT = loader.NAT{AggFields: 0x2, AggInterval: 5 * time.Minute}
+	runOnce(t, newLoader(t, ch, dir, db, func(c *config.Loader) {
+		c.NAT = config.NAT{AggFields: 0x2, AggInterval: 5 * time.Minute}
 	}))
 	views := ch.Query(t, "SELECT groupArray(name) FROM (SELECT name FROM system.tables WHERE database = '"+db+"' AND name LIKE 'nat%mv%' ORDER BY name)")
 	assert.Equal(t, "['natflow_agg_mv_002_5m']", strings.TrimSpace(views))

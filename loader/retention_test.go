@@ -12,8 +12,8 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/ipfix-balancer/ipfix-balancer/config"
 	"github.com/ipfix-balancer/ipfix-balancer/internal/testenv"
-	"github.com/ipfix-balancer/ipfix-balancer/loader"
 )
 
 // Raw fullflow and clickstream partitions (one per hour) whose hour ended
@@ -23,7 +23,7 @@ import (
 func TestRetentionDropsRawPartitionsKeepsAggregates(t *testing.T) {
 	ch := testenv.StartClickHouse(t)
 	const db = "retention"
-	l := newLoader(t, ch, t.TempDir(), db, func(c *loader.Config) { c.Retention = 24 * time.Hour })
+	l := newLoader(t, ch, t.TempDir(), db, func(c *config.Loader) { c.Retention = 24 * time.Hour })
 	runOnce(t, l) // migrate
 	now := time.Now().UTC()
 	h := now.Truncate(time.Hour)
@@ -68,7 +68,7 @@ ipfix_loader_dropped_partitions_total{table="fullflow_agg"} 0`, len(gone), len(g
 
 	// Aggregate retention drops whole months: the one 100 days ago goes,
 	// the current month stays.
-	l2 := newLoader(t, ch, t.TempDir(), db, func(c *loader.Config) {
+	l2 := newLoader(t, ch, t.TempDir(), db, func(c *config.Loader) {
 		c.Retention = 24 * time.Hour
 		c.AggregateRetention = 60 * 24 * time.Hour
 	})
@@ -87,9 +87,9 @@ ipfix_loader_dropped_partitions_total{table="fullflow_agg"} 0`, len(gone), len(g
 func TestConfiguredAggregates(t *testing.T) {
 	ch := testenv.StartClickHouse(t)
 	const db = "aggcfg"
-	l := newLoader(t, ch, t.TempDir(), db, func(c *loader.Config) {
-		c.FullflowAgg = loader.Aggregate{Fields: []string{"login", "protocol_identifier"}, Period: 15 * time.Minute}
-		c.ClickstreamAgg = loader.Aggregate{Fields: []string{"hostname"}, Period: 10 * time.Minute}
+	l := newLoader(t, ch, t.TempDir(), db, func(c *config.Loader) {
+		c.FullflowAgg = config.Aggregate{Fields: []string{"login", "protocol_identifier"}, Period: 15 * time.Minute}
+		c.ClickstreamAgg = config.Aggregate{Fields: []string{"hostname"}, Period: 10 * time.Minute}
 	})
 	runOnce(t, l)
 	base := time.Now().UTC().Truncate(24 * time.Hour)
@@ -158,7 +158,7 @@ func TestLedgerWithoutHourMigrates(t *testing.T) {
 // nor lost, and its new ledger rows stay per day.
 func TestDayLedgerResumesPerDay(t *testing.T) {
 	ch := testenv.StartClickHouse(t)
-	batch := func(c *loader.Config) { c.BatchRows = 300 }
+	batch := func(c *config.Loader) { c.BatchRows = 300 }
 	dir := t.TempDir()
 	path := writeDump(t, dir, "fullflow", 0, testWindow.Add(30*time.Minute), 1000, 1, 0)
 	name := filepath.Base(path)

@@ -11,6 +11,7 @@ import (
 	"time"
 	"unicode"
 
+	"github.com/ipfix-balancer/ipfix-balancer/config"
 	"github.com/ipfix-balancer/ipfix-balancer/ipfix"
 )
 
@@ -522,12 +523,12 @@ type schema struct {
 	caps    Capabilities
 	retain  time.Duration
 	aggs    []aggSpec
-	nat     NAT
+	nat     config.NAT
 }
 
 // newSchema returns the schema; aggs holds the configured aggregates in the
 // order of aggKinds (fullflow_agg, clickstream_agg).
-func newSchema(db, cluster, shardBy string, retain time.Duration, aggs ...Aggregate) *schema {
+func newSchema(db, cluster, shardBy string, retain time.Duration, aggs ...config.Aggregate) *schema {
 	s := &schema{db: db, cluster: cluster, shardBy: shardBy, retain: retain, byName: map[string]*table{}}
 	for i := range tableSpecs {
 		t := newTable(&tableSpecs[i], i)
@@ -614,26 +615,6 @@ func (s *schema) distributedDDL(name, local, key string) string {
 		s.qualified(name), s.qualified(local), quote(s.cluster), quote(s.db), quote(local), shard)
 }
 
-// Aggregate configures an aggregated table: the raw columns it groups by and
-// the period its time column is rounded down to. The sums are fixed:
-// fullflow_agg has bytes, packets and flows, clickstream_agg requests.
-type Aggregate struct {
-	Fields []string
-	Period time.Duration
-}
-
-// Default aggregates: the legacy collector's pre-aggregation.
-var (
-	DefaultFullflowAgg = Aggregate{
-		Fields: []string{"dpi", "login", "source_ipv4_address", "source_ipv6_address", "hostname", "protocol_identifier", "vdpi_proto"},
-		Period: 5 * time.Minute,
-	}
-	DefaultClickstreamAgg = Aggregate{
-		Fields: []string{"dpi", "login", "hostname"},
-		Period: time.Hour,
-	}
-)
-
 // aggKind is what is fixed about an aggregated table: its source, its day
 // and time columns and its sums.
 type aggKind struct {
@@ -663,12 +644,10 @@ func AggregateNames() []string {
 	return append(out, natAggTable)
 }
 
-// validate checks an aggregate against its source table.
-func (a Aggregate) validate(k aggKind) error {
+// validateFields checks an aggregate's fields against its source table
+// (config.Loader.Validate checks its period).
+func validateFields(a config.Aggregate, k aggKind) error {
 	var errs []error
-	if a.Period < time.Minute || a.Period > 24*time.Hour || (24*time.Hour)%a.Period != 0 || a.Period%time.Minute != 0 {
-		errs = append(errs, fmt.Errorf("period %v: want whole minutes dividing a day (1m .. 24h)", a.Period))
-	}
 	cols := TableColumns(k.source)
 	seen := map[string]bool{}
 	for _, f := range a.Fields {
@@ -697,7 +676,7 @@ func groupable(k aggKind, cols []string) []string {
 // filled by a materialized view on a raw table, partitioned by month.
 type aggSpec struct {
 	aggKind
-	Aggregate
+	config.Aggregate
 }
 
 func (s *schema) aggDDL(a aggSpec) (table, view string) {

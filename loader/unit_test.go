@@ -8,6 +8,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/ipfix-balancer/ipfix-balancer/config"
 	"github.com/ipfix-balancer/ipfix-balancer/dpisim"
 	"github.com/ipfix-balancer/ipfix-balancer/ipfix"
 	"github.com/ipfix-balancer/ipfix-balancer/loader"
@@ -30,7 +31,7 @@ func TestSnakeCase(t *testing.T) {
 }
 
 func TestConfigValidate(t *testing.T) {
-	cfg := loader.Default()
+	cfg := config.Default().Loader
 	require.NoError(t, cfg.Validate())
 	cfg.Parallel, cfg.AfterLoad, cfg.BatchRows, cfg.ClickHouse = 0, "keep", 2_000_000, "127.0.0.1:8123"
 	err := cfg.Validate()
@@ -38,6 +39,11 @@ func TestConfigValidate(t *testing.T) {
 	for _, key := range []string{"loader.parallel", "loader.after_load", "loader.batch_rows", "loader.clickhouse"} {
 		assert.Contains(t, err.Error(), key)
 	}
+}
+
+// The bitmask config accepts names the fields the loader keeps.
+func TestNATAggFieldsMatchConfig(t *testing.T) {
+	assert.Equal(t, config.NATAggFieldsAll, 1<<len(loader.NATAggFields)-1)
 }
 
 // Every field of every reference template has a column: nothing of the DPI
@@ -65,7 +71,7 @@ func TestReferenceTemplatesHaveColumns(t *testing.T) {
 // Metric names follow the project's rules (ipfix_loader_ prefix, snake_case) and
 // each one is in the README's loader metrics table.
 func TestMetricNames(t *testing.T) {
-	l, err := loader.New(loader.Default(), nil)
+	l, err := loader.New(config.Default().Loader, loader.Options{})
 	require.NoError(t, err)
 	names := l.Metrics().ListMetricNames()
 	require.NotEmpty(t, names)

@@ -36,7 +36,6 @@ import (
 
 	"github.com/ipfix-balancer/ipfix-balancer/config"
 	"github.com/ipfix-balancer/ipfix-balancer/loader"
-	"github.com/ipfix-balancer/ipfix-balancer/loader/dict"
 )
 
 var version = "dev"
@@ -70,8 +69,9 @@ func (e usageError) Error() string {
 // setup is the parsed command line.
 type setup struct {
 	cmd     string // "", "migrate" or "status"
-	cfg     loader.Config
-	metrics string // host:port of /metrics; "" = none
+	cfg     config.Loader
+	opts    loader.Options // without Log
+	metrics string         // host:port of /metrics; "" = none
 	once    bool
 	level   slog.Level
 	version bool
@@ -97,21 +97,22 @@ func configure(args []string) (*setup, error) {
 			return nil, flag.ErrHelp
 		}
 	}
+	def := config.Default().Loader // for the usage: default.toml is where the defaults are
 	var (
 		configFile = fs.String("config", "", "TOML configuration file (its [loader] section) or the legacy collector's .env; flags override it; default: the embedded one (make run's)")
-		dir        = fs.String("dir", "", "dump directory (default: [loader] dir, ./dump without -config)")
-		chURL      = fs.String("clickhouse", "", "ClickHouse HTTP URL (default http://127.0.0.1:8123)")
-		database   = fs.String("database", "", "database (default ipfix)")
+		dir        = fs.String("dir", "", "dump directory (default: [loader] dir, "+def.Dir+" without -config)")
+		chURL      = fs.String("clickhouse", "", "ClickHouse HTTP URL (default: [loader] clickhouse, "+def.ClickHouse+" without -config)")
+		database   = fs.String("database", "", "database (default: [loader] database, "+def.Database+" without -config)")
 		once       = fs.Bool("once", false, "load the dumps that are there, then exit")
 		parallel   = fs.Int("parallel", 0, "dumps loaded at once")
 		batchRows  = fs.Int("batch-rows", 0, "rows per insert")
 		afterLoad  = fs.String("after-load", "", "move (to loaded/) or delete")
 		cluster    = fs.String("cluster", "", "ClickHouse cluster to shard over")
 		shards     = fs.String("shards", "", "comma-separated HTTP URLs of the cluster's shards, in shard order")
-		metricsAt  = fs.String("metrics", "", "host:port to serve /metrics on, \"\" for none (default: [loader] metrics_listen, 127.0.0.1:9741)")
+		metricsAt  = fs.String("metrics", "", "host:port to serve /metrics on, \"\" for none (default: [loader] metrics_listen, "+def.MetricsListen+" without -config)")
 		retryFor   = fs.Duration("retry-for", 20*time.Second, "with -once: give up (exit 1) when ClickHouse stays unreachable this long; 0 retries forever")
 		retention  = fs.String("retention", "", "retention of the raw tables, e.g. 24h; 0 keeps them forever")
-		settle     = fs.Duration("settle", 0, "wait before counting a batch of unknown outcome at recovery (default 2s)")
+		settle     = fs.Duration("settle", loader.DefaultSettle, "wait before counting a batch of unknown outcome at recovery")
 		logLevel   = fs.String("log-level", "", "debug, info, warn or error")
 		showVer    = fs.Bool("version", false, "print the version and exit")
 	)
@@ -146,13 +147,13 @@ func configure(args []string) (*setup, error) {
 			return nil, err
 		}
 	}
-	cfg := fromConfig(c.Loader)
+	cfg := c.Loader
 	s.level = c.Log.SlogLevel()
 	if !flagSet(fs, "metrics") {
 		*metricsAt = c.Loader.MetricsListen
 	}
 	if s.once {
-		cfg.GiveUpAfter = *retryFor
+		s.opts.GiveUpAfter = *retryFor
 	}
 	set := func(dst *string, v string) {
 		if v != "" {
@@ -180,9 +181,7 @@ func configure(args []string) (*setup, error) {
 		}
 		cfg.Retention = d
 	}
-	if *settle != 0 {
-		cfg.Settle = *settle
-	}
+	s.opts.Settle = *settle
 	switch *logLevel {
 	case "debug":
 		s.level = slog.LevelDebug
@@ -223,7 +222,9 @@ func run(args []string) error {
 		}
 	}
 
-	l, err := loader.New(s.cfg, log)
+	opts := s.opts
+	opts.Log = log
+	l, err := loader.New(s.cfg, opts)
 	if err != nil {
 		return err
 	}
@@ -291,64 +292,4 @@ func flagSet(fs *flag.FlagSet, name string) bool {
 	found := false
 	fs.Visit(func(f *flag.Flag) { found = found || f.Name == name })
 	return found
-}
-
-// fromConfig maps the [loader] section of the shared TOML file onto the
-// loader's own configuration; zero values keep the loader's defaults.
-func fromConfig(c config.Loader) loader.Config {
-	cfg := loader.Default()
-	if c.Dir != "" {
-		cfg.Dir = c.Dir
-	}
-	if c.ClickHouse != "" {
-		cfg.ClickHouse = c.ClickHouse
-	}
-	if c.Database != "" {
-		cfg.Database = c.Database
-	}
-	cfg.User, cfg.Password = c.User, c.Password
-	if c.Parallel != 0 {
-		cfg.Parallel = c.Parallel
-	}
-	if c.AfterLoad != "" {
-		cfg.AfterLoad = c.AfterLoad
-	}
-	cfg.Retention = c.Retention
-	cfg.AggregateRetention = c.AggregateRetention
-	cfg.NAT = loader.NAT{ImportFromFullflow: c.NATImportFromFullflow, AggFields: uint16(c.NATAggFieldsBitmask),
-		AggInterval: time.Duration(c.NATAggInterval) * time.Minute}
-	if c.NATAggInterval == 0 {
-		cfg.NAT.AggInterval = loader.DefaultNATAggInterval
-	}
-	if len(c.FullflowAggFields) > 0 {
-		cfg.FullflowAgg.Fields = c.FullflowAggFields
-	}
-	if c.FullflowAggPeriod != 0 {
-		cfg.FullflowAgg.Period = c.FullflowAggPeriod
-	}
-	if len(c.ClickstreamAggFields) > 0 {
-		cfg.ClickstreamAgg.Fields = c.ClickstreamAggFields
-	}
-	if c.ClickstreamAggPeriod != 0 {
-		cfg.ClickstreamAgg.Period = c.ClickstreamAggPeriod
-	}
-	if c.BatchRows != 0 {
-		cfg.BatchRows = c.BatchRows
-	}
-	if c.PollEvery != 0 {
-		cfg.PollEvery = c.PollEvery
-	}
-	cfg.Cluster = c.Cluster
-	if c.ShardingKey != "" {
-		cfg.ShardingKey = c.ShardingKey
-	}
-	if len(c.Shards) > 0 {
-		cfg.Shards = c.Shards
-	}
-	// Ranges are checked by config (0..4, 0..2); the conversion is exact.
-	cfg.Dictionaries = c.Dictionaries
-	cfg.Policy = dict.Policy{Direction: dict.Mode(c.TrafficDirDefMode), Filter: dict.Mode(c.SubscriberFilterMode),
-		Exclude: dict.Mode(c.SubscriberExcludeMode)}
-	cfg.Login = dict.LoginPolicy{Replace: dict.LoginMode(c.ReplaceLoginWithVChannel), UseDict: c.UseDicWhenReplacingLogin}
-	return cfg
 }

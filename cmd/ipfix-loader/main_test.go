@@ -14,7 +14,8 @@ import (
 	"github.com/ipfix-balancer/ipfix-balancer/loader"
 )
 
-func TestFromConfig(t *testing.T) {
+// The [loader] section is the loader's configuration as it is.
+func TestLoaderSection(t *testing.T) {
 	c, err := config.Parse([]byte(`
 [loader]
 dir = "/data/dump"
@@ -36,7 +37,7 @@ clickstream_agg_fields = ["hostname"]
 clickstream_agg_period = "10m"
 `), "test.toml")
 	require.NoError(t, err)
-	cfg := fromConfig(c.Loader)
+	cfg := c.Loader
 	assert.Equal(t, "/data/dump", cfg.Dir)
 	assert.Equal(t, "http://10.0.0.5:8123", cfg.ClickHouse)
 	assert.Equal(t, "qoestor", cfg.Database)
@@ -50,23 +51,26 @@ clickstream_agg_period = "10m"
 	assert.Equal(t, "ipfix", cfg.Cluster)
 	assert.Equal(t, "login", cfg.ShardingKey)
 	assert.Equal(t, 8760*time.Hour, cfg.AggregateRetention)
-	assert.Equal(t, loader.Aggregate{Fields: []string{"login", "protocol_identifier"}, Period: 15 * time.Minute}, cfg.FullflowAgg)
-	assert.Equal(t, loader.Aggregate{Fields: []string{"hostname"}, Period: 10 * time.Minute}, cfg.ClickstreamAgg)
-	require.NoError(t, cfg.Validate())
+	assert.Equal(t, config.Aggregate{Fields: []string{"login", "protocol_identifier"}, Period: 15 * time.Minute}, cfg.FullflowAgg)
+	assert.Equal(t, config.Aggregate{Fields: []string{"hostname"}, Period: 10 * time.Minute}, cfg.ClickstreamAgg)
+	l, err := loader.New(cfg, loader.Options{})
+	require.NoError(t, err)
+	require.NoError(t, l.Close())
 }
 
 // The defaults are the legacy collector's aggregates; a field that is no
 // column, or a period that does not divide a day, is refused by name.
 func TestAggregateConfigChecked(t *testing.T) {
-	cfg := fromConfig(config.Loader{})
-	assert.Equal(t, loader.DefaultFullflowAgg, cfg.FullflowAgg)
-	assert.Equal(t, loader.DefaultClickstreamAgg, cfg.ClickstreamAgg)
+	cfg := config.Default().Loader
+	assert.Equal(t, config.Aggregate{Fields: []string{"dpi", "login", "source_ipv4_address", "source_ipv6_address", "hostname",
+		"protocol_identifier", "vdpi_proto"}, Period: 5 * time.Minute}, cfg.FullflowAgg)
+	assert.Equal(t, config.Aggregate{Fields: []string{"dpi", "login", "hostname"}, Period: time.Hour}, cfg.ClickstreamAgg)
 	cfg.FullflowAgg.Fields = []string{"login", "no_such_column"}
 	cfg.ClickstreamAgg.Period = 7 * time.Minute
-	err := cfg.Validate()
+	_, err := loader.New(cfg, loader.Options{})
 	require.Error(t, err)
-	assert.Contains(t, err.Error(), `loader.fullflow_agg: field "no_such_column": not a column of fullflow`)
-	assert.Contains(t, err.Error(), `loader.clickstream_agg: period 7m0s: want whole minutes dividing a day`)
+	assert.Contains(t, err.Error(), `loader.fullflow_agg_fields: field "no_such_column": not a column of fullflow`)
+	assert.Contains(t, err.Error(), `loader.clickstream_agg_period: 7m0s: want whole minutes dividing a day`)
 	_, err = config.Parse([]byte("[loader]\nclickstream_agg_period = \"7m\"\n"), "test.toml")
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "loader.clickstream_agg_period: 7m0s: want whole minutes dividing a day")
@@ -85,7 +89,7 @@ func TestLegacyCollectorEnv(t *testing.T) {
 	s, err := configure([]string{"-config", env})
 	require.NoError(t, err)
 	assert.Equal(t, config.LegacyDumpDir, s.cfg.Dir)
-	assert.Equal(t, loader.NAT{ImportFromFullflow: true, AggFields: 0x241, AggInterval: 15 * time.Minute}, s.cfg.NAT)
+	assert.Equal(t, config.NAT{ImportFromFullflow: true, AggFields: 0x241, AggInterval: 15 * time.Minute}, s.cfg.NAT)
 
 	var out, errOut bytes.Buffer
 	require.NoError(t, convertConfig([]string{env}, &out, &errOut))
@@ -96,7 +100,7 @@ func TestLegacyCollectorEnv(t *testing.T) {
 	// The printed TOML configures the loader as the .env does.
 	c, err := config.Parse(out.Bytes(), "converted.toml")
 	require.NoError(t, err)
-	assert.Equal(t, s.cfg.NAT, fromConfig(c.Loader).NAT)
+	assert.Equal(t, s.cfg, c.Loader)
 
 	// The manual's default .env: NAT_IMPORT_FROM_FULLFLOW without a value
 	// keeps the default, with a warning naming the line.

@@ -12,7 +12,7 @@ import (
 // by the key of the [loader] section (and, for what no file sets, the name of
 // the setting): what the shipped files must keep meaning whatever the Go types.
 func loaderSettings(s *setup) map[string]any {
-	c := s.cfg
+	c, o := s.cfg, s.opts.WithDefaults()
 	return map[string]any{
 		"dir":                                c.Dir,
 		"clickhouse":                         c.ClickHouse,
@@ -34,19 +34,20 @@ func loaderSettings(s *setup) map[string]any {
 		"shards":                             c.Shards,
 		"metrics_listen":                     s.metrics,
 		"dictionaries":                       c.Dictionaries,
-		"traffic_dir_def_mode":               int(c.Policy.Direction),
-		"subscriber_filter_mode":             int(c.Policy.Filter),
-		"subscriber_exclude_mode":            int(c.Policy.Exclude),
-		"replace_login_with_vchannel":        int(c.Login.Replace),
-		"use_dic_when_replacing_login":       c.Login.UseDict,
+		"traffic_dir_def_mode":               c.TrafficDirDefMode,
+		"subscriber_filter_mode":             c.SubscriberFilterMode,
+		"subscriber_exclude_mode":            c.SubscriberExcludeMode,
+		"replace_login_with_vchannel":        c.ReplaceLoginWithVChannel,
+		"use_dic_when_replacing_login":       c.UseDicWhenReplacingLogin,
 		"nat_import_from_fullflow":           c.NAT.ImportFromFullflow,
 		"nat_agg_log_fields_to_save_bitmask": int(c.NAT.AggFields),
 		"nat_agg_log_group_time_interval":    c.NAT.AggInterval,
-		// Not in the file: flags and the loader's own defaults.
-		"settle":                c.Settle,
-		"retry_max":             c.RetryMax,
-		"give_up_after":         c.GiveUpAfter,
-		"dictionary_poll_every": c.DictionaryPollEvery,
+		// Not in the file: flags and the loader's own defaults (zero Options
+		// take the loader's).
+		"settle":                o.Settle,
+		"retry_max":             o.RetryMax,
+		"give_up_after":         o.GiveUpAfter,
+		"dictionary_poll_every": o.DictionaryPollEvery,
 	}
 }
 
