@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"log/slog"
 	"os"
 	"strings"
 	"testing"
@@ -80,6 +81,12 @@ func TestRunRejectsBadFlags(t *testing.T) {
 	assert.Error(t, run([]string{"-no-such-flag"}))
 	assert.Error(t, run([]string{"-clickhouse", "http://127.0.0.1:1", "frobnicate"}))
 	assert.Error(t, run([]string{"-retention", "soon", "-once"}))
+	_, err := configure([]string{"-log-level", "verbose"})
+	require.Error(t, err, "an unknown -log-level was taken as info")
+	assert.Contains(t, err.Error(), `-log-level "verbose"`)
+	s, err := configure([]string{"-log-level", "warn"})
+	require.NoError(t, err)
+	assert.Equal(t, slog.LevelWarn, s.level)
 }
 
 // The legacy collector's .env is read as it is: its NAT settings reach the
