@@ -74,6 +74,15 @@ type Log struct {
 	Level string
 }
 
+// Check rejects a Level that is not one of the four words.
+func (l Log) Check() error {
+	switch l.Level {
+	case "debug", "info", "warn", "error":
+		return nil
+	}
+	return fmt.Errorf("%q: want debug, info, warn or error", l.Level)
+}
+
 // SlogLevel returns Level as a slog.Level (slog.LevelInfo for an unknown
 // level, which Validate rejects).
 func (l Log) SlogLevel() slog.Level {

@@ -69,10 +69,8 @@ func (c *Config) validateTop(e *errs) {
 		}
 		names[name] = true
 	}
-	switch c.Log.Level {
-	case "debug", "info", "warn", "error":
-	default:
-		e.addf("log.level: %q: want debug, info, warn or error", c.Log.Level)
+	if err := c.Log.Check(); err != nil {
+		e.addf("log.level: %v", err)
 	}
 	if c.StatsEvery < 0 {
 		e.addf("balancer.stats_every: %s: negative", c.StatsEvery)

@@ -182,15 +182,12 @@ func configure(args []string) (*setup, error) {
 		cfg.Retention = d
 	}
 	s.opts.Settle = *settle
-	switch *logLevel {
-	case "debug":
-		s.level = slog.LevelDebug
-	case "warn":
-		s.level = slog.LevelWarn
-	case "error":
-		s.level = slog.LevelError
-	case "info":
-		s.level = slog.LevelInfo
+	if *logLevel != "" {
+		l := config.Log{Level: *logLevel}
+		if err := l.Check(); err != nil {
+			return nil, fmt.Errorf("-log-level %w", err)
+		}
+		s.level = l.SlogLevel()
 	}
 	s.cfg, s.metrics = cfg, *metricsAt
 	return s, nil
