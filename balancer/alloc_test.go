@@ -69,6 +69,14 @@ func TestDispatchAllocs(t *testing.T) {
 				r.flush()
 			})
 			require.Zero(t, allocs, "dispatching one message must not allocate")
+			// Two data messages in a row are summarized together (onTraffic).
+			_, _, paired := ipfix.SummarizePair(s.templates, 1, msgs[1], 1, msgs[2])
+			require.True(t, paired)
+			allocs = testing.AllocsPerRun(1000, func() {
+				r.dispatchPair(s, msgs[1], msgs[2])
+				r.flush()
+			})
+			require.Zero(t, allocs, "dispatching a pair of messages must not allocate")
 			require.Greater(t, a.messages+b.messages, 1000)
 		})
 	}

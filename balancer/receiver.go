@@ -200,11 +200,32 @@ func (r *Receiver) countParseError(err error) {
 
 // dispatch routes one complete message of session s to the outputs. Event loop only.
 func (r *Receiver) dispatch(s *session, msg []byte) {
+	odid := binary.BigEndian.Uint32(msg[12:16])
+	sum, err := ipfix.Summarize(s.templates, odid, msg)
+	r.route(s, msg, odid, sum, err)
+}
+
+// dispatchPair dispatches a, then b, consecutive messages of session s, their
+// records counted side by side when each is one data set (ipfix.SummarizePair).
+// Such a message has no template set: routing a changes nothing that b's
+// summary depends on. Event loop only.
+func (r *Receiver) dispatchPair(s *session, a, b []byte) {
+	odidA := binary.BigEndian.Uint32(a[12:16])
+	odidB := binary.BigEndian.Uint32(b[12:16])
+	sa, sb, ok := ipfix.SummarizePair(s.templates, odidA, a, odidB, b)
+	if !ok {
+		r.dispatch(s, a)
+		r.dispatch(s, b)
+		return
+	}
+	r.route(s, a, odidA, sa, nil)
+	r.route(s, b, odidB, sb, nil)
+}
+
+// route sends msg, of domain odid, summarized as sum (or err), to the outputs.
+func (r *Receiver) route(s *session, msg []byte, odid uint32, sum ipfix.Summary, err error) {
 	r.cur = s
 	m := r.m
-	odid := binary.BigEndian.Uint32(msg[12:16])
-
-	sum, err := ipfix.Summarize(s.templates, odid, msg)
 	learned := false
 	if err != nil && hasTemplateSets(msg) {
 		// A template redefined in this very message (UDP allows it without a

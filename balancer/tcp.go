@@ -162,8 +162,16 @@ func (r *Receiver) onTraffic(s *session, c gnet.Conn) gnet.Action {
 		if size == 0 {
 			break
 		}
-		r.dispatch(s, buf[:size])
-		buf = buf[size:]
+		msg, rest := buf[:size], buf[size:]
+		if next, err := ipfix.FrameLength(rest); err == nil && next > 0 {
+			// Two complete messages: their records are counted side by side.
+			// A framing error after msg is found by the next turn.
+			r.dispatchPair(s, msg, rest[:next])
+			buf = rest[next:]
+			continue
+		}
+		r.dispatch(s, msg)
+		buf = rest
 	}
 	r.flush()
 	if len(buf) > 0 {

@@ -175,9 +175,10 @@ func (s *TCPOnLoop) Send(m *Message) {
 	}
 	if m.TakeHeader() || binary.BigEndian.Uint32(msg[8:12]) == s.seq.At(odid) {
 		// Ours to number (see Message.FreeHeader), or numbered as we would:
-		// send it as one slice.
+		// send it as one slice, one iovec with the messages before it in the
+		// same read.
 		s.seq.Put(msg[:16], odid, records)
-		s.iov = append(s.iov, msg)
+		s.iov = AppendRun(s.iov, msg)
 	} else {
 		n := len(s.hdrs)
 		s.hdrs = append(s.hdrs, msg[:16]...)

@@ -65,6 +65,21 @@ func (w *IOVWriter) Write(fd int, bufs [][]byte) (int, error) {
 	return total, nil
 }
 
+// AppendRun appends b to bufs, or extends the last buffer over b when b starts
+// where it ends in memory: consecutive messages of one read, numbered in place,
+// then make one iovec, and a writev costs the kernel per iovec as well as per byte.
+// The bytes written are the same either way.
+func AppendRun(bufs [][]byte, b []byte) [][]byte {
+	if n := len(bufs); n > 0 && len(b) > 0 {
+		last := bufs[n-1]
+		if l := len(last); l+len(b) <= cap(last) && &last[:l+1][l] == &b[0] {
+			bufs[n-1] = last[:l+len(b)]
+			return bufs
+		}
+	}
+	return append(bufs, b)
+}
+
 // SkipBytes returns bufs without its first n bytes (slicing the buffer it ends in).
 func SkipBytes(bufs [][]byte, n int) [][]byte {
 	for len(bufs) > 0 && n >= len(bufs[0]) {
