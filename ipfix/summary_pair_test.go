@@ -107,3 +107,24 @@ func BenchmarkSummarizePair(b *testing.B) {
 		}
 	})
 }
+
+// FuzzSummarizePair: on any two messages, SummarizePair either declines or
+// gives exactly what Summarize gives for each.
+func FuzzSummarizePair(f *testing.F) {
+	c, msgs := pairMessages(f, dpisim.Fullflow, 200, 0)
+	for i := 0; i+1 < len(msgs) && i < 8; i++ {
+		f.Add(msgs[i], msgs[i+1])
+	}
+	f.Fuzz(func(t *testing.T, a, b []byte) {
+		sa, sb, ok := ipfix.SummarizePair(c, 7, a, 7, b)
+		if !ok {
+			return
+		}
+		wa, errA := ipfix.Summarize(c, 7, a)
+		require.NoError(t, errA, "a pair Summarize refuses")
+		require.Equal(t, wa, sa)
+		wb, errB := ipfix.Summarize(c, 7, b)
+		require.NoError(t, errB, "a pair Summarize refuses")
+		require.Equal(t, wb, sb)
+	})
+}
