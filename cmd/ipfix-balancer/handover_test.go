@@ -301,13 +301,16 @@ func TestRestartWithManySessions(t *testing.T) {
 		}()
 	}
 	testenv.WaitFor(t, 20*time.Second, "first messages", func() bool { return c.Stats().Records > 10*sessions })
-	// One restart: the sessions it passes late are the subject of
-	// TestConnectionsAroundHandoverArePassedOn.
-	for i := range 1 {
-		old := d.PID()
-		d.Restart()
+	// Two restarts back to back: the second as soon as the first successor
+	// serves, while it may still adopt the sessions its predecessor passes late.
+	var olds []int
+	for i := range 2 {
+		old := d.RestartServing()
 		require.NotEqual(t, old, d.PID(), "restart %d", i+1)
-		d.WaitLog("balancer running", i+2) // its control socket listens
+		olds = append(olds, old)
+	}
+	for _, pid := range olds {
+		require.True(t, testenv.WaitGone(pid, time.Minute), "process %d still runs", pid)
 	}
 	close(stop)
 	wg.Wait()
