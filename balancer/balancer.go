@@ -31,6 +31,7 @@ type Balancer struct {
 	// drained is closed when Run has stopped every receiver: a successor's control
 	// connection stays open until then for the sessions we accept meanwhile.
 	drained    chan struct{}
+	lateDone   chan struct{} // see awaitLateSessions; nil without a predecessor
 	lastReload time.Time
 
 	mu        sync.Mutex

@@ -242,6 +242,11 @@ func (b *Balancer) takeUDPSockets(peer *net.UnixConn) error {
 // takeSessions asks the predecessor for its TCP exporter sessions and adopts them
 // on our running receivers.
 func (b *Balancer) takeSessions(peer *net.UnixConn) (int, error) {
+	// The predecessor may first wait for its own predecessor's last sessions
+	// (awaitLateSessions): the time our start took does not count.
+	_ = peer.SetDeadline(time.Now().Add(lateSessionsWait + 30*time.Second))
+	// Set before our control socket listens (Run), closed by takeLateSessions.
+	b.lateDone = make(chan struct{})
 	if err := writeFrame(peer, handoverFrame{Op: "sessions-request"}, -1); err != nil {
 		return 0, err
 	}
@@ -294,6 +299,7 @@ func (b *Balancer) adoptSession(f handoverFrame, file *os.File) bool {
 // the hand-over (its accept queue, handshakes it completed before it stopped
 // completing them), until it closes the control connection or we stop.
 func (b *Balancer) takeLateSessions(ctx context.Context, peer *net.UnixConn) {
+	defer close(b.lateDone)
 	_ = peer.SetDeadline(time.Time{})
 	stop := context.AfterFunc(ctx, func() { _ = peer.Close() })
 	defer stop()
@@ -366,6 +372,10 @@ func (b *Balancer) serveHandover(c *net.UnixConn) {
 			}
 		case "sessions-request":
 			// The successor asks once its receivers all run: it serves now.
+			// Sessions our own predecessor still passes us (late ones) must be
+			// ours before we pass ours on, or they would stay behind and be
+			// closed by our drain.
+			b.awaitLateSessions()
 			b.log.Info("a new process is taking over: passing exporter sessions")
 			for _, r := range list {
 				if r.cfg.Proto == config.UDP {
@@ -397,6 +407,32 @@ func (b *Balancer) serveHandover(c *net.UnixConn) {
 			<-b.drained
 			return
 		}
+	}
+}
+
+// lateSessionsWait bounds how long a hand-over waits for the predecessor's
+// control connection to end: the predecessor closes it when its drain ends
+// ([balancer] shutdown_timeout, default 5s).
+const lateSessionsWait = 20 * time.Second
+
+// awaitLateSessions waits until the predecessor we took over from has passed
+// every session it accepted while stopping (its control connection ended).
+// Past lateSessionsWait a session it passes after our own hand-over is passed
+// on from OnOpen (see Receiver.adopted) while our receivers still run.
+func (b *Balancer) awaitLateSessions() {
+	if b.lateDone == nil {
+		return // no predecessor
+	}
+	select {
+	case <-b.lateDone:
+		return
+	default:
+	}
+	b.log.Info("waiting for the previous process to pass its last sessions before handing over")
+	select {
+	case <-b.lateDone:
+	case <-time.After(lateSessionsWait):
+		b.log.Warn("the previous process still passes sessions, handing over anyway", "waited", lateSessionsWait)
 	}
 }
 
