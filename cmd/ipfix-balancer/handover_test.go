@@ -84,7 +84,7 @@ subreceivers = [%q]
 	assert.Equal(t, want, c.Stats().Records)
 }
 
-// Five restarts by SIGUSR2 while one DPI reconnects in a loop (short sessions of
+// Five restarts by SIGUSR2, back to back, while one DPI reconnects in a loop (short sessions of
 // one message of ten records, each ended by the DPI and read to the end),
 // another streams on one connection and a third sends over UDP: every record
 // reaches the collectors exactly once, no DPI sees a reset or a refused
@@ -215,13 +215,18 @@ subreceivers = [%q]
 		})
 	}
 	progress(20)
+	// Back to back: each restart as soon as the previous successor serves, while
+	// its predecessor may still drain and pass it the sessions it accepts.
+	var olds []int
 	for i := range 5 {
-		old := d.PID()
-		d.Restart()
+		old := d.RestartServing()
 		require.NotEqual(t, old, d.PID(), "restart %d", i+1)
-		d.WaitLog("balancer running", i+2) // its control socket listens
-		progress(20)
+		olds = append(olds, old)
 	}
+	for _, pid := range olds {
+		require.True(t, testenv.WaitGone(pid, time.Minute), "process %d still runs", pid)
+	}
+	progress(20)
 	close(stop)
 	waited := make(chan struct{})
 	go func() { wg.Wait(); close(waited) }()
