@@ -36,10 +36,13 @@ const (
 )
 
 // udpDatagram is one message of the batch: hdr is the 16-byte header with the
-// sequence number rewritten, body the rest of the message.
+// sequence number rewritten, body the rest of the message. counted marks the
+// exporter's messages (and the pieces they are re-packed into): template
+// messages we make up are not counted as sent, as on TCP.
 type udpDatagram struct {
 	hdr, body []byte
 	records   int32
+	counted   bool
 }
 
 // udpSub is a UDP subreceiver: a connected, non-blocking UDP socket written with
@@ -222,17 +225,17 @@ func (u *udpSub) Send(m *forward.Message) {
 		u.hdrs = append(u.hdrs, msg[:ipfix.HeaderLen]...)
 		hdr := u.hdrs[n : n+ipfix.HeaderLen]
 		u.seq.Put(hdr, odid, records)
-		u.dgrams = append(u.dgrams, udpDatagram{hdr: hdr, body: msg[ipfix.HeaderLen:], records: int32(records)})
+		u.dgrams = append(u.dgrams, udpDatagram{hdr: hdr, body: msg[ipfix.HeaderLen:], records: int32(records), counted: !m.MadeUp})
 		u.batchBytes += len(msg)
 		return
 	}
-	u.repack(msg, odid, records)
+	u.repack(msg, odid, records, !m.MadeUp)
 }
 
 // repack splits msg into messages that fit the MTU. Repack numbers the pieces
 // from the original sequence number, so the records of each piece are the
 // differences; they are then renumbered for this subreceiver.
-func (u *udpSub) repack(msg []byte, odid uint32, records int) {
+func (u *udpSub) repack(msg []byte, odid uint32, records int, counted bool) {
 	var templates ipfix.TemplateLookup = u.empty
 	if u.r.cur != nil {
 		// msg carries the ids downstream: see templateIDs.
@@ -257,6 +260,7 @@ func (u *udpSub) repack(msg []byte, odid uint32, records int) {
 		}
 		n = max(n, 0)
 		pieces[i].records = int32(n)
+		pieces[i].counted = counted
 		u.seq.Put(pieces[i].hdr, odid, int(n))
 	}
 }
@@ -368,6 +372,9 @@ func (u *udpSub) sendBatch(now time.Time) {
 		clear(u.iovs[:2*len(chunk)]) // do not keep the receive buffers reachable
 		if errno == 0 {
 			for _, d := range chunk[:n] {
+				if !d.counted {
+					continue
+				}
 				m.BatchMessages++
 				m.BatchBytes += len(d.hdr) + len(d.body)
 				m.BatchRecords += int(d.records)
@@ -380,15 +387,15 @@ func (u *udpSub) sendBatch(now time.Time) {
 			continue
 		case unix.EAGAIN, unix.ENOBUFS:
 			// The send buffer is full: the rest of the batch is lost.
-			m.Dropped[forward.ReasonSendError].Add(len(u.dgrams) - done)
+			m.Dropped[forward.ReasonSendError].Add(countedIn(u.dgrams[done:]))
 			done = len(u.dgrams)
 		case unix.ECONNREFUSED:
 			// ICMP port unreachable from an earlier datagram: nobody listens there.
-			m.Dropped[forward.ReasonSubreceiverDown].Add(len(u.dgrams) - done)
+			m.Dropped[forward.ReasonSubreceiverDown].Add(countedIn(u.dgrams[done:]))
 			done = len(u.dgrams)
 			u.down(now, errno)
 		default:
-			m.Dropped[forward.ReasonSendError].Inc()
+			m.Dropped[forward.ReasonSendError].Add(countedIn(u.dgrams[done : done+1]))
 			done++
 		}
 	}
@@ -398,6 +405,18 @@ func (u *udpSub) sendBatch(now time.Time) {
 	u.hdrs = u.hdrs[:0]
 	u.arena = u.arena[:0]
 	u.batchBytes = 0
+}
+
+// countedIn is how many of ds are the exporter's (neither sent nor dropped
+// counts the others).
+func countedIn(ds []udpDatagram) int {
+	n := 0
+	for _, d := range ds {
+		if d.counted {
+			n++
+		}
+	}
+	return n
 }
 
 func (u *udpSub) Stop() {
