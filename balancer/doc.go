@@ -11,8 +11,9 @@
 //     downstream.
 //   - tcp.go: the TCP receiver on a gnet event loop (accept, framing, drain);
 //     udp_linux.go: the UDP receiver on a locked OS thread with recvmmsg.
-//   - the outputs: tcpsub.go, streamsub.go (TCP subreceivers), udpsub.go (UDP),
-//     output.go (their common interface), recording.go (dump files).
+//   - the outputs: the subreceivers (TCP and UDP) are in balancer/forward, fed
+//     through host.go (forward.Host, forward.UDPHost: what they may ask of a
+//     receiver); output.go (their common interface), recording.go (dump files).
 //   - handover.go, receiver_handover.go, udp_handover_linux.go: restart by
 //     hand-over (below); listen_linux.go: how a stopping listener refuses new
 //     handshakes without resetting what it already accepted.
