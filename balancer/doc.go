@@ -58,6 +58,12 @@
 //     connection, which stays open until the drain ends; the successor reads it
 //     until then (handed_over_sessions_total{when="late"}). The outputs write what
 //     they hold, then the old process exits.
+//  7. A restart of the successor may come before that (back to back). It
+//     answers its own successor's "sessions-request" only once its
+//     predecessor's control connection has ended (awaitLateSessions, bounded):
+//     a late session still on its way would otherwise reach it after it
+//     passed its sessions on, and be closed by its drain. One adopted after
+//     that all the same is passed on at once, as one accepted late.
 //
 // # Closing our side of a passed connection
 //
