@@ -58,12 +58,15 @@
 //     connection, which stays open until the drain ends; the successor reads it
 //     until then (handed_over_sessions_total{when="late"}). The outputs write what
 //     they hold, then the old process exits.
-//  7. A restart of the successor may come before that (back to back). It
-//     answers its own successor's "sessions-request" only once its
-//     predecessor's control connection has ended (awaitLateSessions, bounded):
-//     a late session still on its way would otherwise reach it after it
-//     passed its sessions on, and be closed by its drain. One adopted after
-//     that all the same is passed on at once, as one accepted late.
+//  7. A restart of the successor may come before that (back to back): its
+//     predecessor may still pass it late sessions. From its own
+//     "sessions-request" on, it passes those straight on to its successor as
+//     they come, without adopting them (startRelay), after the ones it was
+//     adopting are on its loops (a session adopted after its hand-over
+//     nevertheless is passed on from OnOpen). It exits only once its
+//     predecessor closed the control connection (awaitLateSessions, bounded).
+//     Sessions are adopted concurrently: each Enroll waits for a turn of the
+//     loop, which a loaded loop makes slow.
 //
 // # Closing our side of a passed connection
 //
