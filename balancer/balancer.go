@@ -31,6 +31,9 @@ type Balancer struct {
 	// drained is closed when Run has stopped every receiver: a successor's control
 	// connection stays open until then for the sessions we accept meanwhile.
 	drained    chan struct{}
+	lateDone   chan struct{}                  // see takeLateSessions; nil without a predecessor
+	lateAdopts *adopter                       // late sessions being adopted (takeLateSessions)
+	relay      func(handoverFrame, int) error // set once we hand over: see startRelay
 	lastReload time.Time
 
 	mu        sync.Mutex
@@ -171,6 +174,7 @@ func (b *Balancer) Run(ctx context.Context) error {
 	cancel()
 	err = b.stopAll()
 	close(b.drained)
+	b.awaitLateSessions() // passing on our predecessor's last sessions
 	b.log.Info("stopped")
 	return err
 }

@@ -11,8 +11,9 @@
 //     downstream.
 //   - tcp.go: the TCP receiver on a gnet event loop (accept, framing, drain);
 //     udp_linux.go: the UDP receiver on a locked OS thread with recvmmsg.
-//   - the outputs: tcpsub.go, streamsub.go (TCP subreceivers), udpsub.go (UDP),
-//     output.go (their common interface), recording.go (dump files).
+//   - the outputs: the subreceivers (TCP and UDP) are in balancer/forward, fed
+//     through host.go (forward.Host, forward.UDPHost: what they may ask of a
+//     receiver); output.go (their common interface), recording.go (dump files).
 //   - handover.go, receiver_handover.go, udp_handover_linux.go: restart by
 //     hand-over (below); listen_linux.go: how a stopping listener refuses new
 //     handshakes without resetting what it already accepted.
@@ -57,6 +58,15 @@
 //     connection, which stays open until the drain ends; the successor reads it
 //     until then (handed_over_sessions_total{when="late"}). The outputs write what
 //     they hold, then the old process exits.
+//  7. A restart of the successor may come before that (back to back): its
+//     predecessor may still pass it late sessions. From its own
+//     "sessions-request" on, it passes those straight on to its successor as
+//     they come, without adopting them (startRelay), after the ones it was
+//     adopting are on its loops (a session adopted after its hand-over
+//     nevertheless is passed on from OnOpen). It exits only once its
+//     predecessor closed the control connection (awaitLateSessions, bounded).
+//     Sessions are adopted concurrently: each Enroll waits for a turn of the
+//     loop, which a loaded loop makes slow.
 //
 // # Closing our side of a passed connection
 //

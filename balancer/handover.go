@@ -10,6 +10,7 @@ import (
 	"net"
 	"os"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -242,30 +243,66 @@ func (b *Balancer) takeUDPSockets(peer *net.UnixConn) error {
 // takeSessions asks the predecessor for its TCP exporter sessions and adopts them
 // on our running receivers.
 func (b *Balancer) takeSessions(peer *net.UnixConn) (int, error) {
+	// The time our start took does not count.
+	_ = peer.SetDeadline(time.Now().Add(30 * time.Second))
+	// Set before our control socket listens (Run), closed by takeLateSessions.
+	b.lateDone = make(chan struct{})
+	b.lateAdopts = newAdopter(b)
 	if err := writeFrame(peer, handoverFrame{Op: "sessions-request"}, -1); err != nil {
 		return 0, err
 	}
-	n := 0
+	a := newAdopter(b)
 	for {
 		f, file, err := readFrame(peer)
 		if err != nil {
-			return n, err
+			return a.wait(), err
 		}
 		switch f.Op {
 		case "done":
-			return n, nil
+			return a.wait(), nil
 		case "error":
-			return n, errors.New(f.Error)
+			return a.wait(), errors.New(f.Error)
 		case "session":
-			if b.adoptSession(f, file) {
-				n++
-			}
+			a.wg.Add(1)
+			a.adopt(f, file)
 		default:
 			if file != nil {
 				_ = file.Close()
 			}
 		}
 	}
+}
+
+// adopter adopts sessions concurrently: each waits for a turn of its receiver's
+// event loop (Enroll), which under load takes milliseconds to seconds; one at a
+// time, hundreds of sessions would take minutes, while the loop runs a whole
+// batch of them in one turn.
+type adopter struct {
+	b   *Balancer
+	wg  sync.WaitGroup
+	sem chan struct{}
+	n   atomic.Int64
+}
+
+func newAdopter(b *Balancer) *adopter { return &adopter{b: b, sem: make(chan struct{}, 256)} }
+
+// adopt adopts one session in the background; the caller did wg.Add(1).
+func (a *adopter) adopt(f handoverFrame, file *os.File) {
+	a.sem <- struct{}{}
+	go func() {
+		defer a.wg.Done()
+		defer func() { <-a.sem }()
+		if a.b.adoptSession(f, file) {
+			a.n.Add(1)
+		}
+	}()
+}
+
+// wait waits until every session given is adopted (or refused) and returns how
+// many were adopted.
+func (a *adopter) wait() int {
+	a.wg.Wait()
+	return int(a.n.Load())
 }
 
 // adoptSession puts an exporter session passed by the predecessor on its receiver.
@@ -292,30 +329,80 @@ func (b *Balancer) adoptSession(f handoverFrame, file *os.File) bool {
 
 // takeLateSessions adopts the exporter connections the predecessor accepts after
 // the hand-over (its accept queue, handshakes it completed before it stopped
-// completing them), until it closes the control connection or we stop.
+// completing them), until it closes the control connection or we stop. Once we
+// have handed over ourselves (a restart back to back), it passes them on to
+// our successor as they come (relayLate), without adopting them.
 func (b *Balancer) takeLateSessions(ctx context.Context, peer *net.UnixConn) {
+	defer close(b.lateDone)
 	_ = peer.SetDeadline(time.Time{})
-	stop := context.AfterFunc(ctx, func() { _ = peer.Close() })
+	stop := context.AfterFunc(ctx, func() {
+		b.mu.Lock()
+		relaying := b.relay != nil
+		b.mu.Unlock()
+		if relaying {
+			// We stop because we handed over: Run waits (awaitLateSessions)
+			// until the predecessor has passed its last sessions, which we
+			// pass on.
+			_ = peer.SetDeadline(time.Now().Add(lateSessionsWait))
+			return
+		}
+		_ = peer.Close()
+	})
 	defer stop()
 	defer peer.Close()
-	n := 0
+	a := b.lateAdopts
+	relayed := 0
 	for {
 		f, file, err := readFrame(peer)
 		if err != nil {
-			if !errors.Is(err, io.EOF) && ctx.Err() == nil {
+			if !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
 				b.log.Warn("control connection to the previous process broken", "err", err)
 			}
-			if n > 0 {
+			if n := a.wait(); n > 0 {
 				b.log.Info("took over the sessions the previous process accepted while stopping", "sessions", n)
+			}
+			if relayed > 0 {
+				b.log.Info("passed on the sessions the previous process accepted while stopping", "sessions", relayed)
 			}
 			return
 		}
-		if f.Op == "session" && b.adoptSession(f, file) {
-			n++
-		} else if f.Op != "session" && file != nil {
-			_ = file.Close()
+		if f.Op != "session" || file == nil {
+			if file != nil {
+				_ = file.Close()
+			}
+			continue
 		}
+		b.mu.Lock()
+		relay := b.relay
+		if relay == nil {
+			a.wg.Add(1) // under b.mu: serveHandover waits for these once relay is set
+		}
+		b.mu.Unlock()
+		if relay == nil {
+			a.adopt(f, file)
+			continue
+		}
+		if err := relayLate(relay, f, file); err != nil {
+			b.log.Warn("cannot pass on exporter session", "receiver", f.Receiver, "exporter", f.Remote, "err", err)
+			continue
+		}
+		relayed++
 	}
+}
+
+// relayLate passes a session frame of our predecessor's on to our successor as
+// it came (fd, carry, templates).
+func relayLate(send func(handoverFrame, int) error, f handoverFrame, file *os.File) error {
+	defer file.Close()
+	raw, err := file.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var sendErr error
+	if err := raw.Control(func(fd uintptr) { sendErr = send(f, int(fd)) }); err != nil {
+		return err
+	}
+	return sendErr
 }
 
 // serveHandover is the predecessor's side: it answers requests until the new
@@ -366,6 +453,10 @@ func (b *Balancer) serveHandover(c *net.UnixConn) {
 			}
 		case "sessions-request":
 			// The successor asks once its receivers all run: it serves now.
+			// Sessions our own predecessor still passes us (late ones, a
+			// restart back to back) go on to the successor from now on; the
+			// ones being adopted are ours before we pass ours.
+			b.startRelay(send)
 			b.log.Info("a new process is taking over: passing exporter sessions")
 			for _, r := range list {
 				if r.cfg.Proto == config.UDP {
@@ -392,11 +483,46 @@ func (b *Balancer) serveHandover(c *net.UnixConn) {
 				close(b.handover)
 			})
 			// Connections we accept while we stop are passed on (see
-			// Receiver.passOn): the successor reads until we close.
+			// Receiver.passOn), and so are the late ones of our predecessor's
+			// (takeLateSessions): the successor reads until we close.
 			_ = c.SetDeadline(time.Time{})
 			<-b.drained
+			b.awaitLateSessions()
 			return
 		}
+	}
+}
+
+// lateSessionsWait bounds how long a process that handed over waits for its
+// own predecessor's control connection to end, passing on what comes: the
+// predecessor closes it when its drain ends ([balancer] shutdown_timeout,
+// default 5s).
+const lateSessionsWait = 20 * time.Second
+
+// startRelay makes takeLateSessions pass the sessions our predecessor still
+// passes us on to our successor (send), and waits until the ones it is
+// adopting are on our loops, where the hand-over finds them (or, adopted after
+// its snapshot, passes them on from OnOpen: see Receiver.adopted).
+func (b *Balancer) startRelay(send func(handoverFrame, int) error) {
+	if b.lateDone == nil {
+		return // no predecessor
+	}
+	b.mu.Lock()
+	b.relay = send
+	b.mu.Unlock()
+	b.lateAdopts.wait()
+}
+
+// awaitLateSessions waits, once we handed over, until our predecessor has
+// passed its last sessions and we passed them on (bounded by lateSessionsWait).
+func (b *Balancer) awaitLateSessions() {
+	if b.lateDone == nil {
+		return // no predecessor
+	}
+	select {
+	case <-b.lateDone:
+	case <-time.After(lateSessionsWait + time.Second):
+		b.log.Warn("the previous process still passes sessions, exiting anyway", "waited", lateSessionsWait)
 	}
 }
 

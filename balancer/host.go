@@ -3,6 +3,7 @@ package balancer
 import (
 	"context"
 	"net"
+	"time"
 
 	"github.com/panjf2000/gnet/v2"
 
@@ -26,6 +27,40 @@ func (h *host) Context() context.Context { return h.ctx }
 func (h *host) Enroll(c net.Conn, sub *forward.TCPOnLoop) error {
 	_, err := h.loop.Enroll(gnet.NewContext(h.ctx, sub), c)
 	return err
+}
+
+var _ forward.UDPHost = (*host)(nil)
+
+// Sender is the session whose message the outputs are being given (nil for
+// none), for a UDP subreceiver's re-packing and priming.
+func (h *host) Sender() forward.Session {
+	if h.cur == nil {
+		return nil
+	}
+	return h.cur
+}
+
+// AppendDomains appends the observation domains of every live session.
+func (h *host) AppendDomains(dst []uint32) []uint32 {
+	for s := range h.sessions {
+		dst = append(dst, s.templates.Domains()...)
+	}
+	return dst
+}
+
+// CountParseError counts a message an output found malformed.
+func (h *host) CountParseError(err error) { (*Receiver)(h).countParseError(err) }
+
+// Now is the receiver's clock (Options.Now).
+func (h *host) Now() time.Time { return h.opts.Now() }
+
+// newUDPSub is a UDP subreceiver of r to addr.
+func newUDPSub(r *Receiver, addr string, mtu int, m *forward.Metrics) (output, error) {
+	u, err := forward.NewUDP((*host)(r), addr, mtu, r.cfg.QueueBytes, m, r.log)
+	if err != nil {
+		return nil, err
+	}
+	return u, nil
 }
 
 // onLoop runs fn on the receiver's event loop.

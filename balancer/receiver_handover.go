@@ -153,8 +153,11 @@ func (r *Receiver) adopt(f handoverFrame, file *os.File) error {
 	}
 }
 
-// adopted registers a handed-over session on the loop (from OnOpen).
-func (r *Receiver) adopted(s *session, c gnet.Conn) {
+// adopted registers a handed-over session on the loop (from OnOpen). When we
+// have handed over ourselves meanwhile (a late session of our predecessor's that
+// arrived after that), it is passed on at once, as a connection we accept then:
+// the caller returns gnet.Close when it reports true.
+func (r *Receiver) adopted(s *session, c gnet.Conn) (passed bool) {
 	r.sessions[s] = c
 	r.m.sessions.Store(int64(len(r.sessions)))
 	r.m.sessionsTotal.Inc()
@@ -169,4 +172,12 @@ func (r *Receiver) adopted(s *session, c gnet.Conn) {
 	r.flush()
 	s.adopted = nil
 	r.log.Info("exporter session taken over", "exporter", s.remote, "carry_bytes", len(s.carry), "templates", s.templates.Len())
+	if r.passOn == nil {
+		return false
+	}
+	if err := r.passSession(s, c, true); err != nil {
+		r.log.Warn("cannot hand over adopted exporter session", "exporter", s.remote, "err", err)
+		return false
+	}
+	return true
 }

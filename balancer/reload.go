@@ -12,9 +12,9 @@ import (
 // outputKey names a subreceiver or re-export target across reloads.
 func outputKey(t config.Subreceiver) string { return t.Proto.String() + " " + t.Addr }
 
-// liveOutput is implemented by outputs whose settings a reload changes in place
-// (queue_bytes, mtu). Event loop only.
-type liveOutput interface{ applyConfig(rc config.Receiver) }
+// mtuSetter is implemented by the subreceivers whose mtu a reload changes in
+// place (UDP). Event loop only.
+type mtuSetter interface{ SetMTU(mtu int) }
 
 // queueSizer is implemented by the subreceivers of balancer/forward whose
 // high-water mark (queue_bytes) a reload changes in place. Event loop only.
@@ -75,10 +75,10 @@ func (r *Receiver) reconfigure(rc config.Receiver) error {
 	for _, t := range targets {
 		key := outputKey(t)
 		if o, ok := old[key]; ok {
-			switch l := o.(type) {
-			case liveOutput:
-				l.applyConfig(rc)
-			case queueSizer:
+			if l, ok := o.(mtuSetter); ok {
+				l.SetMTU(rc.MTU)
+			}
+			if l, ok := o.(queueSizer); ok {
 				l.SetQueueBytes(rc.QueueBytes)
 			}
 			next = append(next, o)

@@ -7,6 +7,7 @@ import (
 
 	"github.com/panjf2000/gnet/v2"
 
+	"github.com/ipfix-balancer/ipfix-balancer/balancer/forward"
 	"github.com/ipfix-balancer/ipfix-balancer/config"
 )
 
@@ -164,7 +165,7 @@ func (r *Receiver) loopStatus() ReceiverStatus {
 		if proto, addr, ok := cutKey(key); ok {
 			out.Proto, out.Addr = proto, addr
 		}
-		if _, udp := o.(*udpSub); !udp {
+		if _, udp := o.(*forward.UDP); !udp {
 			out.QueueMark = int64(r.cfg.QueueBytes)
 		}
 		if m := r.outMetrics[key]; m != nil {

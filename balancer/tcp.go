@@ -66,7 +66,9 @@ func (h *tcpHandler) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
 	case *forward.TCPOnLoop:
 		v.Opened(c)
 	case *session:
-		r.adopted(v, c)
+		if r.adopted(v, c) {
+			return nil, gnet.Close
+		}
 	default:
 		if r.sessionsClosed {
 			// Stopping, past reading: no data of it would reach an output.

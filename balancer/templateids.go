@@ -200,7 +200,7 @@ func (r *Receiver) sendMadeUp(s *session, msgs []byte, withdrawals bool) {
 		n := int(binary.BigEndian.Uint16(msgs[2:4]))
 		r.msg = forward.Message{Bytes: msgs[:n], ODID: binary.BigEndian.Uint32(msgs[12:16]), Templates: true, MadeUp: true}
 		for _, o := range r.outputs {
-			if _, udp := o.(*udpSub); udp && withdrawals {
+			if _, udp := o.(*forward.UDP); udp && withdrawals {
 				continue
 			}
 			o.Send(&r.msg)
@@ -392,10 +392,23 @@ func templateRecordLen(b []byte, setID uint16) int {
 	return off
 }
 
-// sessionView looks a session's templates up by their downstream ids (for
-// ipfix.Repack over rewritten messages).
-type sessionView struct{ s *session }
+// A session is the forward.Session of its messages: a UDP subreceiver re-packs
+// them (their ids are downstream) and primes its collector with the session's
+// templates.
+var _ forward.Session = (*session)(nil)
 
-func (v *sessionView) Lookup(odid uint32, d uint16) *ipfix.Template {
-	return v.s.templates.Lookup(odid, v.s.upID(odid, d))
+// Lookup is the template of domain odid whose downstream id is d (for
+// ipfix.Repack over rewritten messages).
+func (s *session) Lookup(odid uint32, d uint16) *ipfix.Template {
+	return s.templates.Lookup(odid, s.upID(odid, d))
+}
+
+// AppendTemplateMessages appends messages holding every current template of
+// domain odid, with their downstream ids, stamped with the session's export
+// time at now, numbered seq, each at most maxSize bytes.
+func (s *session) AppendTemplateMessages(dst []byte, odid, seq uint32, maxSize int, now time.Time) []byte {
+	start := len(dst)
+	dst = s.templates.AppendTemplateMessages(dst, odid, s.exportTime(odid, now, nil), seq, maxSize)
+	s.rewriteMessages(dst[start:])
+	return dst
 }

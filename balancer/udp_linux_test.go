@@ -224,6 +224,35 @@ func TestTCPToUDPRepack(t *testing.T) {
 	assert.Equal(t, float64(tr.count), metricValue(t, r, `ipfix_balancer_sent_records_total{`+udpLabels+`,subreceiver="`+subLabel(c)+`"}`))
 }
 
+// Template messages the balancer makes up for a UDP subreceiver (the templates
+// it primes a domain with before the session's first message, re-sends, and
+// Message.MadeUp ones) are not the exporter's: like a TCP subreceiver's, they
+// are not counted as sent. Both subreceivers of one All receiver count exactly
+// the exporter's messages, bytes and records.
+func TestUDPSubreceiverCountsOnlyExporterMessages(t *testing.T) {
+	cu := testenv.StartCollector(t, "udp")
+	ct := testenv.StartCollector(t, "tcp")
+	r := startReceiver(t, receiverConfig(config.All, cu, ct))
+	testenv.WaitFor(t, 5*time.Second, "subreceivers up", func() bool { return subUp(t, r, cu) && subUp(t, r, ct) })
+	tr := makeTraffic(t, 2000, 1, 1400, 1) // every message fits one datagram: none is re-packed
+	sendTCP(t, r.Addr(), tr.stream(), 4096)
+	require.True(t, cu.WaitRecords(tr.count, 10*time.Second), "udp: got %d of %d records", cu.Stats().Records, tr.count)
+	require.True(t, ct.WaitRecords(tr.count, 10*time.Second), "tcp: got %d of %d records", ct.Stats().Records, tr.count)
+	bytes := 0
+	for _, m := range tr.messages {
+		bytes += len(m)
+	}
+	for _, c := range []*testenv.Collector{cu, ct} {
+		labels := udpLabels + `,subreceiver="` + subLabel(c) + `"`
+		testenv.WaitFor(t, 5*time.Second, c.Network()+" counted every record", func() bool {
+			return metricValue(t, r, `ipfix_balancer_sent_records_total{`+labels+`}`) == float64(tr.count)
+		})
+		assert.Equal(t, float64(len(tr.messages)), metricValue(t, r, `ipfix_balancer_sent_messages_total{`+labels+`}`), c.Network())
+		assert.Equal(t, float64(bytes), metricValue(t, r, `ipfix_balancer_sent_bytes_total{`+labels+`}`), c.Network())
+	}
+	assert.Greater(t, cu.Stats().Messages, len(tr.messages), "the udp subreceiver got template messages of the balancer's too")
+}
+
 // A UDP subreceiver that goes away (ICMP port unreachable) is marked down, and
 // when it is back it gets every template again before data.
 func TestUDPSubreceiverDownAndBack(t *testing.T) {

@@ -1,5 +1,5 @@
 // Package forward is the subreceivers' room: how a receiver's messages reach
-// the collectors behind it over TCP.
+// the collectors behind it, over TCP and UDP.
 //
 // A receiver (package balancer) scans each message once and hands its outputs
 // a Message: the bytes (a slice of the exporter's read buffer, forwarded
@@ -9,8 +9,7 @@
 // its fields.
 //
 //   - Output: what every destination of a receiver implements (the dump
-//     writer and the UDP subreceiver, which re-packs with the sessions'
-//     templates, live in balancer).
+//     writer lives in balancer).
 //   - TCPOnLoop (tcponloop.go): the TCP subreceiver of a TCP receiver; its
 //     connection lives on the receiver's gnet loop and a batch is one writev
 //     of slices of the read buffer.
@@ -18,6 +17,9 @@
 //     loop); the loop copies messages into batches that a writer goroutine
 //     owning the connection sends, or writes them itself when it keeps up.
 //   - link (link.go): the one dial/backoff/up-down state machine of both.
+//   - UDP (udp_linux.go): the UDP subreceiver, one sendmmsg per batch; it
+//     re-packs messages larger than the MTU with the templates of the session
+//     that sent them, which it sees only as a Session (UDPHost.Sender).
 //   - Sequencer: sequence numbers per output and domain (RFC 7011 §3.1).
 //   - Metrics and the drop reasons: one output's series.
 //   - IOVWriter, SkipBytes (writev_unix.go): the raw writev.

@@ -1,12 +1,10 @@
 package main_test
 
 import (
-	"bytes"
 	"fmt"
 	"io"
 	"net"
 	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"syscall"
@@ -23,23 +21,23 @@ import (
 // A successor that takes the UDP socket and then fails (one of its receivers
 // cannot bind: the port is held by another program) leaves its predecessor
 // serving every socket: datagrams sent after the failure still reach the
-// collector, /metrics still answers, and the failure is counted.
+// collector, /metrics still answers, and the failure is counted. The shipped
+// configuration, its dnsflow receiver made a UDP one (the shipped files have
+// none) that re-exports what it records to the test's collector.
 func TestFailedSuccessorLeavesUDPServed(t *testing.T) {
 	capture := writeCapture(t, dpisim.DNSFlow, 3000)
 	msgs, records := readCapture(t, capture)
 	c := testenv.StartCollector(t, "tcp")
-	dir := t.TempDir()
-	port := freeUDPPort(t)
-	metricsAddr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
-	config := filepath.Join(dir, "balancer.toml")
-	writeConfig(t, config, "All", metricsAddr, port, filepath.Join(dir, "control.sock"), c)
+	s := testenv.ShippedConfig(t, "config/default.toml",
+		testenv.WithReceiverLines("dnsflow", "[[receiver]]", `proto = "udp"`),
+		testenv.WithReceiverLines("dnsflow", "[receiver.recording]", fmt.Sprintf("export = [%q]", c.Addr())))
+	require.Equal(t, "udp", s.Protos["dnsflow/0"])
+	config, metricsAddr := s.Path, s.Metrics
 	b, err := os.ReadFile(config)
 	require.NoError(t, err)
-	b = bytes.Replace(b, []byte(`mode = "All"`), []byte("mode = \"All\"\nproto = \"udp\""), 1)
-	require.NoError(t, os.WriteFile(config, b, 0o600))
 	d := startDaemon(t, config)
 
-	conn, err := net.Dial("udp", fmt.Sprintf("127.0.0.1:%d", port))
+	conn, err := net.Dial("udp", s.Receivers["dnsflow/0"])
 	require.NoError(t, err)
 	defer conn.Close()
 	want, next := 0, 0
@@ -66,7 +64,7 @@ func TestFailedSuccessorLeavesUDPServed(t *testing.T) {
 	defer busy.Close()
 	b = append(b, fmt.Sprintf(`
 [[receiver]]
-stream = "dnsflow"
+stream = "natflow"
 listen = %q
 mode = "All"
 subreceivers = [%q]
@@ -74,7 +72,7 @@ subreceivers = [%q]
 	require.NoError(t, os.WriteFile(config, b, 0o600))
 	old := d.PID()
 	d.Signal(syscall.SIGUSR2)
-	d.WaitLog(`level=ERROR msg="receiver stopped" receiver=dnsflow/0`, 1) // the successor gives up
+	d.WaitLog(`level=ERROR msg="receiver stopped" receiver=natflow/0`, 1) // the successor gives up
 	require.Equal(t, old, d.PID())
 
 	send(len(msgs) / 3)
@@ -84,32 +82,26 @@ subreceivers = [%q]
 	assert.Equal(t, want, c.Stats().Records)
 }
 
-// Five restarts by SIGUSR2 while one DPI reconnects in a loop (short sessions of
+// Five restarts by SIGUSR2, back to back, while one DPI reconnects in a loop (short sessions of
 // one message of ten records, each ended by the DPI and read to the end),
 // another streams on one connection and a third sends over UDP: every record
 // reaches the collectors exactly once, no DPI sees a reset or a refused
 // connection, and every process hands its sessions over.
+//
+// The shipped configuration (Recording), its dnsflow receiver made a UDP one
+// (the shipped files have none); each receiver re-exports what it records to
+// its collector.
 func TestRestartsUnderReconnectingExporter(t *testing.T) {
-	dir := t.TempDir()
 	tcpC := testenv.StartCollector(t, "tcp")
 	udpC := testenv.StartCollector(t, "tcp")
-	port, udpPort := freePort(t), freeUDPPort(t)
-	metricsAddr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
-	config := filepath.Join(dir, "balancer.toml")
-	writeConfig(t, config, "All", metricsAddr, port, filepath.Join(dir, "control.sock"), tcpC)
-	b, err := os.ReadFile(config)
-	require.NoError(t, err)
-	b = append(b, fmt.Sprintf(`
-[[receiver]]
-stream = "dnsflow"
-listen = "127.0.0.1:%d"
-proto = "udp"
-mode = "All"
-subreceivers = [%q]
-`, udpPort, udpC.Addr())...)
-	require.NoError(t, os.WriteFile(config, b, 0o600))
-	d := startDaemon(t, config)
-	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	s := testenv.ShippedConfig(t, "config/default.toml",
+		testenv.WithReceiverLines("fullflow", "[receiver.recording]", fmt.Sprintf("export = [%q]", tcpC.Addr())),
+		testenv.WithReceiverLines("dnsflow", "[[receiver]]", `proto = "udp"`),
+		testenv.WithReceiverLines("dnsflow", "[receiver.recording]", fmt.Sprintf("export = [%q]", udpC.Addr())))
+	require.Equal(t, "udp", s.Protos["dnsflow/0"])
+	metricsAddr := s.Metrics
+	d := startDaemon(t, s.Path)
+	addr, udpAddr := s.Receivers["fullflow/0"], s.Receivers["dnsflow/0"]
 
 	var (
 		mu                sync.Mutex
@@ -185,7 +177,7 @@ subreceivers = [%q]
 	}()
 	go func() { // the DPI over UDP
 		defer wg.Done()
-		conn, err := net.Dial("udp", fmt.Sprintf("127.0.0.1:%d", udpPort))
+		conn, err := net.Dial("udp", udpAddr)
 		if err != nil {
 			fail("udp dial", err)
 			return
@@ -215,13 +207,18 @@ subreceivers = [%q]
 		})
 	}
 	progress(20)
+	// Back to back: each restart as soon as the previous successor serves, while
+	// its predecessor may still drain and pass it the sessions it accepts.
+	var olds []int
 	for i := range 5 {
-		old := d.PID()
-		d.Restart()
+		old := d.RestartServing()
 		require.NotEqual(t, old, d.PID(), "restart %d", i+1)
-		d.WaitLog("balancer running", i+2) // its control socket listens
-		progress(20)
+		olds = append(olds, old)
 	}
+	for _, pid := range olds {
+		require.True(t, testenv.WaitGone(pid, time.Minute), "process %d still runs", pid)
+	}
+	progress(20)
 	close(stop)
 	waited := make(chan struct{})
 	go func() { wg.Wait(); close(waited) }()
@@ -248,15 +245,14 @@ subreceivers = [%q]
 // messages in two writes (so reads end mid-message): no session is cut, none
 // loses framing, every record arrives once. The old process must not read a
 // passed session's socket after the pass, or it takes bytes of the successor's.
+// The shipped configuration (Recording), the fullflow receiver re-exporting
+// what it records to the test's collector.
 func TestRestartWithManySessions(t *testing.T) {
-	dir := t.TempDir()
 	c := testenv.StartCollector(t, "tcp")
-	port := freePort(t)
-	metricsAddr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
-	config := filepath.Join(dir, "balancer.toml")
-	writeConfig(t, config, "All", metricsAddr, port, filepath.Join(dir, "control.sock"), c)
-	d := startDaemon(t, config)
-	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	s := testenv.ShippedConfig(t, "config/default.toml",
+		testenv.WithReceiverLines("fullflow", "[receiver.recording]", fmt.Sprintf("export = [%q]", c.Addr())))
+	d := startDaemon(t, s.Path)
+	addr := s.Receivers["fullflow/0"]
 
 	const sessions = 300
 	msg := session(t, 1)
@@ -301,13 +297,16 @@ func TestRestartWithManySessions(t *testing.T) {
 		}()
 	}
 	testenv.WaitFor(t, 20*time.Second, "first messages", func() bool { return c.Stats().Records > 10*sessions })
-	// One restart: the sessions it passes late are the subject of
-	// TestConnectionsAroundHandoverArePassedOn.
-	for i := range 1 {
-		old := d.PID()
-		d.Restart()
+	// Two restarts back to back: the second as soon as the first successor
+	// serves, while it may still adopt the sessions its predecessor passes late.
+	var olds []int
+	for i := range 2 {
+		old := d.RestartServing()
 		require.NotEqual(t, old, d.PID(), "restart %d", i+1)
-		d.WaitLog("balancer running", i+2) // its control socket listens
+		olds = append(olds, old)
+	}
+	for _, pid := range olds {
+		require.True(t, testenv.WaitGone(pid, time.Minute), "process %d still runs", pid)
 	}
 	close(stop)
 	wg.Wait()

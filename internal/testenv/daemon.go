@@ -130,6 +130,19 @@ func (d *Daemon) Restart() {
 	d.WaitLog("balancer running", len(d.pids))
 }
 
+// RestartServing makes the current process start its successor (SIGUSR2) and
+// waits only until the successor serves, not until the predecessor has drained:
+// the next restart may come while the predecessor still passes on the sessions
+// it accepts while stopping. It returns the predecessor's PID (see WaitGone).
+func (d *Daemon) RestartServing() int {
+	d.t.Helper()
+	old := d.PID()
+	d.Signal(syscall.SIGUSR2)
+	d.pids = append(d.pids, d.waitStarted())
+	d.WaitLog("balancer running", len(d.pids))
+	return old
+}
+
 // Stop sends SIGTERM to the current process and waits until it has exited.
 func (d *Daemon) Stop() {
 	pid := d.PID()

@@ -23,6 +23,7 @@ type Shipped struct {
 	LoaderMetrics string            // [loader] metrics_listen, host:port ("" when the file has none)
 	ControlSocket string            // [balancer] control_socket
 	DumpDir       string            // every recording dir and [loader] dir
+	SpoolDir      string            // every [receiver.spool] dir
 	Receivers     map[string]string // receiver "stream/dpi" (dpi as written or its position) → listen host:port
 	Protos        map[string]string // receiver "stream/dpi" → "tcp" or "udp"
 }
@@ -33,6 +34,7 @@ type ShippedOption func(*shippedOpts)
 type shippedOpts struct {
 	clickhouse string
 	extra      map[string][]string // section header → lines appended to it
+	perStream  map[string][]string // stream + " " + section header → lines appended to it
 }
 
 // WithClickHouse points [loader] clickhouse at url (a private test server).
@@ -45,6 +47,19 @@ func WithClickHouse(url string) ShippedOption {
 // as a record-count rotation. Keys the shipped file sets are not changed this way.
 func WithLines(header string, lines ...string) ShippedOption {
 	return func(o *shippedOpts) { o.extra[header] = append(o.extra[header], lines...) }
+}
+
+// WithReceiverLines adds lines (key = value) at the end of the section header
+// ("[[receiver]]", "[receiver.recording]"...) of the receivers of stream only:
+// a test that sends to one receiver can point its re-export at its own
+// collector, or make it a UDP receiver (proto = "udp", which the shipped files
+// do not set; the receiver then gets a free UDP port). Keys the shipped file
+// sets are not changed this way.
+func WithReceiverLines(stream, header string, lines ...string) ShippedOption {
+	return func(o *shippedOpts) {
+		k := stream + " " + header
+		o.perStream[k] = append(o.perStream[k], lines...)
+	}
 }
 
 // RepoFile is the path of a file of the repository, from any test's directory.
@@ -69,7 +84,7 @@ var (
 // every dump directory inside that directory. It keeps every other line.
 func ShippedConfig(t testing.TB, rel string, opts ...ShippedOption) *Shipped {
 	t.Helper()
-	o := shippedOpts{extra: map[string][]string{}}
+	o := shippedOpts{extra: map[string][]string{}, perStream: map[string][]string{}}
 	for _, opt := range opts {
 		opt(&o)
 	}
@@ -86,19 +101,29 @@ func ShippedConfig(t testing.TB, rel string, opts ...ShippedOption) *Shipped {
 		Path:          filepath.Join(dir, filepath.Base(rel)),
 		ControlSocket: filepath.Join(dir, "control.sock"),
 		DumpDir:       filepath.Join(dir, "dump"),
+		SpoolDir:      filepath.Join(dir, "spool"),
 		Receivers:     map[string]string{},
 		Protos:        map[string]string{},
 	}
 	var out strings.Builder
 	section := ""
+	// Receivers are named when their section ends: stream, dpi and proto may come
+	// in any order.
+	var cur *shippedReceiver
 	flushExtra := func() {
 		for _, l := range o.extra[section] {
 			out.WriteString(l + "\n")
 		}
+		if cur == nil || (section != "[[receiver]]" && !strings.HasPrefix(section, "[receiver.")) {
+			return
+		}
+		for _, l := range o.perStream[cur.stream+" "+section] {
+			if m := shippedKey.FindStringSubmatch(l); section == "[[receiver]]" && m != nil && m[2] == "proto" {
+				cur.proto = strings.Trim(m[4], `"`)
+			}
+			out.WriteString(l + "\n")
+		}
 	}
-	// Receivers are named when their section ends: stream, dpi and proto may come
-	// in any order.
-	var cur *shippedReceiver
 	var pending []shippedReceiver
 	endReceiver := func() {
 		if cur != nil {
@@ -148,6 +173,8 @@ func ShippedConfig(t testing.TB, rel string, opts ...ShippedOption) *Shipped {
 			out.WriteString(line + "\n")
 		case (section == "[receiver.recording]" || section == "[loader]") && key == "dir":
 			set(s.DumpDir)
+		case section == "[receiver.spool]" && key == "dir" && val != `""`:
+			set(s.SpoolDir)
 		case section == "[loader]" && key == "metrics_listen" && val != `""`:
 			s.LoaderMetrics = freeAddr(t, "tcp")
 			set(s.LoaderMetrics)

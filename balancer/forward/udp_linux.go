@@ -1,11 +1,12 @@
 //go:build linux
 
-package balancer
+package forward
 
 import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/netip"
 	"time"
@@ -13,50 +14,36 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/ipfix-balancer/ipfix-balancer/balancer/forward"
-	"github.com/ipfix-balancer/ipfix-balancer/config"
 	"github.com/ipfix-balancer/ipfix-balancer/ipfix"
 )
 
-const (
-	// udpSendBatch is the most datagrams one sendmmsg takes (UIO_MAXIOV).
-	udpSendBatch = 1024
-	// udpArenaBytes bounds the re-packed copies of one batch before it is sent early.
-	udpArenaBytes = 512 << 10
-	// templateResend is how often a UDP subreceiver gets every current template
-	// again: RFC 7011 §8.4 has UDP exporters resend templates periodically, since
-	// a collector that restarted or lost the datagram has no other way to learn them.
-	templateResend = 10 * time.Second
-	// udpProbeUp is how long a UDP subreceiver must take datagrams without an ICMP
-	// "port unreachable" (ECONNREFUSED) before it counts as up again.
-	udpProbeUp      = time.Second
-	ipv4UDPOverhead = 20 + 8
-	ipv6UDPOverhead = 40 + 8
-	minUDPPayload   = 512
-)
-
 // udpDatagram is one message of the batch: hdr is the 16-byte header with the
-// sequence number rewritten, body the rest of the message.
+// sequence number rewritten, body the rest of the message. counted marks the
+// exporter's messages (and the pieces they are re-packed into): template
+// messages we make up are not counted as sent, as on TCP.
 type udpDatagram struct {
 	hdr, body []byte
 	records   int32
+	counted   bool
 }
 
-// udpSub is a UDP subreceiver: a connected, non-blocking UDP socket written with
+// UDP is a UDP subreceiver: a connected, non-blocking UDP socket written with
 // one sendmmsg per batch, one message per datagram. Messages larger than the
 // MTU payload are re-packed at record boundaries with the templates of the
-// session that sent them (RFC 7011 §10.3.3). There is no queue: the kernel's
-// send buffer (sized by QueueBytes) is the queue, and what it refuses is dropped
-// and counted. Event-loop only.
-type udpSub struct {
-	r       *Receiver
+// session that sent them (RFC 7011 §10.3.3; UDPHost.Sender). There is no
+// queue: the kernel's send buffer (sized by queue_bytes) is the queue, and what
+// it refuses is dropped and counted. Event-loop only.
+type UDP struct {
+	host    UDPHost
+	log     *slog.Logger
 	addr    string
 	to      netip.AddrPort
 	payload int
-	m       *forward.Metrics
+	sndbuf  int
+	m       *Metrics
 
 	fd        int
-	state     forward.State
+	state     State
 	backoff   time.Duration
 	downUntil time.Time
 	// probing: down, but taking datagrams again to see whether the collector is
@@ -64,9 +51,9 @@ type udpSub struct {
 	probing   bool
 	probeFrom time.Time
 
-	seq        forward.Sequencer
+	seq        Sequencer
 	primed     map[uint32]bool // domains whose templates went out on this socket
-	view       sessionView     // the sending session's templates by downstream id
+	domains    []uint32        // scratch for resend
 	lastResend time.Time
 	resendNow  bool
 	empty      *ipfix.TemplateCache
@@ -80,10 +67,11 @@ type udpSub struct {
 	onPiece    func(msg []byte)
 }
 
-var _ output = (*udpSub)(nil)
+var _ Output = (*UDP)(nil)
 
-// newUDPSub resolves addr; the socket is opened by start.
-func newUDPSub(r *Receiver, addr string, mtu int, m *forward.Metrics) (output, error) {
+// NewUDP resolves addr; the socket is opened by Start. Messages are cut to
+// mtu; queueBytes sizes the socket's send buffer.
+func NewUDP(host UDPHost, addr string, mtu, queueBytes int, m *Metrics, log *slog.Logger) (*UDP, error) {
 	to, err := netip.ParseAddrPort(addr)
 	if err != nil {
 		ua, rerr := net.ResolveUDPAddr("udp", addr)
@@ -93,12 +81,12 @@ func newUDPSub(r *Receiver, addr string, mtu int, m *forward.Metrics) (output, e
 		to = ua.AddrPort()
 	}
 	to = netip.AddrPortFrom(to.Addr().Unmap(), to.Port())
-	u := &udpSub{
-		r: r, addr: addr, to: to, payload: udpPayload(to, mtu), m: m,
+	u := &UDP{
+		host: host, log: log, addr: addr, to: to, payload: udpPayload(to, mtu), sndbuf: queueBytes, m: m,
 		fd:      -1,
-		state:   forward.StateConnecting,
-		backoff: forward.BackoffInitial,
-		seq:     forward.NewSequencer(),
+		state:   StateConnecting,
+		backoff: BackoffInitial,
+		seq:     NewSequencer(),
 		primed:  make(map[uint32]bool),
 		empty:   ipfix.NewTemplateCache(0),
 		hdrs:    make([]byte, 0, ipfix.HeaderLen*udpSendBatch),
@@ -111,26 +99,17 @@ func newUDPSub(r *Receiver, addr string, mtu int, m *forward.Metrics) (output, e
 	return u, nil
 }
 
-func (u *udpSub) Name() string { return u.addr }
+func (u *UDP) Name() string { return u.addr }
 
-// udpPayload is the largest message that fits one datagram of mtu bytes to to.
-func udpPayload(to netip.AddrPort, mtu int) int {
-	if mtu <= 0 {
-		mtu = 1500
-	}
-	payload := mtu - ipv4UDPOverhead
-	if to.Addr().Is6() {
-		payload = mtu - ipv6UDPOverhead
-	}
-	return min(max(payload, minUDPPayload), ipfix.MaxMessageLen-ipv4UDPOverhead)
-}
+// SetMTU cuts the next messages to a new mtu (a reload). Event loop only.
+func (u *UDP) SetMTU(mtu int) { u.payload = udpPayload(u.to, mtu) }
 
-// applyConfig takes a new mtu (the next messages are cut to it) and queue
-// size (the socket's send buffer). Event loop only.
-func (u *udpSub) applyConfig(rc config.Receiver) {
-	u.payload = udpPayload(u.to, rc.MTU)
+// SetQueueBytes resizes the queue, the socket's send buffer (a reload). Event
+// loop only.
+func (u *UDP) SetQueueBytes(n int) {
+	u.sndbuf = n
 	if u.fd >= 0 {
-		setSendBuffer(u.fd, rc.QueueBytes)
+		setSendBuffer(u.fd, n)
 	}
 }
 
@@ -142,11 +121,11 @@ func setSendBuffer(fd, bytes int) {
 	}
 }
 
-func (u *udpSub) Available() bool { return u.fd >= 0 && (u.state == forward.StateUp || u.probing) }
+func (u *UDP) Available() bool { return u.fd >= 0 && (u.state == StateUp || u.probing) }
 
-func (u *udpSub) PendingBytes() int { return u.batchBytes }
+func (u *UDP) PendingBytes() int { return u.batchBytes }
 
-func (u *udpSub) Start() {
+func (u *UDP) Start() {
 	if err := u.open(); err != nil {
 		u.down(time.Now(), err)
 		return
@@ -155,7 +134,7 @@ func (u *udpSub) Start() {
 }
 
 // open creates the connected socket. Its send buffer is the subreceiver's queue.
-func (u *udpSub) open() error {
+func (u *UDP) open() error {
 	family, sa := unix.AF_INET, unix.Sockaddr(&unix.SockaddrInet4{Port: int(u.to.Port()), Addr: u.to.Addr().As4()})
 	if u.to.Addr().Is6() {
 		family, sa = unix.AF_INET6, &unix.SockaddrInet6{Port: int(u.to.Port()), Addr: u.to.Addr().As16()}
@@ -164,7 +143,7 @@ func (u *udpSub) open() error {
 	if err != nil {
 		return fmt.Errorf("socket: %w", err)
 	}
-	setSendBuffer(fd, u.r.cfg.QueueBytes)
+	setSendBuffer(fd, u.sndbuf)
 	if err := unix.Connect(fd, sa); err != nil {
 		_ = unix.Close(fd)
 		return fmt.Errorf("connect: %w", err)
@@ -175,37 +154,37 @@ func (u *udpSub) open() error {
 
 // up marks the subreceiver up; every template goes out before the next data (a
 // collector that was unreachable may have restarted).
-func (u *udpSub) up() {
-	if u.state == forward.StateDown {
+func (u *UDP) up() {
+	if u.state == StateDown {
 		u.m.Reconnects.Inc()
 	}
-	u.state = forward.StateUp
+	u.state = StateUp
 	u.probing = false
-	u.backoff = forward.BackoffInitial
+	u.backoff = BackoffInitial
 	u.m.Up.Store(1)
 	u.resendNow = true
-	u.r.log.Info("subreceiver up", "subreceiver", u.addr, "proto", "udp", "max_message_bytes", u.payload)
+	u.log.Info("subreceiver up", "subreceiver", u.addr, "proto", "udp", "max_message_bytes", u.payload)
 }
 
 // down routes around the subreceiver for the backoff; then flush probes it.
 // A failed probe is not a state change: it is not logged again.
-func (u *udpSub) down(now time.Time, err error) {
-	if u.state != forward.StateDown && !u.probing {
-		u.r.log.Warn("subreceiver down", "subreceiver", u.addr, "proto", "udp", "err", err)
+func (u *UDP) down(now time.Time, err error) {
+	if u.state != StateDown && !u.probing {
+		u.log.Warn("subreceiver down", "subreceiver", u.addr, "proto", "udp", "err", err)
 		u.m.Up.Store(0)
 	}
-	u.state = forward.StateDown
+	u.state = StateDown
 	u.probing = false
 	u.downUntil = now.Add(u.backoff)
-	u.backoff = min(2*u.backoff, forward.BackoffMax)
+	u.backoff = min(2*u.backoff, BackoffMax)
 }
 
 // Send queues m as one datagram, or re-packed into several when larger than
 // the path's payload.
-func (u *udpSub) Send(m *forward.Message) {
+func (u *UDP) Send(m *Message) {
 	msg, odid, records := m.Bytes, m.ODID, m.Records
 	if !u.Available() {
-		u.m.Dropped[forward.ReasonSubreceiverDown].Inc()
+		u.m.Dropped[ReasonSubreceiverDown].Inc()
 		return
 	}
 	if len(u.dgrams) >= udpSendBatch || len(u.arena)+2*len(msg) > cap(u.arena) {
@@ -222,27 +201,25 @@ func (u *udpSub) Send(m *forward.Message) {
 		u.hdrs = append(u.hdrs, msg[:ipfix.HeaderLen]...)
 		hdr := u.hdrs[n : n+ipfix.HeaderLen]
 		u.seq.Put(hdr, odid, records)
-		u.dgrams = append(u.dgrams, udpDatagram{hdr: hdr, body: msg[ipfix.HeaderLen:], records: int32(records)})
+		u.dgrams = append(u.dgrams, udpDatagram{hdr: hdr, body: msg[ipfix.HeaderLen:], records: int32(records), counted: !m.MadeUp})
 		u.batchBytes += len(msg)
 		return
 	}
-	u.repack(msg, odid, records)
+	u.repack(msg, odid, records, !m.MadeUp)
 }
 
 // repack splits msg into messages that fit the MTU. Repack numbers the pieces
 // from the original sequence number, so the records of each piece are the
 // differences; they are then renumbered for this subreceiver.
-func (u *udpSub) repack(msg []byte, odid uint32, records int) {
+func (u *UDP) repack(msg []byte, odid uint32, records int, counted bool) {
 	var templates ipfix.TemplateLookup = u.empty
-	if u.r.cur != nil {
-		// msg carries the ids downstream: see templateIDs.
-		u.view.s = u.r.cur
-		templates = &u.view
+	if s := u.host.Sender(); s != nil {
+		templates = s // msg carries the IDs downstream, as s looks them up
 	}
 	first := len(u.dgrams)
 	err := ipfix.Repack(msg, templates, u.payload, u.onPiece)
 	if err != nil && !errors.Is(err, ipfix.ErrUnknownTemplate) { // unknown ones were counted by dispatch
-		u.r.countParseError(err)
+		u.host.CountParseError(err)
 	}
 	pieces := u.dgrams[first:]
 	if len(pieces) == 0 {
@@ -257,12 +234,13 @@ func (u *udpSub) repack(msg []byte, odid uint32, records int) {
 		}
 		n = max(n, 0)
 		pieces[i].records = int32(n)
+		pieces[i].counted = counted
 		u.seq.Put(pieces[i].hdr, odid, int(n))
 	}
 }
 
 // addPiece copies one re-packed message (valid only during the call) into the arena.
-func (u *udpSub) addPiece(msg []byte) {
+func (u *UDP) addPiece(msg []byte) {
 	n := len(u.arena)
 	u.arena = append(u.arena, msg...)
 	p := u.arena[n:]
@@ -272,19 +250,19 @@ func (u *udpSub) addPiece(msg []byte) {
 
 // prime queues the templates of domain odid of the sending session before its
 // first message on this socket.
-func (u *udpSub) prime(odid uint32) {
+func (u *UDP) prime(odid uint32) {
 	u.primed[odid] = true
-	if u.r.cur == nil {
+	s := u.host.Sender()
+	if s == nil {
 		return
 	}
 	start := len(u.arena)
-	u.arena = u.r.cur.templates.AppendTemplateMessages(u.arena, odid, u.r.cur.exportTime(odid, u.r.opts.Now(), nil), u.seq.At(odid), u.payload)
-	u.r.cur.rewriteMessages(u.arena[start:])
+	u.arena = s.AppendTemplateMessages(u.arena, odid, u.seq.At(odid), u.payload, u.host.Now())
 	u.addMessages(start)
 }
 
 // addMessages queues the template-only messages appended to the arena from start.
-func (u *udpSub) addMessages(start int) {
+func (u *UDP) addMessages(start int) {
 	for b := u.arena[start:]; len(b) >= ipfix.HeaderLen; {
 		n := int(binary.BigEndian.Uint16(b[2:4]))
 		if n < ipfix.HeaderLen || n > len(b) {
@@ -297,25 +275,24 @@ func (u *udpSub) addMessages(start int) {
 }
 
 // resend queues every current template of every session.
-func (u *udpSub) resend() {
+func (u *UDP) resend() {
 	start := len(u.arena)
-	u.arena = (*host)(u.r).AppendTemplates(u.arena, &u.seq, u.payload, nil)
+	u.arena = u.host.AppendTemplates(u.arena, &u.seq, u.payload, nil)
 	u.addMessages(start)
-	for s := range u.r.sessions {
-		for _, odid := range s.templates.Domains() {
-			u.primed[odid] = true
-		}
+	u.domains = u.host.AppendDomains(u.domains[:0])
+	for _, odid := range u.domains {
+		u.primed[odid] = true
 	}
 	u.lastResend = time.Now()
 	u.resendNow = false
 }
 
-func (u *udpSub) Flush() {
-	if len(u.dgrams) == 0 && u.state == forward.StateUp {
+func (u *UDP) Flush() {
+	if len(u.dgrams) == 0 && u.state == StateUp {
 		return
 	}
 	now := time.Now()
-	if u.state == forward.StateDown && !u.probing {
+	if u.state == StateDown && !u.probing {
 		if now.Before(u.downUntil) {
 			return
 		}
@@ -344,7 +321,7 @@ func (u *udpSub) Flush() {
 }
 
 // sendBatch writes the batch with sendmmsg; what the socket refuses is dropped.
-func (u *udpSub) sendBatch(now time.Time) {
+func (u *UDP) sendBatch(now time.Time) {
 	m := u.m
 	for done := 0; done < len(u.dgrams); {
 		chunk := u.dgrams[done:min(len(u.dgrams), done+udpSendBatch)]
@@ -363,11 +340,14 @@ func (u *udpSub) sendBatch(now time.Time) {
 				h.SetIovlen(1)
 			}
 		}
-		n, _, errno := unix.RawSyscall6(unix.SYS_SENDMMSG, uintptr(u.fd), uintptr(unsafe.Pointer(&u.msgs[0])), // raw: see forward.IOVWriter.write
+		n, _, errno := unix.RawSyscall6(unix.SYS_SENDMMSG, uintptr(u.fd), uintptr(unsafe.Pointer(&u.msgs[0])), // raw: see IOVWriter.write
 			uintptr(len(chunk)), unix.MSG_DONTWAIT, 0, 0)
 		clear(u.iovs[:2*len(chunk)]) // do not keep the receive buffers reachable
 		if errno == 0 {
 			for _, d := range chunk[:n] {
+				if !d.counted {
+					continue
+				}
 				m.BatchMessages++
 				m.BatchBytes += len(d.hdr) + len(d.body)
 				m.BatchRecords += int(d.records)
@@ -380,15 +360,15 @@ func (u *udpSub) sendBatch(now time.Time) {
 			continue
 		case unix.EAGAIN, unix.ENOBUFS:
 			// The send buffer is full: the rest of the batch is lost.
-			m.Dropped[forward.ReasonSendError].Add(len(u.dgrams) - done)
+			m.Dropped[ReasonSendError].Add(countedIn(u.dgrams[done:]))
 			done = len(u.dgrams)
 		case unix.ECONNREFUSED:
 			// ICMP port unreachable from an earlier datagram: nobody listens there.
-			m.Dropped[forward.ReasonSubreceiverDown].Add(len(u.dgrams) - done)
+			m.Dropped[ReasonSubreceiverDown].Add(countedIn(u.dgrams[done:]))
 			done = len(u.dgrams)
 			u.down(now, errno)
 		default:
-			m.Dropped[forward.ReasonSendError].Inc()
+			m.Dropped[ReasonSendError].Add(countedIn(u.dgrams[done : done+1]))
 			done++
 		}
 	}
@@ -400,7 +380,19 @@ func (u *udpSub) sendBatch(now time.Time) {
 	u.batchBytes = 0
 }
 
-func (u *udpSub) Stop() {
+// countedIn is how many of ds are the exporter's (neither sent nor dropped
+// counts the others).
+func countedIn(ds []udpDatagram) int {
+	n := 0
+	for _, d := range ds {
+		if d.counted {
+			n++
+		}
+	}
+	return n
+}
+
+func (u *UDP) Stop() {
 	if u.fd >= 0 {
 		_ = unix.Close(u.fd)
 		u.fd = -1
