@@ -482,6 +482,10 @@ func (s *Spool) Close() error {
 			<-s.done
 		}
 		if s.isLoaded() {
+			// The reader has ended: the segment it held may go too.
+			s.mu.Lock()
+			s.readSeq = 0
+			s.mu.Unlock()
 			s.persist(true)
 			_ = s.hintF.Close()
 		}
@@ -1133,3 +1137,10 @@ func readPosition(path string) (Position, error) {
 	}
 	return Position{seg, off}, nil
 }
+
+// Dir is the spool's directory.
+func (s *Spool) Dir() string { return s.cfg.Dir }
+
+// Loaded reports whether the spool holds its directory's lock and has read
+// it (see LockFile).
+func (s *Spool) Loaded() bool { return s.isLoaded() }
