@@ -1,6 +1,7 @@
 package balancer_test
 
 import (
+	"encoding/binary"
 	"net"
 	"os"
 	"path/filepath"
@@ -166,5 +167,98 @@ func TestSpoolAllCollectorBack(t *testing.T) {
 			stop()
 			assert.Empty(t, segmentsIn(t, cfg.Spool.Dir), "segments left after the replay")
 		})
+	}
+}
+
+// withdrawal is a template withdrawal message (RFC 7011 §8.1) of template id
+// of domain odid.
+func withdrawal(odid uint32, id uint16) []byte {
+	m := make([]byte, ipfix.HeaderLen, ipfix.HeaderLen+8)
+	ipfix.PutHeader(m, ipfix.Header{Version: ipfix.Version, Length: ipfix.HeaderLen + 8, ExportTime: 1_700_000_000, ObservationDomainID: odid})
+	m = binary.BigEndian.AppendUint16(m, ipfix.TemplateSetID)
+	m = binary.BigEndian.AppendUint16(m, 8)
+	m = binary.BigEndian.AppendUint16(m, id)
+	return binary.BigEndian.AppendUint16(m, 0)
+}
+
+// fingerprints decodes msgs as a collector would and returns the multiset of
+// their records.
+func fingerprints(t testing.TB, msgs [][]byte) map[string]int {
+	t.Helper()
+	dec := ipfix.NewDecoder(ipfix.NewTemplateCache(0))
+	out := make(map[string]int)
+	for _, m := range msgs {
+		require.NoError(t, dec.Decode(m, time.Now(), func(r *ipfix.Record) error {
+			out[testenv.Fingerprint(r)]++
+			return nil
+		}))
+	}
+	return out
+}
+
+// The exporter withdraws and redefines its template while a collector is
+// down: back, the collector decodes every replayed record with the layout it
+// was exported with, and the live ones after with the new one.
+func TestSpoolTemplateChangedWhileDown(t *testing.T) {
+	c1 := testenv.StartCollector(t, "tcp")
+	c2 := testenv.StartCollector(t, "tcp")
+	cfg := spoolConfig(t, config.All, c1, c2)
+	r, _ := runReceiver(t, cfg, balancer.Options{ShutdownTimeout: 5 * time.Second})
+	l2 := `stream="fullflow",dpi="0",subreceiver="` + c2.Addr() + `"`
+	for _, c := range []*testenv.Collector{c1, c2} {
+		testenv.WaitFor(t, 10*time.Second, "subreceiver up", func() bool {
+			return metricValue(t, r, `ipfix_balancer_subreceiver_up{stream="fullflow",dpi="0",subreceiver="`+c.Addr()+`"}`) == 1
+		})
+	}
+	exp, err := net.Dial("tcp", r.Addr().String())
+	require.NoError(t, err)
+	defer exp.Close()
+	a := newIDEncoder(7, 1000, spoolTemplate)
+	b := newIDEncoder(7, 1000, ipfix.NewTemplate(256, []ipfix.FieldSpecifier{{ID: 1, Length: 8}, {ID: 12, Length: 4}, {ID: 7, Length: 2}, {ID: 11, Length: 2}, {ID: 4, Length: 1}}))
+	var sent [][]byte
+	send := func(msgs [][]byte) {
+		writeAll(t, exp, msgs)
+		sent = append(sent, msgs...)
+	}
+	waitAll := func(c *testenv.Collector) {
+		want := 0
+		for _, v := range fingerprints(t, sent) {
+			want += v
+		}
+		require.True(t, c.WaitRecords(want, 60*time.Second), "collector got %d of %d records", c.Stats().Records, want)
+	}
+
+	send(a.messages(t, 0, 5000))
+	waitAll(c2)
+	c2.Stop()
+	testenv.WaitFor(t, 10*time.Second, "subreceiver down", func() bool {
+		return metricValue(t, r, `ipfix_balancer_subreceiver_up{`+l2+`}`) == 0
+	})
+	send(a.messages(t, 5000, 40_000))
+	send([][]byte{withdrawal(7, 256)})
+	send(b.messages(t, 100_000, 40_000))
+	waitAll(c1)
+	require.Greater(t, metricValue(t, r, `ipfix_balancer_spool_spooled_messages_total{`+l2+`}`), 0.0)
+	c2.Restart()
+	send(b.messages(t, 200_000, 20_000))
+	waitAll(c2)
+	waitAll(c1)
+	want := fingerprints(t, sent)
+	for _, c := range []*testenv.Collector{c1, c2} {
+		got := c.Records()
+		missing, extra := 0, 0
+		for k, v := range want {
+			if got[k] < v {
+				missing += v - got[k]
+			}
+		}
+		for k, v := range got {
+			if v > want[k] {
+				extra += v - want[k]
+			}
+		}
+		assert.Zero(t, missing, "records not decoded as exported (%s)", c.Addr())
+		assert.Zero(t, extra, "records decoded that were not exported (%s)", c.Addr())
+		cleanStats(t, c)
 	}
 }
