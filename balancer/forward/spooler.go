@@ -302,14 +302,18 @@ func (s *TCPOnLoop) SetSpooler(p *Spooler) { s.sp = p }
 // Spooler is the subreceiver's spool side (nil: none).
 func (s *TCPOnLoop) Spooler() *Spooler { return s.sp }
 
-// spoolLive routes a live message while the spool is active: to the spool,
-// unless the replay has caught up (then the current templates go first and
-// the message goes live). A stopped subreceiver spools nothing more.
+// spoolLive routes a live message while the spool is active or the
+// subreceiver not connected: to the spool, unless the replay has caught up
+// (then the current templates go first and the message goes live). Not
+// connected, a message goes to the spool rather than to the queue held for
+// the connection: that queue would be sent after the current templates, which
+// may not be those it was exported with. A stopped subreceiver spools nothing
+// more.
 func (s *TCPOnLoop) spoolLive(m *Message) bool {
 	if s.stopped {
 		return false
 	}
-	if s.conn != nil && s.link.get() == StateUp && len(s.iov) == 0 && s.sp.caughtUp() {
+	if s.sp.active && s.conn != nil && s.link.get() == StateUp && len(s.iov) == 0 && s.sp.caughtUp() {
 		s.reprime = true
 		return false
 	}
