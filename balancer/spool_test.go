@@ -262,3 +262,54 @@ func TestSpoolTemplateChangedWhileDown(t *testing.T) {
 		cleanStats(t, c)
 	}
 }
+
+// RoundRobin to two collectors, both stopped while the exporter sends, then
+// back: nothing is lost, nothing doubled, and the spool ends empty.
+func TestSpoolRoundRobinBothDown(t *testing.T) {
+	c1 := testenv.StartCollector(t, "tcp", testenv.CountByID())
+	c2 := testenv.StartCollector(t, "tcp", testenv.CountByID())
+	cfg := spoolConfig(t, config.RoundRobin, c1, c2)
+	r, stop := runReceiver(t, cfg, balancer.Options{ShutdownTimeout: 5 * time.Second})
+	up := func(c *testenv.Collector) float64 {
+		return metricValue(t, r, `ipfix_balancer_subreceiver_up{stream="fullflow",dpi="0",subreceiver="`+c.Addr()+`"}`)
+	}
+	cs := []*testenv.Collector{c1, c2}
+	for _, c := range cs {
+		testenv.WaitFor(t, 10*time.Second, "subreceiver up", func() bool { return up(c) == 1 })
+	}
+	exp, err := net.Dial("tcp", r.Addr().String())
+	require.NoError(t, err)
+	defer exp.Close()
+	enc := newIDEncoder(7, 1000, spoolTemplate)
+	const part = 20_000
+	writeAll(t, exp, enc.messages(t, 0, part))
+	waitIDs(t, 30*time.Second, 0, part, c1, c2)
+
+	for _, c := range cs {
+		c.Stop()
+	}
+	for _, c := range cs {
+		testenv.WaitFor(t, 10*time.Second, "subreceiver down", func() bool { return up(c) == 0 })
+	}
+	writeAll(t, exp, enc.messages(t, part, 2*part))
+	testenv.WaitFor(t, 30*time.Second, "the receiver to read what was sent", func() bool {
+		return metricValue(t, r, `ipfix_balancer_spool_spooled_messages_total{stream="fullflow",dpi="0"}`) > 0 &&
+			metricValue(t, r, `ipfix_balancer_received_records_total{stream="fullflow",dpi="0"}`) >= 3*part
+	})
+	for _, c := range cs {
+		c.Restart()
+	}
+	writeAll(t, exp, enc.messages(t, 3*part, part))
+	waitIDs(t, 60*time.Second, 0, 4*part, c1, c2)
+	checkOnce(t, 0, 4*part, c1, c2)
+	for _, c := range cs {
+		cleanStats(t, c)
+	}
+	assert.Zero(t, metricValue(t, r, `ipfix_balancer_dropped_messages_total{stream="fullflow",dpi="0",reason="no_subreceiver"}`))
+	testenv.WaitFor(t, 20*time.Second, "the spool to drain", func() bool {
+		return metricValue(t, r, `ipfix_balancer_spool_replaying{stream="fullflow",dpi="0"}`) == 0
+	})
+	_ = exp.Close()
+	stop()
+	assert.Empty(t, segmentsIn(t, cfg.Spool.Dir), "segments left after the replay")
+}
