@@ -131,6 +131,7 @@ func (p *Spooler) spill(m *Message) {
 func (p *Spooler) setActive(a bool) {
 	p.active = a
 	p.activeFlag.Store(a)
+	p.sp.SetReplaying(a)
 	if !a {
 		p.primed = false
 	}
