@@ -1,10 +1,12 @@
 package balancer_test
 
 import (
+	"context"
 	"encoding/binary"
 	"net"
 	"os"
 	"path/filepath"
+	"syscall"
 	"testing"
 	"time"
 
@@ -16,6 +18,7 @@ import (
 	"github.com/ipfix-balancer/ipfix-balancer/dump"
 	"github.com/ipfix-balancer/ipfix-balancer/internal/testenv"
 	"github.com/ipfix-balancer/ipfix-balancer/ipfix"
+	"github.com/ipfix-balancer/ipfix-balancer/spool"
 )
 
 // spoolConfig is receiverConfig with a spool under a temp dir, its limits as
@@ -446,5 +449,68 @@ func TestSpoolOneDirOneWriter(t *testing.T) {
 	waitIDs(t, 60*time.Second, 1_000_000, n, c2)
 	checkOnce(t, 0, n, c2)
 	checkOnce(t, 1_000_000, n, c2)
+	cleanStats(t, c2)
+}
+
+// A reload adds a subreceiver that is down: it gets its spool. A reload
+// removes it: its spool closes (the lock released, what it held kept on
+// disk). A reload adds it back, up again: it replays what its spool kept,
+// each record once.
+func TestSpoolReload(t *testing.T) {
+	c1 := testenv.StartCollector(t, "tcp", testenv.CountByID())
+	c2 := testenv.StartCollector(t, "tcp", testenv.CountByID())
+	c2.Stop()
+	rc := spoolConfig(t, config.All, c1)
+	cfg := &config.Config{Receivers: []config.Receiver{rc}, ShutdownTimeout: 5 * time.Second}
+	b, err := balancer.NewBalancer(cfg, balancer.Options{ShutdownTimeout: 5 * time.Second})
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- b.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case err := <-done:
+			assert.NoError(t, err)
+		case <-time.After(20 * time.Second):
+			t.Error("balancer did not stop")
+		}
+	})
+	testenv.WaitFor(t, 10*time.Second, "balancer running", b.Running)
+	r := b.Receiver("fullflow/0")
+	reload := func(subs ...*testenv.Collector) {
+		next := spoolConfig(t, config.All, subs...)
+		next.Listen = rc.Listen
+		next.Spool = rc.Spool
+		require.NoError(t, b.Reload(&config.Config{Receivers: []config.Receiver{next}, ShutdownTimeout: 5 * time.Second}))
+		require.Same(t, r, b.Receiver("fullflow/0"))
+	}
+	reload(c1, c2)
+	l2 := `stream="fullflow",dpi="0",subreceiver="` + c2.Addr() + `"`
+	exp, err := net.Dial("tcp", r.Addr().String())
+	require.NoError(t, err)
+	defer exp.Close()
+	const n = 20_000
+	writeAll(t, exp, newIDEncoder(7, 1000, spoolTemplate).messages(t, 0, n))
+	waitIDs(t, 30*time.Second, 0, n, c1)
+	testenv.WaitFor(t, 10*time.Second, "the new subreceiver to spool", func() bool {
+		return metricValue(t, r, `ipfix_balancer_spool_spooled_messages_total{`+l2+`}`) > 0
+	})
+
+	reload(c1)
+	dir := dump.SpoolDir(rc.Spool.Dir, "fullflow", 0, c2.Addr())
+	lock, err := os.Open(filepath.Join(dir, spool.LockFile))
+	require.NoError(t, err)
+	defer lock.Close()
+	testenv.WaitFor(t, 10*time.Second, "the removed subreceiver's spool to release its lock", func() bool {
+		return syscall.Flock(int(lock.Fd()), syscall.LOCK_EX|syscall.LOCK_NB) == nil
+	})
+	require.NotEmpty(t, segmentsIn(t, dir), "what the spool held stays on disk")
+	require.NoError(t, syscall.Flock(int(lock.Fd()), syscall.LOCK_UN))
+
+	c2.Restart()
+	reload(c1, c2)
+	waitIDs(t, 60*time.Second, 0, n, c2)
+	checkOnce(t, 0, n, c2)
 	cleanStats(t, c2)
 }
