@@ -47,7 +47,6 @@ func (r *Receiver) spoolSubreceiver(o *forward.TCPOnLoop, t config.Subreceiver) 
 	if err != nil {
 		return fmt.Errorf("spool: %w", err)
 	}
-	sp.Run()
 	p := forward.NewSpooler(sp, (*host)(r), r.log.With("subreceiver", t.Addr))
 	o.SetSpooler(p)
 	r.spMu.Lock()

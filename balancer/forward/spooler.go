@@ -67,7 +67,8 @@ type replayedMsg struct {
 	end     int64 // where it ends in the connection's stream (TCPOnLoop.given), when sent
 }
 
-// NewSpooler wraps sp, a spool that Run has started, for a subreceiver of host.
+// NewSpooler wraps sp, a spool not running yet (the subreceiver's Start runs
+// it), for a subreceiver of host.
 func NewSpooler(sp *spool.Spool, host Host, log *slog.Logger) *Spooler {
 	return &Spooler{sp: sp, host: host, log: log, scratch: NewSequencer(),
 		cache: ipfix.NewTemplateCache(0), acked: ipfix.NewTemplateCache(0),
@@ -80,9 +81,10 @@ func (p *Spooler) Spool() *spool.Spool { return p.sp }
 // Active reports whether live messages go to the spool. Event loop only.
 func (p *Spooler) Active() bool { return p.active }
 
-// start runs the wake-up goroutine: pump runs on the loop when the spool has
-// read messages, and every spoolTick while it is active.
+// start runs the spool and the wake-up goroutine: pump runs on the loop when
+// the spool has read messages, and every spoolTick while it is active.
 func (p *Spooler) start(pump func()) {
+	p.sp.Run()
 	go func() {
 		t := time.NewTicker(spoolTick)
 		defer t.Stop()
@@ -293,6 +295,12 @@ func (s *TCPOnLoop) pumpSpool() {
 		clear(p.bufs)
 		s.settle()
 		s.m.Queued.Store(int64(s.PendingBytes()))
+		return
+	}
+	// Nothing more to give and no live message came to see it (the exporter
+	// pauses): live again, after the current templates.
+	if s.conn != nil && s.link.get() == StateUp && p.caughtUp() {
+		s.reprime = true
 	}
 }
 
