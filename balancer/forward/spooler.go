@@ -51,6 +51,7 @@ type Spooler struct {
 	bufs         [][]byte
 	metas        []inFlight
 
+	isLoaded   bool        // the spool was loaded (cached: loaded)
 	activeFlag atomic.Bool // active, for the wake-up goroutine
 	scheduled  atomic.Bool // a pump is queued on the loop
 	stopOnce   sync.Once
@@ -77,6 +78,14 @@ func NewSpooler(sp *spool.Spool, host Host, log *slog.Logger) *Spooler {
 
 // Spool is the spool (its owner closes it).
 func (p *Spooler) Spool() *spool.Spool { return p.sp }
+
+// loaded reports whether the spool holds its directory.
+func (p *Spooler) loaded() bool {
+	if !p.isLoaded {
+		p.isLoaded = p.sp.Loaded()
+	}
+	return p.isLoaded
+}
 
 // Active reports whether live messages go to the spool. Event loop only.
 func (p *Spooler) Active() bool { return p.active }
@@ -316,8 +325,10 @@ func (s *TCPOnLoop) Spooler() *Spooler { return s.sp }
 // (then the current templates go first and the message goes live). Not
 // connected, a message goes to the spool rather than to the queue held for
 // the connection: that queue would be sent after the current templates, which
-// may not be those it was exported with. A stopped subreceiver spools nothing
-// more.
+// may not be those it was exported with; except while the spool waits for its
+// directory (a hand-over successor before its predecessor closed it), when
+// the queue is used first, then the spool's memory buffer. A stopped
+// subreceiver spools nothing more.
 func (s *TCPOnLoop) spoolLive(m *Message) bool {
 	if s.stopped {
 		return false
