@@ -52,6 +52,11 @@ type Spooler struct {
 	metas        []inFlight
 
 	isLoaded   bool        // the spool was loaded (cached: loaded)
+	// TCPWriter: the connection that has the replay's templates, the export
+	// time per domain of the last replayed message, the last given.
+	conn  uint64
+	since map[uint32]uint32
+	last  spool.Message
 	activeFlag atomic.Bool // active, for the wake-up goroutine
 	scheduled  atomic.Bool // a pump is queued on the loop
 	stopOnce   sync.Once
