@@ -51,12 +51,12 @@ type Spooler struct {
 	bufs         [][]byte
 	metas        []inFlight
 
-	isLoaded   bool        // the spool was loaded (cached: loaded)
+	isLoaded bool // the spool was loaded (cached: loaded)
 	// TCPWriter: the connection that has the replay's templates, the export
 	// time per domain of the last replayed message, the last given.
-	conn  uint64
-	since map[uint32]uint32
-	last  spool.Message
+	conn       uint64
+	since      map[uint32]uint32
+	last       spool.Message
 	activeFlag atomic.Bool // active, for the wake-up goroutine
 	scheduled  atomic.Bool // a pump is queued on the loop
 	stopOnce   sync.Once
