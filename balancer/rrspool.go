@@ -82,6 +82,11 @@ func (r *Receiver) rrSpill(m *forward.Message) {
 	rs := r.rrs
 	if !rs.p.Active() {
 		clear(rs.since)
+		// The subreceivers have the current templates (live until now): so
+		// does the replay.
+		scratch := forward.NewSequencer()
+		rs.buf = (*host)(r).AppendTemplates(rs.buf[:0], &scratch, ipfix.MaxMessageLen, nil)
+		learnAll(rs.cache, rs.buf)
 	}
 	if _, ok := rs.since[m.ODID]; !ok {
 		rs.since[m.ODID] = binary.BigEndian.Uint32(m.Bytes[4:8])

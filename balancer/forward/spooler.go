@@ -134,6 +134,10 @@ func (p *Spooler) spill(m *Message) {
 		p.tmp = p.host.AppendTemplates(p.tmp[:0], &p.scratch, ipfix.MaxMessageLen, p.follow)
 		if len(p.tmp) > 0 {
 			p.sp.Templates(p.tmp)
+			// The collector has them (it was live until now): so does the
+			// replay, and a new connection's re-prime.
+			learnTemplates(p.cache, p.tmp)
+			learnTemplates(p.acked, p.tmp)
 		}
 		p.primed = true
 		if !p.active {
@@ -161,9 +165,12 @@ func (p *Spooler) caughtUp() bool {
 			return false
 		}
 	}
-	if p.needPrime || !p.sp.Drained() {
+	if !p.sp.Drained() {
 		return false
 	}
+	// A new connection that got no replayed message needs no replay
+	// templates: live messages follow the current ones.
+	p.needPrime = false
 	p.setActive(false)
 	p.log.Info("subreceiver spool replay caught up", "spool", p.sp.Dir())
 	return true
