@@ -429,6 +429,11 @@ func TestSpoolOneDirOneWriter(t *testing.T) {
 	require.NotEmpty(t, segsA)
 
 	b, _ := runReceiver(t, cfg, balancer.Options{ShutdownTimeout: 5 * time.Second})
+	// Connected first: before, its messages for c1 would go to the spool,
+	// held in memory until the first stops.
+	testenv.WaitFor(t, 10*time.Second, "subreceiver up", func() bool {
+		return metricValue(t, b, `ipfix_balancer_subreceiver_up{stream="fullflow",dpi="0",subreceiver="`+c1.Addr()+`"}`) == 1
+	})
 	send(b, 1_000_000, n)
 	waitIDs(t, 30*time.Second, 1_000_000, n, c1)
 	testenv.WaitFor(t, 10*time.Second, "the second to spool", func() bool {
