@@ -603,3 +603,37 @@ func TestSpoolUDPReceiverAll(t *testing.T) {
 	stop()
 	assert.Empty(t, segmentsIn(t, cfg.Spool.Dir), "segments left after the replay")
 }
+
+// A receiver stopped while its spool replays to a slow collector stops within
+// its shutdown timeout (the replay stops with it) and leaves the rest in the
+// spool; the next receiver on the same directories replays it: the collector
+// gets every record exactly once.
+func TestSpoolStopWhileReplaying(t *testing.T) {
+	c1 := testenv.StartCollector(t, "tcp", testenv.CountByID())
+	c2 := testenv.StartCollector(t, "tcp", testenv.CountByID(), testenv.Throttled(2<<20))
+	cfg := spoolConfig(t, config.All, c1, c2)
+	a, stopA := runReceiver(t, cfg, balancer.Options{ShutdownTimeout: 5 * time.Second})
+	l2 := `stream="fullflow",dpi="0",subreceiver="` + c2.Addr() + `"`
+	testenv.WaitFor(t, 10*time.Second, "subreceiver up", func() bool {
+		return metricValue(t, a, `ipfix_balancer_subreceiver_up{`+l2+`}`) == 1
+	})
+	exp, err := net.Dial("tcp", a.Addr().String())
+	require.NoError(t, err)
+	clock := uint32(1_700_000_000)
+	enc := newTicking(&clock, spoolTemplate)
+	const n = 400_000 // 8 MB: four seconds of the collector's reading
+	for i := uint64(0); i < n; i += 50_000 {
+		writeAll(t, exp, enc.messages(t, i, 50_000))
+	}
+	waitIDs(t, 30*time.Second, 0, n, c1)
+	_ = exp.Close()
+	require.Equal(t, 1.0, metricValue(t, a, `ipfix_balancer_spool_replaying{`+l2+`}`), "the replay must still run for the test to mean anything")
+	start := time.Now()
+	stopA()
+	assert.Less(t, time.Since(start), 5*time.Second, "stopping waited for the replay")
+
+	runReceiver(t, cfg, balancer.Options{ShutdownTimeout: 5 * time.Second})
+	waitIDs(t, 60*time.Second, 0, n, c2)
+	checkOnce(t, 0, n, c2)
+	cleanStats(t, c2)
+}

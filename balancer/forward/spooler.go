@@ -253,7 +253,9 @@ func (p *Spooler) next(i int) (*replayedMsg, bool) {
 // Event loop only, with no batch being built.
 func (s *TCPOnLoop) pumpSpool() {
 	p := s.sp
-	if p == nil || s.stopped || len(s.iov) > 0 {
+	if p == nil || s.stopped || len(s.iov) > 0 || s.host.Context().Err() != nil {
+		// Stopping: the replay stops too, so the queue drains and the spool
+		// is closed soon (a hand-over successor waits for it).
 		return
 	}
 	if !p.active {
