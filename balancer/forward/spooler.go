@@ -108,7 +108,9 @@ func (p *Spooler) start(pump func()) {
 				return
 			case <-p.sp.Readable():
 			case <-t.C:
-				if !p.activeFlag.Load() && !p.sp.Loaded() {
+				// Idle, the loop is left alone: messages a previous run
+				// left are announced by Readable.
+				if !p.activeFlag.Load() {
 					continue
 				}
 			}
