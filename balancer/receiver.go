@@ -84,6 +84,12 @@ type Receiver struct {
 	addr      net.Addr
 	ready     chan struct{}
 	closeOnce sync.Once
+
+	// spoolers are the spools of the subreceivers (All), closed when Run ends.
+	spMu     sync.Mutex
+	spoolers []*forward.Spooler
+	// rrs is the receiver's own spool (RoundRobin; nil: none). Event loop only.
+	rrs *rrSpool
 }
 
 // New checks cfg and builds the receiver's outputs; it opens no socket.
@@ -129,12 +135,17 @@ func New(cfg config.Receiver, opts Options) (*Receiver, error) {
 	for _, t := range targets {
 		o, err := r.newSubreceiver(t)
 		if err != nil {
+			r.closeSpools()
 			return nil, fmt.Errorf("receiver %s: subreceiver %s: %w", r.name, t.Addr, err)
 		}
 		r.outputs = append(r.outputs, o)
 	}
 	if len(r.outputs) == 0 {
 		return nil, fmt.Errorf("receiver %s: no subreceiver", r.name)
+	}
+	if err := r.newRRSpool(); err != nil {
+		r.closeSpools()
+		return nil, err
 	}
 	return r, nil
 }
@@ -162,9 +173,17 @@ func (r *Receiver) buildSubreceiver(t config.Subreceiver) (output, error) {
 		return newUDPSub(r, t.Addr, r.cfg.MTU, m)
 	case r.cfg.Proto == config.UDP:
 		// A UDP receiver has no gnet loop to host the connection.
-		return forward.NewTCPWriter((*host)(r), t.Addr, r.cfg.QueueBytes, m, r.log), nil
+		o := forward.NewTCPWriter((*host)(r), t.Addr, r.cfg.QueueBytes, m, r.log)
+		if err := r.spoolSubreceiver(o, t); err != nil {
+			return nil, err
+		}
+		return o, nil
 	default:
-		return forward.NewTCPOnLoop((*host)(r), t.Addr, r.cfg.QueueBytes, m, r.log), nil
+		o := forward.NewTCPOnLoop((*host)(r), t.Addr, r.cfg.QueueBytes, m, r.log)
+		if err := r.spoolSubreceiver(o, t); err != nil {
+			return nil, err
+		}
+		return o, nil
 	}
 }
 
@@ -185,14 +204,19 @@ func (r *Receiver) Addr() net.Addr { return r.addr }
 func (r *Receiver) Run(ctx context.Context) error {
 	metrics.RegisterSet(r.set)
 	defer metrics.UnregisterSet(r.set, true)
+	// After the loop stopped: no write to a spool after its Close.
+	defer r.closeSpools()
 	if r.cfg.Proto == config.UDP {
 		return r.runUDP(ctx)
 	}
 	return r.runTCP(ctx)
 }
 
-// Close releases what New took. Run must have returned.
-func (r *Receiver) Close() error { return nil }
+// Close releases what New took (the spools). Run must have returned.
+func (r *Receiver) Close() error {
+	r.closeSpools()
+	return nil
+}
 
 func (r *Receiver) countParseError(err error) {
 	r.m.parseErrors[parseErrorKind(err)].Inc()
@@ -286,7 +310,15 @@ func (r *Receiver) route(s *session, msg []byte, odid uint32, sum ipfix.Summary,
 		r.msg = forward.Message{}
 		return
 	}
-	pick := r.nextAvailable()
+	pick := r.rrRoute(odid, msg)
+	spilled := pick < 0 && r.rrs != nil
+	if spilled {
+		// The message carries its templates and options data for the replay.
+		r.msg = forward.Message{Bytes: msg, ODID: odid, Records: records, Data: sum.DataSets > 0, Templates: sum.TemplateSets > 0}
+		r.rrSpill(&r.msg)
+		r.msg = forward.Message{}
+		return
+	}
 	if pick < 0 {
 		m.dropped[forward.ReasonNoSubreceiver].Inc()
 	} else {
@@ -369,6 +401,7 @@ func (r *Receiver) sessionExtract(msg []byte, s *session, odid uint32) []byte {
 func (h *host) AppendTemplates(dst []byte, seq *forward.Sequencer, maxSize int, follow map[uint32]uint32) []byte {
 	r := (*Receiver)(h)
 	now := r.opts.Now()
+	follow = r.rrFollow(follow)
 	for s := range r.sessions {
 		for _, odid := range s.templates.Domains() {
 			start := len(dst)

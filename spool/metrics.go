@@ -7,7 +7,7 @@ import (
 )
 
 // Drop reasons (label reason of ipfix_balancer_spool_dropped_messages_total).
-var dropReasons = []string{"buffer_full", "quota", "quota_oldest", "disk_floor", "disk_full", "write_error", "malformed"}
+var dropReasons = []string{"buffer_full", "quota", "quota_oldest", "disk_floor", "disk_full", "write_error", "malformed", "locked"}
 
 type spoolMetrics struct {
 	spooled, replayed, duplicates, torn *metrics.Counter
@@ -52,7 +52,7 @@ func (s *Spool) gauges() {
 	}
 	s.m.age.Set(age)
 	r := 0.0
-	if !s.emptyLocked() {
+	if s.replaying.Load() || !s.emptyLocked() {
 		r = 1
 	}
 	s.m.replaying.Set(r)
