@@ -18,7 +18,10 @@ import (
 type CollectorStats struct {
 	Sessions int // transport sessions accepted (TCP) or sources seen (UDP)
 	Messages int
-	Records  int // data records decoded
+	// DataMessages counts the messages that carried at least one data record
+	// (Messages less the template-only ones a sender adds).
+	DataMessages int
+	Records      int // data records decoded
 	// Undecoded counts data sets the collector could not decode (template unknown
 	// in that session, or malformed): each is data a real collector would lose.
 	Undecoded int
@@ -413,6 +416,9 @@ func (c *Collector) consume(s *collectorSession, msg []byte) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.stats.Messages++
+	if records > 0 {
+		c.stats.DataMessages++
+	}
 	c.stats.Records += records
 	c.stats.SequenceGaps += lost
 	if disorder {

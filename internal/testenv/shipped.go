@@ -23,6 +23,7 @@ type Shipped struct {
 	LoaderMetrics string            // [loader] metrics_listen, host:port ("" when the file has none)
 	ControlSocket string            // [balancer] control_socket
 	DumpDir       string            // every recording dir and [loader] dir
+	SpoolDir      string            // every [receiver.spool] dir
 	Receivers     map[string]string // receiver "stream/dpi" (dpi as written or its position) → listen host:port
 	Protos        map[string]string // receiver "stream/dpi" → "tcp" or "udp"
 }
@@ -33,6 +34,23 @@ type ShippedOption func(*shippedOpts)
 type shippedOpts struct {
 	clickhouse string
 	extra      map[string][]string // section header → lines appended to it
+	modes      map[string]shippedMode
+}
+
+// shippedMode is what WithMode sets on the receivers of one stream.
+type shippedMode struct {
+	mode string
+	subs []string
+}
+
+// WithMode makes the receivers of stream forward in mode ("All" or
+// "RoundRobin") to subs (host:port): their mode line is replaced and a
+// subreceivers line added after it. The shipped files record every stream;
+// forwarding is the same file with the receiver's mode and subreceivers set,
+// as an operator would edit it. The shipped file must name the stream before
+// its mode.
+func WithMode(stream, mode string, subs ...string) ShippedOption {
+	return func(o *shippedOpts) { o.modes[stream] = shippedMode{mode: mode, subs: subs} }
 }
 
 // WithClickHouse points [loader] clickhouse at url (a private test server).
@@ -69,7 +87,7 @@ var (
 // every dump directory inside that directory. It keeps every other line.
 func ShippedConfig(t testing.TB, rel string, opts ...ShippedOption) *Shipped {
 	t.Helper()
-	o := shippedOpts{extra: map[string][]string{}}
+	o := shippedOpts{extra: map[string][]string{}, modes: map[string]shippedMode{}}
 	for _, opt := range opts {
 		opt(&o)
 	}
@@ -86,6 +104,7 @@ func ShippedConfig(t testing.TB, rel string, opts ...ShippedOption) *Shipped {
 		Path:          filepath.Join(dir, filepath.Base(rel)),
 		ControlSocket: filepath.Join(dir, "control.sock"),
 		DumpDir:       filepath.Join(dir, "dump"),
+		SpoolDir:      filepath.Join(dir, "spool"),
 		Receivers:     map[string]string{},
 		Protos:        map[string]string{},
 	}
@@ -148,6 +167,16 @@ func ShippedConfig(t testing.TB, rel string, opts ...ShippedOption) *Shipped {
 			out.WriteString(line + "\n")
 		case (section == "[receiver.recording]" || section == "[loader]") && key == "dir":
 			set(s.DumpDir)
+		case section == "[receiver.spool]" && key == "dir" && val != `""`:
+			set(s.SpoolDir)
+		case section == "[[receiver]]" && key == "mode" && cur.stream != "" && o.modes[cur.stream].mode != "":
+			m := o.modes[cur.stream]
+			set(m.mode)
+			quoted := make([]string, len(m.subs))
+			for i, a := range m.subs {
+				quoted[i] = fmt.Sprintf("%q", a)
+			}
+			fmt.Fprintf(&out, "%ssubreceivers = [%s]\n", indent, strings.Join(quoted, ", "))
 		case section == "[loader]" && key == "metrics_listen" && val != `""`:
 			s.LoaderMetrics = freeAddr(t, "tcp")
 			set(s.LoaderMetrics)
