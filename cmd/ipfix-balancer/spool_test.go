@@ -283,7 +283,7 @@ func TestSpoolAllOneCollectorStopped(t *testing.T) {
 		return healthy.Stats().Records > liveRecordsPerSecond && stopped.Stats().Records > liveRecordsPerSecond
 	})
 	rates := sampleRate(healthy, stopSampling)
-	stopped.Stop()
+	stopped.Shutdown()
 	r.after(outage)
 	p := r.page()
 	assert.Positive(t, metric(p, "ipfix_balancer_spool_spooled_messages_total", r.sub(1)), "the stopped collector's messages went to its spool")
@@ -320,8 +320,8 @@ func TestSpoolRoundRobinBothStopped(t *testing.T) {
 	testenv.WaitFor(t, 20*time.Second, "records at the collectors", func() bool {
 		return r.cs[0].Stats().Records+r.cs[1].Stats().Records > liveRecordsPerSecond
 	})
-	r.cs[0].Stop()
-	r.cs[1].Stop()
+	r.cs[0].Shutdown()
+	r.cs[1].Shutdown()
 	r.after(outage)
 	assert.Positive(t, metric(r.page(), "ipfix_balancer_spool_spooled_messages_total", `stream="fullflow"`), "messages went to the receiver's spool")
 	r.cs[0].Restart()
@@ -390,7 +390,7 @@ func TestSpoolQuotaExact(t *testing.T) {
 	testenv.WaitFor(t, 20*time.Second, "records at the collectors", func() bool {
 		return stopped.Stats().Records > liveRecordsPerSecond
 	})
-	stopped.Stop()
+	stopped.Shutdown()
 	r.after(outage)
 	stopped.Restart()
 	wait()
@@ -423,7 +423,7 @@ func TestSpoolHandover(t *testing.T) {
 	testenv.WaitFor(t, 20*time.Second, "records at the collectors", func() bool {
 		return stopped.Stats().Records > liveRecordsPerSecond
 	})
-	stopped.Stop()
+	stopped.Shutdown()
 	r.waitMetric(30*time.Second, "spooling", func(p string) bool {
 		return metric(p, "ipfix_balancer_spool_bytes", r.sub(1)) > 0
 	})
@@ -450,7 +450,7 @@ func TestSpoolHandover(t *testing.T) {
 func TestSpoolKill9(t *testing.T) {
 	r := newSpoolRig(t, "All", 2, outage.Seconds()+2)
 	healthy, down := r.cs[0], r.cs[1]
-	down.Stop() // down from the start: what it misses is in the queue, then the spool
+	down.Shutdown() // down from the start: what it misses is in the queue, then the spool
 	r.start()
 	wait := r.stream()
 	wait()
@@ -458,18 +458,23 @@ func TestSpoolKill9(t *testing.T) {
 	r.waitMetric(30*time.Second, "every message received", func(p string) bool {
 		return metric(p, "ipfix_balancer_received_messages_total", `stream="fullflow"`) >= float64(len(r.msgs))
 	})
-	// The writer has caught up when the spool's bytes stop growing.
+	// The writer has caught up when the spool's bytes (a gauge updated about
+	// once a second) stop growing.
 	var last float64 = -1
 	r.waitMetric(30*time.Second, "the spool written", func(p string) bool {
 		b := metric(p, "ipfix_balancer_spool_bytes", r.sub(1))
 		settled := b > 0 && b == last
 		last = b
-		time.Sleep(500 * time.Millisecond)
+		if !settled {
+			time.Sleep(1500 * time.Millisecond)
+		}
 		return settled
 	})
 	r.d.Kill() // while spooling: the spool holds the outage, the collector is down
 	r.d = startDaemon(t, r.s.Path)
-	assert.Positive(t, metric(r.page(), "ipfix_balancer_spool_bytes", r.sub(1)), "the spool outlived the process")
+	r.waitMetric(10*time.Second, "the spool outlived the process", func(p string) bool {
+		return metric(p, "ipfix_balancer_spool_bytes", r.sub(1)) > 0
+	})
 
 	down.Pause() // replay meets a collector that reads later: it stays replaying
 	down.Restart()
@@ -534,7 +539,7 @@ func TestSpoolFullDisk(t *testing.T) {
 		return healthy.Stats().Records > liveRecordsPerSecond && stopped.Stats().Records > liveRecordsPerSecond
 	})
 	rates := sampleRate(healthy, stopSampling)
-	stopped.Stop()
+	stopped.Shutdown()
 	diskDrops := func(p string) float64 {
 		return metric(p, "ipfix_balancer_spool_dropped_messages_total", r.sub(1), `reason="disk_floor"`) +
 			metric(p, "ipfix_balancer_spool_dropped_messages_total", r.sub(1), `reason="disk_full"`)

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -83,6 +84,8 @@ type Collector struct {
 	// counted in ids (index = id) instead of the fingerprint multiset.
 	byID bool
 	ids  []uint8
+	// stopping: Shutdown is ending the sessions at the sender's next pause.
+	stopping atomic.Bool
 }
 
 // CollectorOption changes a Collector.
@@ -225,6 +228,58 @@ func (c *Collector) Stop() {
 	c.wg.Wait()
 }
 
+// shutdownGap is how long a read must wait for nothing, once Shutdown was
+// called, for the session to end: the sender is between two writes, so no
+// message is cut.
+const shutdownGap = 2 * time.Millisecond
+
+// Shutdown stops the collector as one that exits cleanly would: it stops
+// accepting, and each session reads on until the sender pauses between two
+// writes (a read that waits shutdownGap for nothing; at most 2 s), then
+// closes. Stop closes at once, losing what the kernel had taken for the
+// collector but it had not read yet, and a message cut in the middle: bytes
+// the sender counts as sent, which IPFIX over TCP cannot tell it were lost.
+func (c *Collector) Shutdown() {
+	c.Resume()
+	c.mu.Lock()
+	if c.ln != nil {
+		_ = c.ln.Close()
+		c.ln = nil
+	}
+	c.stopping.Store(true)
+	for conn := range c.conns {
+		_ = conn.SetReadDeadline(time.Now().Add(shutdownGap))
+	}
+	c.mu.Unlock()
+	done := make(chan struct{})
+	go func() { c.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(2 * time.Second):
+		c.Stop()
+	}
+	c.stopping.Store(false)
+}
+
+// stoppableReader reads conn; once its collector is shutting down, a read
+// that waits shutdownGap for nothing is the end of the session.
+type stoppableReader struct {
+	c    *Collector
+	conn net.Conn
+}
+
+func (s stoppableReader) Read(p []byte) (int, error) {
+	if s.c.stopping.Load() {
+		_ = s.conn.SetReadDeadline(time.Now().Add(shutdownGap))
+	}
+	n, err := s.conn.Read(p)
+	var ne net.Error
+	if err != nil && s.c.stopping.Load() && errors.As(err, &ne) && ne.Timeout() {
+		return n, io.EOF
+	}
+	return n, err
+}
+
 // Restart listens again on the same address after Stop.
 func (c *Collector) Restart() { c.listen(c.addr) }
 
@@ -296,11 +351,11 @@ func (c *Collector) serve(conn net.Conn) {
 		return
 	}
 	s := newCollectorSession(true)
-	var r io.Reader = conn
+	var r io.Reader = stoppableReader{c: c, conn: conn}
 	if c.throttle > 0 {
 		// A small receive buffer: the sender meets the slowness, not our kernel.
 		_ = conn.(*net.TCPConn).SetReadBuffer(64 << 10)
-		r = &throttledReader{r: conn, pause: time.Duration(throttleRead * int(time.Second) / c.throttle)}
+		r = &throttledReader{r: r, pause: time.Duration(throttleRead * int(time.Second) / c.throttle)}
 	}
 	r = gatedReader{c: c, r: r}
 	fr := ipfix.NewFileReader(r)
