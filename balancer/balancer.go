@@ -265,6 +265,9 @@ func (b *Balancer) reload(cfg *config.Config) error {
 		fresh[name] = r
 	}
 	if len(errs) > 0 {
+		for _, r := range fresh {
+			_ = r.Close() // its spools' locks
+		}
 		return errors.Join(errs...)
 	}
 	// Apply.

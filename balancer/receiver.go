@@ -84,6 +84,10 @@ type Receiver struct {
 	addr      net.Addr
 	ready     chan struct{}
 	closeOnce sync.Once
+
+	// spoolers are the spools of the subreceivers (All), closed when Run ends.
+	spMu     sync.Mutex
+	spoolers []*forward.Spooler
 }
 
 // New checks cfg and builds the receiver's outputs; it opens no socket.
@@ -129,6 +133,7 @@ func New(cfg config.Receiver, opts Options) (*Receiver, error) {
 	for _, t := range targets {
 		o, err := r.newSubreceiver(t)
 		if err != nil {
+			r.closeSpools()
 			return nil, fmt.Errorf("receiver %s: subreceiver %s: %w", r.name, t.Addr, err)
 		}
 		r.outputs = append(r.outputs, o)
@@ -164,7 +169,11 @@ func (r *Receiver) buildSubreceiver(t config.Subreceiver) (output, error) {
 		// A UDP receiver has no gnet loop to host the connection.
 		return forward.NewTCPWriter((*host)(r), t.Addr, r.cfg.QueueBytes, m, r.log), nil
 	default:
-		return forward.NewTCPOnLoop((*host)(r), t.Addr, r.cfg.QueueBytes, m, r.log), nil
+		o := forward.NewTCPOnLoop((*host)(r), t.Addr, r.cfg.QueueBytes, m, r.log)
+		if err := r.spoolSubreceiver(o, t); err != nil {
+			return nil, err
+		}
+		return o, nil
 	}
 }
 
@@ -185,14 +194,19 @@ func (r *Receiver) Addr() net.Addr { return r.addr }
 func (r *Receiver) Run(ctx context.Context) error {
 	metrics.RegisterSet(r.set)
 	defer metrics.UnregisterSet(r.set, true)
+	// After the loop stopped: no write to a spool after its Close.
+	defer r.closeSpools()
 	if r.cfg.Proto == config.UDP {
 		return r.runUDP(ctx)
 	}
 	return r.runTCP(ctx)
 }
 
-// Close releases what New took. Run must have returned.
-func (r *Receiver) Close() error { return nil }
+// Close releases what New took (the spools). Run must have returned.
+func (r *Receiver) Close() error {
+	r.closeSpools()
+	return nil
+}
 
 func (r *Receiver) countParseError(err error) {
 	r.m.parseErrors[parseErrorKind(err)].Inc()

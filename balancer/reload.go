@@ -85,7 +85,11 @@ func (r *Receiver) reconfigure(rc config.Receiver) error {
 			delete(old, key)
 			continue
 		}
+		// Built with the new settings (queue_bytes, spool).
+		cur := r.cfg
+		r.cfg = rc
 		o, err := r.newSubreceiver(t)
+		r.cfg = cur
 		if err != nil {
 			for _, s := range started {
 				s.Stop()
@@ -98,6 +102,9 @@ func (r *Receiver) reconfigure(rc config.Receiver) error {
 	prev := r.cfg
 	r.cfg = rc
 	r.applyReceiverConfig(prev)
+	if rc.Spool != prev.Spool {
+		r.setSpoolLimits(rc)
+	}
 	r.outputs = next
 	r.rr = len(next) - 1
 	for _, o := range started {

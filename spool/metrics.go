@@ -7,7 +7,7 @@ import (
 )
 
 // Drop reasons (label reason of ipfix_balancer_spool_dropped_messages_total).
-var dropReasons = []string{"buffer_full", "quota", "quota_oldest", "disk_floor", "disk_full", "write_error", "malformed"}
+var dropReasons = []string{"buffer_full", "quota", "quota_oldest", "disk_floor", "disk_full", "write_error", "malformed", "locked"}
 
 type spoolMetrics struct {
 	spooled, replayed, duplicates, torn *metrics.Counter

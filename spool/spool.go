@@ -16,6 +16,11 @@
 // then is replayed again (counted as duplicates), nothing is lost. Close
 // writes what is buffered and persists the position, so a successor opening
 // the same directory resumes without duplicates.
+//
+// One process at a time owns a spool directory: New takes an exclusive flock
+// on its LockFile, or, when another process holds it (the predecessor of a
+// hand-over restart, which still drains), Run waits for it while Append
+// buffers in memory; Close releases it last, after persisting the position.
 package spool
 
 import (
@@ -104,8 +109,9 @@ func (p Position) before(q Position) bool {
 	return p.Segment < q.Segment || p.Segment == q.Segment && p.Offset < q.Offset
 }
 
-// Message is one message given by Next. Bytes is valid until the next call
-// of Next. Templates marks a template message the spool added (the templates
+// Message is one message given by Next. Bytes is the caller's own copy: it
+// may number it in place and keep it (to send it again after a reconnect).
+// Templates marks a template message the spool added (the templates
 // in force before the data that follows); End is where replay resumes after it.
 type Message struct {
 	Bytes     []byte
@@ -161,6 +167,14 @@ type Spool struct {
 	drop       atomic.Int32
 	posFailing atomic.Bool
 	filling    bool
+
+	lockF     *os.File
+	loaded    chan struct{} // closed once the directory is locked and loaded
+	abandoned chan struct{} // closed when Close gave up waiting for the lock
+	broken    atomic.Bool   // the directory could not be loaded
+	readable  chan struct{} // signalled when the reader hands out messages
+	wbusy     bool          // under qmu: the writer holds a batch taken from pend
+	queued    int           // under mu: messages handed to ready, not taken by Next
 }
 
 // New opens (creating) the spool directory of cfg, cuts torn segment tails
@@ -197,24 +211,65 @@ func New(cfg Config, labels string, set *metrics.Set, log *slog.Logger) (*Spool,
 	s := &Spool{cfg: cfg, log: log.With("spool", cfg.Dir), m: newMetrics(set, labels),
 		wake: make(chan struct{}, 1), flushed: make(chan struct{}),
 		quit: make(chan struct{}), done: make(chan struct{}),
+		loaded: make(chan struct{}), abandoned: make(chan struct{}), readable: make(chan struct{}, 1),
 		ready: make(chan []Message, max(1, cfg.ReadAheadBytes/writeChunk))}
+	s.acked.Store(&Position{})
+	s.SetLimits(cfg.MaxBytes, cfg.MinFreeBytes, cfg.Drop)
+	var err error
+	if s.lockF, err = os.OpenFile(filepath.Join(cfg.Dir, LockFile), os.O_RDWR|os.O_CREATE, 0o644); err != nil {
+		return nil, fmt.Errorf("spool %s: %w", cfg.Dir, err)
+	}
+	if dump.TryLock(s.lockF) != nil {
+		// Another process (the predecessor of a hand-over restart) still
+		// writes the directory: Run waits for its lock, Append buffers.
+		s.log.Info("spool directory locked by another process, waiting for it")
+		return s, nil
+	}
+	if err := s.load(); err != nil {
+		_ = s.lockF.Close()
+		return nil, err
+	}
+	close(s.loaded)
+	return s, nil
+}
+
+// LockFile is the lock of a spool directory (flock): one process at a time
+// reads and writes a spool, the hand-over successor after its predecessor
+// closed it.
+const LockFile = "lock"
+
+// lockPoll is how often a spool waiting for its directory's lock tries again;
+// closeLockWait bounds how long Close waits for it (then what Append buffered
+// is dropped, counted as locked).
+const (
+	lockPoll      = 20 * time.Millisecond
+	closeLockWait = 10 * time.Second
+)
+
+// load reads the position, cuts torn segment tails and lists the segments.
+// The directory lock is held.
+func (s *Spool) load() error {
+	cfg := s.cfg
 	pos, err := readPosition(filepath.Join(cfg.Dir, dump.PositionFile))
 	if err != nil {
-		return nil, fmt.Errorf("spool %s: %w", cfg.Dir, err)
+		return fmt.Errorf("spool %s: %w", cfg.Dir, err)
 	}
 	if h, err := readPosition(filepath.Join(cfg.Dir, dump.AckFile)); err == nil && pos.before(h) {
 		s.hint, s.dupMode = h, true
 	}
 	if s.hintF, err = os.OpenFile(filepath.Join(cfg.Dir, dump.AckFile), os.O_RDWR|os.O_CREATE, 0o644); err != nil {
-		return nil, fmt.Errorf("spool %s: %w", cfg.Dir, err)
+		return fmt.Errorf("spool %s: %w", cfg.Dir, err)
 	}
 	s.acked.Store(&pos)
+	s.mu.Lock()
 	s.rpos = pos
-	s.SetLimits(cfg.MaxBytes, cfg.MinFreeBytes, cfg.Drop)
+	s.mu.Unlock()
 	ents, err := os.ReadDir(cfg.Dir)
 	if err != nil {
-		return nil, fmt.Errorf("spool %s: %w", cfg.Dir, err)
+		return fmt.Errorf("spool %s: %w", cfg.Dir, err)
 	}
+	var segs []*segment
+	var bytes int64
 	for _, e := range ents {
 		n, err := dump.ParseSegment(e.Name())
 		if err != nil {
@@ -227,7 +282,7 @@ func New(cfg Config, labels string, set *metrics.Set, log *slog.Logger) (*Spool,
 		}
 		msgs, cut, err := dump.CutTail(path, n.Prime)
 		if err != nil {
-			return nil, fmt.Errorf("spool %s: %w", cfg.Dir, err)
+			return fmt.Errorf("spool %s: %w", cfg.Dir, err)
 		}
 		if cut {
 			s.m.torn.Inc()
@@ -235,18 +290,75 @@ func New(cfg Config, labels string, set *metrics.Set, log *slog.Logger) (*Spool,
 		}
 		fi, err := os.Stat(path)
 		if err != nil {
-			return nil, fmt.Errorf("spool %s: %w", cfg.Dir, err)
+			return fmt.Errorf("spool %s: %w", cfg.Dir, err)
 		}
-		s.segs = append(s.segs, &segment{Segment: n, path: path, size: fi.Size(), msgs: msgs})
-		s.bytes += fi.Size()
+		segs = append(segs, &segment{Segment: n, path: path, size: fi.Size(), msgs: msgs})
+		bytes += fi.Size()
 	}
-	slices.SortFunc(s.segs, func(a, b *segment) int { return int(a.Seq - b.Seq) })
+	slices.SortFunc(segs, func(a, b *segment) int { return int(a.Seq - b.Seq) })
+	s.mu.Lock()
+	s.segs, s.bytes = segs, bytes
 	s.nextSeq = pos.Segment + 1
 	if len(s.segs) > 0 {
 		s.nextSeq = max(s.nextSeq, s.segs[len(s.segs)-1].Seq+1)
 	}
+	s.mu.Unlock()
 	s.gauges()
-	return s, nil
+	return nil
+}
+
+// locker waits for the directory lock, then loads the spool; after Close it
+// keeps trying for closeLockWait, so what Append buffered is still written.
+func (s *Spool) locker() {
+	var gaveUp <-chan time.Time
+	t := time.NewTicker(lockPoll)
+	defer t.Stop()
+	for {
+		if dump.TryLock(s.lockF) == nil {
+			if err := s.load(); err != nil {
+				s.log.Error("spool load failed; dropping what comes", "err", err)
+				s.broken.Store(true)
+			} else {
+				s.log.Info("spool directory lock taken")
+			}
+			close(s.loaded)
+			return
+		}
+		select {
+		case <-t.C:
+		case <-s.quit:
+			if gaveUp == nil {
+				gaveUp = time.After(closeLockWait)
+			}
+			select {
+			case <-t.C:
+			case <-gaveUp:
+				s.log.Error("spool directory still locked by another process at close; buffered messages dropped")
+				close(s.abandoned)
+				return
+			}
+		}
+	}
+}
+
+// isLoaded reports whether the spool holds its directory.
+func (s *Spool) isLoaded() bool {
+	select {
+	case <-s.loaded:
+		return !s.broken.Load()
+	default:
+		return false
+	}
+}
+
+// waitLoaded waits until the spool holds its directory, or quit (false).
+func (s *Spool) waitLoaded() bool {
+	select {
+	case <-s.loaded:
+		return !s.broken.Load()
+	case <-s.quit:
+		return false
+	}
 }
 
 // Templates tells the spool the templates in force before the next appended
@@ -344,6 +456,13 @@ func (s *Spool) Run() {
 	s.mu.Unlock()
 	var wg sync.WaitGroup
 	wg.Add(3)
+	if !s.isLoaded() {
+		select {
+		case <-s.loaded:
+		default:
+			go s.locker()
+		}
+	}
 	go func() { defer wg.Done(); s.writer() }()
 	go func() { defer wg.Done(); s.reader() }()
 	go func() { defer wg.Done(); s.persister() }()
@@ -362,8 +481,16 @@ func (s *Spool) Close() error {
 		if running {
 			<-s.done
 		}
-		s.persist(true)
-		_ = s.hintF.Close()
+		if s.isLoaded() {
+			// The reader has ended: the segment it held may go too.
+			s.mu.Lock()
+			s.readSeq = 0
+			s.mu.Unlock()
+			s.persist(true)
+			_ = s.hintF.Close()
+		}
+		// The lock goes last: a successor waits for the position persisted.
+		_ = s.lockF.Close()
 	})
 	return nil
 }
@@ -393,6 +520,23 @@ func (s *Spool) writer() {
 		}
 	}()
 	defer func() { close(w.sync); <-synced }()
+	select {
+	case <-s.loaded:
+	case <-s.abandoned:
+		s.dropPend("locked")
+		return
+	}
+	if s.broken.Load() {
+		for {
+			select {
+			case <-s.wake:
+				s.dropPend("write_error")
+			case <-s.quit:
+				s.dropPend("write_error")
+				return
+			}
+		}
+	}
 	var batch []byte
 	tick := time.NewTicker(250 * time.Millisecond)
 	defer tick.Stop()
@@ -408,6 +552,7 @@ func (s *Spool) writer() {
 		s.qmu.Lock()
 		batch, s.pend = s.pend, batch[:0]
 		s.pendN = 0
+		s.wbusy = len(batch) > 0
 		tm := s.tmpls
 		s.tmpls = nil
 		s.qmu.Unlock()
@@ -420,12 +565,24 @@ func (s *Spool) writer() {
 			b = b[n:]
 		}
 		w.batch(batch)
+		s.qmu.Lock()
+		s.wbusy = false
+		s.qmu.Unlock()
 		if stop {
 			w.closeSeg()
 			s.gauges()
 			return
 		}
 	}
+}
+
+// dropPend drops what Append buffered, counted for reason.
+func (s *Spool) dropPend(reason string) {
+	s.qmu.Lock()
+	n := s.pendN
+	s.pend, s.pendN, s.tmpls = s.pend[:0], 0, nil
+	s.qmu.Unlock()
+	s.m.dropped[reason].Add(n)
 }
 
 func (w *writer) batch(b []byte) {
@@ -649,6 +806,9 @@ func (w *writer) closeSeg() {
 // ---- reader ----
 
 func (s *Spool) reader() {
+	if !s.waitLoaded() {
+		return
+	}
 	var (
 		g     *segment
 		f     *os.File
@@ -704,8 +864,13 @@ func (s *Spool) reader() {
 				if err != nil {
 					s.log.Error("spool segment templates", "file", g.path, "err", err)
 				}
-				if len(tm) > 0 && !s.send([]Message{{Bytes: tm, Templates: true, End: a, n: nOrig, d: nDup}}) {
-					return
+				if len(tm) > 0 {
+					s.mu.Lock()
+					s.queued++
+					s.mu.Unlock()
+					if !s.send([]Message{{Bytes: tm, Templates: true, End: a, n: nOrig, d: nDup}}) {
+						return
+					}
 				}
 				off = a.Offset
 			}
@@ -741,6 +906,7 @@ func (s *Spool) reader() {
 			rpos = Position{g.Seq, off}
 			s.mu.Lock()
 			s.rpos = rpos
+			s.queued += len(out)
 			s.mu.Unlock()
 			if len(out) > 0 && !s.send(out) {
 				return
@@ -767,6 +933,10 @@ func (s *Spool) reader() {
 func (s *Spool) send(b []Message) bool {
 	select {
 	case s.ready <- b:
+		select {
+		case s.readable <- struct{}{}:
+		default:
+		}
 		return true
 	case <-s.quit:
 		return false
@@ -807,6 +977,9 @@ func (s *Spool) Next() (m Message, ok bool) {
 		select {
 		case b := <-s.ready:
 			s.batch, s.bi = b, 0
+			s.mu.Lock()
+			s.queued -= len(b)
+			s.mu.Unlock()
 		default:
 			return Message{}, false
 		}
@@ -814,6 +987,40 @@ func (s *Spool) Next() (m Message, ok bool) {
 	m = s.batch[s.bi]
 	s.bi++
 	return m, true
+}
+
+// Readable is signalled (capacity 1) each time the reader has messages
+// ready for Next: the consumer's wake-up.
+func (s *Spool) Readable() <-chan struct{} { return s.readable }
+
+// Drained reports whether Next has given every message of the spool: none is
+// buffered by Append, being written, in a segment and not read yet, or read
+// ahead and not taken. Unlike Empty it does not wait for Ack: the consumer
+// that sent everything Next gave may send live messages after them.
+// Consumer goroutine only; with Append on the same goroutine, the answer
+// holds until the next Append.
+func (s *Spool) Drained() bool {
+	if s.bi < len(s.batch) || !s.isLoaded() {
+		return false
+	}
+	s.qmu.Lock()
+	busy := s.pendN > 0 || s.wbusy
+	s.qmu.Unlock()
+	if busy {
+		return false
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.queued > 0 {
+		return false
+	}
+	r := s.rpos
+	for _, g := range s.segs {
+		if g.Seq > r.Segment && g.msgs > 0 || g.Seq == r.Segment && g.size > max(r.Offset, g.Prime) {
+			return false
+		}
+	}
+	return true
 }
 
 // Ack acknowledges m and every message given by Next before it: the
@@ -844,6 +1051,9 @@ func (s *Spool) Ack(m Message) {
 // persister persists the acknowledged position every PersistEvery, every
 // PersistMessages acknowledged messages and when replay enters a new segment.
 func (s *Spool) persister() {
+	if !s.waitLoaded() {
+		return
+	}
 	tick := time.NewTicker(min(s.cfg.PersistEvery, 20*time.Millisecond))
 	defer tick.Stop()
 	lastP, lastN, lastS := time.Now(), s.ackN.Load(), s.acked.Load().Segment
@@ -927,3 +1137,10 @@ func readPosition(path string) (Position, error) {
 	}
 	return Position{seg, off}, nil
 }
+
+// Dir is the spool's directory.
+func (s *Spool) Dir() string { return s.cfg.Dir }
+
+// Loaded reports whether the spool holds its directory's lock and has read
+// it (see LockFile).
+func (s *Spool) Loaded() bool { return s.isLoaded() }

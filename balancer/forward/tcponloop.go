@@ -55,6 +55,8 @@ type TCPOnLoop struct {
 	flight   []inFlight // handed over on this connection, not yet known taken
 	head     int        // first entry of flight still in flight
 	given    int64      // bytes handed to the kernel or to gnet on this connection
+
+	sp *Spooler // nil: no spool (see spooler.go)
 }
 
 // inFlight is one message in the connection's byte stream.
@@ -128,14 +130,17 @@ func (s *TCPOnLoop) PendingBytes() int {
 // Send queues m, or holds it while connecting, or drops it (counted) when the
 // subreceiver is stopped, down or over its high-water mark.
 func (s *TCPOnLoop) Send(m *Message) {
+	if s.sp != nil && (s.sp.active || s.link.get() != StateUp) && s.spoolLive(m) {
+		return
+	}
 	msg, odid, records := m.Bytes, m.ODID, m.Records
 	if s.stopped {
-		s.drop(ReasonSubreceiverDown)
+		s.drop(nil, ReasonSubreceiverDown)
 		return
 	}
 	if s.link.get() != StateUp {
 		if len(s.pending)+len(msg) > s.hwm {
-			s.drop(ReasonSubreceiverDown)
+			s.drop(m, ReasonSubreceiverDown)
 			return
 		}
 		s.pending = append(s.pending, msg...)
@@ -156,7 +161,7 @@ func (s *TCPOnLoop) Send(m *Message) {
 		}
 	}
 	if s.conn.OutboundBuffered()+len(msg) > s.hwm {
-		s.drop(ReasonQueueFull)
+		s.drop(m, ReasonQueueFull)
 		if m.Templates {
 			s.reprime = true
 		}
@@ -229,10 +234,16 @@ func (s *TCPOnLoop) Settle() {
 	s.m.Queued.Store(int64(s.PendingBytes()))
 }
 
-// drop counts one message the subreceiver could not take. The one place a
-// live message is dropped for queue_full or subreceiver_down: the seam of a
-// store-and-forward spool.
-func (s *TCPOnLoop) drop(reason string) { s.m.Dropped[reason].Inc() }
+// drop counts one message the subreceiver could not take, or puts it into the
+// spool (nil m: no spooling). The one place a live message is dropped for
+// queue_full or subreceiver_down: the seam of the store-and-forward spool.
+func (s *TCPOnLoop) drop(m *Message, reason string) {
+	if s.sp != nil && m != nil && !s.stopped {
+		s.sp.spill(m)
+		return
+	}
+	s.m.Dropped[reason].Inc()
+}
 
 // settle counts as sent the messages the kernel has taken since the last call.
 func (s *TCPOnLoop) settle() {
@@ -259,6 +270,9 @@ func (s *TCPOnLoop) account(took int64) {
 		}
 	}
 	m.Publish()
+	if s.sp != nil {
+		s.sp.taken(took)
+	}
 	if s.head == len(s.flight) {
 		s.flight, s.head = s.flight[:0], 0
 	} else if s.head > 4096 && s.head > len(s.flight)/2 {
@@ -282,6 +296,9 @@ func (s *TCPOnLoop) connLost(held int) {
 		s.m.Dropped[ReasonConnectionLost].Add(lost)
 	}
 	s.flight, s.head, s.given = s.flight[:0], 0, 0
+	if s.sp != nil {
+		s.sp.lost()
+	}
 }
 
 // write sends bufs, the messages of metas, on the connection: straight to the
@@ -339,7 +356,12 @@ func (s *TCPOnLoop) write(bufs [][]byte, metas []inFlight) {
 	}
 }
 
-func (s *TCPOnLoop) Start() { go s.dial() }
+func (s *TCPOnLoop) Start() {
+	if s.sp != nil {
+		s.sp.start(s.pumpSpool)
+	}
+	go s.dial()
+}
 
 // dial connects outside the loop (a connect may take seconds) and enrolls the
 // connection on the loop, where opened runs.
@@ -397,7 +419,12 @@ func (s *TCPOnLoop) Opened(c gnet.Conn) {
 		follow = make(map[uint32]uint32)
 		ipfix.FirstExportTimes(follow, s.pending)
 	}
-	s.prime = s.host.AppendTemplates(s.prime[:0], &s.seq, ipfix.MaxMessageLen, follow)
+	if s.sp != nil && s.sp.opened(len(s.pending) > 0) {
+		// Replay first: it brings its own templates (see Spooler).
+		s.prime = s.prime[:0]
+	} else {
+		s.prime = s.host.AppendTemplates(s.prime[:0], &s.seq, ipfix.MaxMessageLen, follow)
+	}
 	s.flight, s.head, s.given = s.flight[:0], 0, 0
 	metas := s.batch[:0]
 	if len(s.prime) > 0 {
@@ -423,6 +450,7 @@ func (s *TCPOnLoop) Opened(c gnet.Conn) {
 		s.link.log.Info("subreceiver sent queued messages", "subreceiver", s.addr, "messages", queued)
 	}
 	s.m.Queued.Store(int64(s.PendingBytes()))
+	s.pumpSpool()
 }
 
 // Closed runs on the loop from OnClose, while c still holds its outbound buffer.
@@ -439,6 +467,7 @@ func (s *TCPOnLoop) Closed(c gnet.Conn, err error) {
 	s.conn = nil
 	s.m.Queued.Store(int64(s.PendingBytes()))
 	if s.stopped {
+		s.closeSpool()
 		return
 	}
 	s.link.set(StateDown, err)
@@ -451,6 +480,7 @@ func (s *TCPOnLoop) Closed(c gnet.Conn, err error) {
 func (s *TCPOnLoop) Stop() {
 	s.stopped = true
 	s.link.quiet()
+	s.spoolPending()
 	n := 0
 	for _, r := range s.pendingRecords {
 		if r != notCounted {
@@ -466,6 +496,8 @@ func (s *TCPOnLoop) Stop() {
 		// sending side shut, what OnClose counts as lost stays lost.
 		_ = unix.Shutdown(s.conn.Fd(), unix.SHUT_WR)
 		_ = s.conn.Close()
+	} else {
+		s.closeSpool()
 	}
 	s.m.Queued.Store(int64(s.PendingBytes()))
 }
