@@ -203,6 +203,37 @@ func (r *spoolRig) exactlyOnce(what string, cs ...*testenv.Collector) {
 	missing, extra := multisetDiff(got, r.want)
 	assert.Zero(r.t, missing, "%s: records lost (of %d)", what, r.total)
 	assert.Zero(r.t, extra, "%s: records duplicated", what)
+	if missing > 0 || extra > 0 {
+		r.t.Logf("%s: capture messages with records missing: %s; duplicated: %s", what,
+			messageRanges(r.records, func(fp string) bool { return got[fp] < r.want[fp] }),
+			messageRanges(r.records, func(fp string) bool { return got[fp] > r.want[fp] }))
+	}
+}
+
+// messageRanges lists, as ranges of capture message indices, the messages
+// with a record for which bad holds.
+func messageRanges(records [][]string, bad func(fp string) bool) string {
+	var out []string
+	start := -1
+	for i := 0; i <= len(records); i++ {
+		hit := false
+		if i < len(records) {
+			for _, fp := range records[i] {
+				hit = hit || bad(fp)
+			}
+		}
+		switch {
+		case hit && start < 0:
+			start = i
+		case !hit && start >= 0:
+			out = append(out, fmt.Sprintf("%d-%d", start, i-1))
+			start = -1
+		}
+	}
+	if len(out) > 20 {
+		out = append(out[:20], "…")
+	}
+	return fmt.Sprintf("%d of %d: %s", len(out), len(records), strings.Join(out, " "))
 }
 
 // spoolDrained waits until the spools hold nothing and their segment files

@@ -8,7 +8,6 @@ import (
 	"io"
 	"net"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -84,8 +83,6 @@ type Collector struct {
 	// counted in ids (index = id) instead of the fingerprint multiset.
 	byID bool
 	ids  []uint8
-	// stopping: Shutdown is ending the sessions at the sender's next pause.
-	stopping atomic.Bool
 }
 
 // CollectorOption changes a Collector.
@@ -228,17 +225,13 @@ func (c *Collector) Stop() {
 	c.wg.Wait()
 }
 
-// shutdownGap is how long a read must wait for nothing, once Shutdown was
-// called, for the session to end: the sender is between two writes, so no
-// message is cut.
-const shutdownGap = 2 * time.Millisecond
-
 // Shutdown stops the collector as one that exits cleanly would: it stops
-// accepting, and each session reads on until the sender pauses between two
-// writes (a read that waits shutdownGap for nothing; at most 2 s), then
-// closes. Stop closes at once, losing what the kernel had taken for the
-// collector but it had not read yet, and a message cut in the middle: bytes
-// the sender counts as sent, which IPFIX over TCP cannot tell it were lost.
+// accepting and half-closes each session (FIN), then reads on until the
+// sender, which sees the end of the stream, closes its side (at most 5 s,
+// then Stop). Nothing the sender's kernel handed over is lost. Stop closes at
+// once instead, losing what the kernel had taken for the collector but it had
+// not read yet, and the message it was in the middle of: bytes the sender
+// counts as sent, and IPFIX over TCP cannot tell it they were lost.
 func (c *Collector) Shutdown() {
 	c.Resume()
 	c.mu.Lock()
@@ -246,38 +239,19 @@ func (c *Collector) Shutdown() {
 		_ = c.ln.Close()
 		c.ln = nil
 	}
-	c.stopping.Store(true)
 	for conn := range c.conns {
-		_ = conn.SetReadDeadline(time.Now().Add(shutdownGap))
+		if tc, ok := conn.(*net.TCPConn); ok {
+			_ = tc.CloseWrite()
+		}
 	}
 	c.mu.Unlock()
 	done := make(chan struct{})
 	go func() { c.wg.Wait(); close(done) }()
 	select {
 	case <-done:
-	case <-time.After(2 * time.Second):
+	case <-time.After(5 * time.Second):
 		c.Stop()
 	}
-	c.stopping.Store(false)
-}
-
-// stoppableReader reads conn; once its collector is shutting down, a read
-// that waits shutdownGap for nothing is the end of the session.
-type stoppableReader struct {
-	c    *Collector
-	conn net.Conn
-}
-
-func (s stoppableReader) Read(p []byte) (int, error) {
-	if s.c.stopping.Load() {
-		_ = s.conn.SetReadDeadline(time.Now().Add(shutdownGap))
-	}
-	n, err := s.conn.Read(p)
-	var ne net.Error
-	if err != nil && s.c.stopping.Load() && errors.As(err, &ne) && ne.Timeout() {
-		return n, io.EOF
-	}
-	return n, err
 }
 
 // Restart listens again on the same address after Stop.
@@ -351,11 +325,11 @@ func (c *Collector) serve(conn net.Conn) {
 		return
 	}
 	s := newCollectorSession(true)
-	var r io.Reader = stoppableReader{c: c, conn: conn}
+	var r io.Reader = conn
 	if c.throttle > 0 {
 		// A small receive buffer: the sender meets the slowness, not our kernel.
 		_ = conn.(*net.TCPConn).SetReadBuffer(64 << 10)
-		r = &throttledReader{r: r, pause: time.Duration(throttleRead * int(time.Second) / c.throttle)}
+		r = &throttledReader{r: conn, pause: time.Duration(throttleRead * int(time.Second) / c.throttle)}
 	}
 	r = gatedReader{c: c, r: r}
 	fr := ipfix.NewFileReader(r)
