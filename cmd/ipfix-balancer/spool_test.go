@@ -529,7 +529,7 @@ func TestSpoolKill9(t *testing.T) {
 	missing, _ := multisetDiff(got, r.want)
 	assert.Zero(t, missing, "records lost across two kill -9 (of %d)", r.total)
 	dupMsgs := duplicateMessages(r.records, got, r.want)
-	t.Logf("duplicate messages: %d at the collector, %.0f counted", dupMsgs, dup)
+	t.Logf("duplicate messages: %d at the collector (%d data messages delivered, %d sent), %.0f counted", dupMsgs, down.Stats().DataMessages, r.data, dup)
 	assert.LessOrEqual(t, dupMsgs, persistMessages, "duplicates within the documented bound")
 	assert.Equal(t, float64(dupMsgs), dup, "duplicates counted exactly")
 	st := down.Stats()
@@ -578,6 +578,10 @@ func TestSpoolFullDisk(t *testing.T) {
 			metric(p, "ipfix_balancer_spool_dropped_messages_total", r.sub(1), `reason="disk_full"`)
 	}
 	r.waitMetric(outage+20*time.Second, "drops for the full disk", func(p string) bool { return diskDrops(p) > 0 })
+	first := diskDrops(r.page())
+	r.after(3 * time.Second) // the disk stays full for a while
+	full := diskDrops(r.page())
+	assert.Greater(t, full, first, "drops go on while the disk is full")
 	fs.Resize(1 << 30) // space returns
 	spooled := metric(r.page(), "ipfix_balancer_spool_spooled_messages_total", r.sub(1))
 	r.waitMetric(20*time.Second, "spooling again", func(p string) bool {
@@ -604,7 +608,7 @@ func TestSpoolFullDisk(t *testing.T) {
 	delivered := stopped.Stats().DataMessages
 	dropped := metric(p, "ipfix_balancer_dropped_messages_total", r.sub(1))
 	spoolDropped := metric(p, "ipfix_balancer_spool_dropped_messages_total", r.sub(1))
-	t.Logf("sent %d, delivered %d, dropped %.0f, spool dropped %.0f (disk %.0f)", r.data, delivered, dropped, spoolDropped, diskDrops(p))
+	t.Logf("sent %d, delivered %d, dropped %.0f, spool dropped %.0f (disk %.0f, %.0f of them while the disk was full)", r.data, delivered, dropped, spoolDropped, diskDrops(p), full)
 	assert.Equal(t, float64(r.data), float64(delivered)+dropped+spoolDropped, "sent = delivered + dropped + spool dropped")
 	assert.Zero(t, stopped.Stats().Undecoded, "what was delivered decodes")
 	r.spoolDrained()
