@@ -88,6 +88,8 @@ type Receiver struct {
 	// spoolers are the spools of the subreceivers (All), closed when Run ends.
 	spMu     sync.Mutex
 	spoolers []*forward.Spooler
+	// rrs is the receiver's own spool (RoundRobin; nil: none). Event loop only.
+	rrs *rrSpool
 }
 
 // New checks cfg and builds the receiver's outputs; it opens no socket.
@@ -140,6 +142,10 @@ func New(cfg config.Receiver, opts Options) (*Receiver, error) {
 	}
 	if len(r.outputs) == 0 {
 		return nil, fmt.Errorf("receiver %s: no subreceiver", r.name)
+	}
+	if err := r.newRRSpool(); err != nil {
+		r.closeSpools()
+		return nil, err
 	}
 	return r, nil
 }
@@ -279,7 +285,15 @@ func (r *Receiver) dispatch(s *session, msg []byte) {
 		r.msg = forward.Message{}
 		return
 	}
-	pick := r.nextAvailable()
+	pick := r.rrRoute(odid, msg)
+	spilled := pick < 0 && r.rrs != nil
+	if spilled {
+		// The message carries its templates and options data for the replay.
+		r.msg = forward.Message{Bytes: msg, ODID: odid, Records: records, Data: sum.DataSets > 0, Templates: sum.TemplateSets > 0}
+		r.rrSpill(&r.msg)
+		r.msg = forward.Message{}
+		return
+	}
 	if pick < 0 {
 		m.dropped[forward.ReasonNoSubreceiver].Inc()
 	} else {
@@ -362,6 +376,7 @@ func (r *Receiver) sessionExtract(msg []byte, s *session, odid uint32) []byte {
 func (h *host) AppendTemplates(dst []byte, seq *forward.Sequencer, maxSize int, follow map[uint32]uint32) []byte {
 	r := (*Receiver)(h)
 	now := r.opts.Now()
+	follow = r.rrFollow(follow)
 	for s := range r.sessions {
 		for _, odid := range s.templates.Domains() {
 			start := len(dst)

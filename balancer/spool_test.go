@@ -1,10 +1,12 @@
 package balancer_test
 
 import (
+	"context"
 	"encoding/binary"
 	"net"
 	"os"
 	"path/filepath"
+	"syscall"
 	"testing"
 	"time"
 
@@ -16,6 +18,7 @@ import (
 	"github.com/ipfix-balancer/ipfix-balancer/dump"
 	"github.com/ipfix-balancer/ipfix-balancer/internal/testenv"
 	"github.com/ipfix-balancer/ipfix-balancer/ipfix"
+	"github.com/ipfix-balancer/ipfix-balancer/spool"
 )
 
 // spoolConfig is receiverConfig with a spool under a temp dir, its limits as
@@ -261,4 +264,253 @@ func TestSpoolTemplateChangedWhileDown(t *testing.T) {
 		assert.Zero(t, extra, "records decoded that were not exported (%s)", c.Addr())
 		cleanStats(t, c)
 	}
+}
+
+// RoundRobin to two collectors, both stopped while the exporter sends, then
+// back: nothing is lost, nothing doubled, and the spool ends empty.
+func TestSpoolRoundRobinBothDown(t *testing.T) {
+	c1 := testenv.StartCollector(t, "tcp", testenv.CountByID())
+	c2 := testenv.StartCollector(t, "tcp", testenv.CountByID())
+	cfg := spoolConfig(t, config.RoundRobin, c1, c2)
+	r, stop := runReceiver(t, cfg, balancer.Options{ShutdownTimeout: 5 * time.Second})
+	up := func(c *testenv.Collector) float64 {
+		return metricValue(t, r, `ipfix_balancer_subreceiver_up{stream="fullflow",dpi="0",subreceiver="`+c.Addr()+`"}`)
+	}
+	cs := []*testenv.Collector{c1, c2}
+	for _, c := range cs {
+		testenv.WaitFor(t, 10*time.Second, "subreceiver up", func() bool { return up(c) == 1 })
+	}
+	exp, err := net.Dial("tcp", r.Addr().String())
+	require.NoError(t, err)
+	defer exp.Close()
+	enc := newIDEncoder(7, 1000, spoolTemplate)
+	const part = 20_000
+	writeAll(t, exp, enc.messages(t, 0, part))
+	waitIDs(t, 30*time.Second, 0, part, c1, c2)
+
+	for _, c := range cs {
+		c.Stop()
+	}
+	for _, c := range cs {
+		testenv.WaitFor(t, 10*time.Second, "subreceiver down", func() bool { return up(c) == 0 })
+	}
+	writeAll(t, exp, enc.messages(t, part, 2*part))
+	testenv.WaitFor(t, 30*time.Second, "the receiver to read what was sent", func() bool {
+		return metricValue(t, r, `ipfix_balancer_spool_spooled_messages_total{stream="fullflow",dpi="0"}`) > 0 &&
+			metricValue(t, r, `ipfix_balancer_received_records_total{stream="fullflow",dpi="0"}`) >= 3*part
+	})
+	for _, c := range cs {
+		c.Restart()
+	}
+	writeAll(t, exp, enc.messages(t, 3*part, part))
+	waitIDs(t, 60*time.Second, 0, 4*part, c1, c2)
+	checkOnce(t, 0, 4*part, c1, c2)
+	for _, c := range cs {
+		cleanStats(t, c)
+	}
+	assert.Zero(t, metricValue(t, r, `ipfix_balancer_dropped_messages_total{stream="fullflow",dpi="0",reason="no_subreceiver"}`))
+	testenv.WaitFor(t, 20*time.Second, "the spool to drain", func() bool {
+		return metricValue(t, r, `ipfix_balancer_spool_replaying{stream="fullflow",dpi="0"}`) == 0
+	})
+	_ = exp.Close()
+	stop()
+	assert.Empty(t, segmentsIn(t, cfg.Spool.Dir), "segments left after the replay")
+}
+
+// A spool with a small quota, a collector down for longer than it holds:
+// what the collector gets plus every counted drop is exactly what was sent.
+func TestSpoolQuotaExact(t *testing.T) {
+	c1 := testenv.StartCollector(t, "tcp", testenv.CountByID())
+	c2 := testenv.StartCollector(t, "tcp", testenv.CountByID())
+	cfg := spoolConfig(t, config.All, c1, c2)
+	cfg.Spool.MaxBytes = 1 << 20
+	r, _ := runReceiver(t, cfg, balancer.Options{ShutdownTimeout: 5 * time.Second})
+	l2 := `stream="fullflow",dpi="0",subreceiver="` + c2.Addr() + `"`
+	for _, c := range []*testenv.Collector{c1, c2} {
+		testenv.WaitFor(t, 10*time.Second, "subreceiver up", func() bool {
+			return metricValue(t, r, `ipfix_balancer_subreceiver_up{stream="fullflow",dpi="0",subreceiver="`+c.Addr()+`"}`) == 1
+		})
+	}
+	exp, err := net.Dial("tcp", r.Addr().String())
+	require.NoError(t, err)
+	defer exp.Close()
+	enc := newIDEncoder(7, 1000, spoolTemplate)
+	// The first message carries the template; those after hold 49 records each.
+	first := enc.messages(t, 0, 48+49)
+	require.Len(t, first, 2)
+	writeAll(t, exp, first)
+	waitIDs(t, 30*time.Second, 0, 48+49, c2)
+	c2.Stop()
+	testenv.WaitFor(t, 10*time.Second, "subreceiver down", func() bool {
+		return metricValue(t, r, `ipfix_balancer_subreceiver_up{`+l2+`}`) == 0
+	})
+	const msgs = 6000 // about 6 MB: six times the quota
+	next := uint64(48 + 49)
+	for i := 0; i < msgs; i += 500 {
+		writeAll(t, exp, enc.messages(t, next, 500*49))
+		next += 500 * 49
+	}
+	waitIDs(t, 30*time.Second, 0, int(next), c1)
+	c2.Restart()
+
+	dropped := func() float64 {
+		var n float64
+		for _, reason := range []string{"buffer_full", "quota", "quota_oldest", "disk_floor", "disk_full", "write_error", "malformed", "locked"} {
+			n += metricValue(t, r, `ipfix_balancer_spool_dropped_messages_total{`+l2+`,reason="`+reason+`"}`)
+		}
+		for _, reason := range []string{"queue_full", "subreceiver_down", "connection_lost"} {
+			n += metricValue(t, r, `ipfix_balancer_dropped_messages_total{`+l2+`,reason="`+reason+`"}`)
+		}
+		return n
+	}
+	delivered := func() int {
+		n := 0
+		ids := c2.IDCounts()
+		for id := uint64(48 + 49); id < next && id < uint64(len(ids)); id++ {
+			n += int(ids[id])
+		}
+		return n
+	}
+	testenv.WaitFor(t, 60*time.Second, "the spool to drain", func() bool {
+		return metricValue(t, r, `ipfix_balancer_spool_replaying{`+l2+`}`) == 0 &&
+			metricValue(t, r, `ipfix_balancer_queue_bytes{`+l2+`}`) == 0
+	})
+	testenv.WaitFor(t, 10*time.Second, "delivered + dropped == sent", func() bool {
+		return delivered()/49+int(dropped()) == msgs
+	})
+	d := dropped()
+	assert.Greater(t, d, 0.0, "the quota must have dropped for the test to mean anything")
+	assert.Equal(t, msgs, delivered()/49+int(d), "delivered %d messages, dropped %v, sent %d", delivered()/49, d, msgs)
+	assert.Zero(t, delivered()%49, "a message delivered in part")
+	checkNoDuplicates := func() {
+		ids := c2.IDCounts()
+		for id := range ids {
+			if ids[id] > 1 {
+				t.Errorf("record %d delivered %d times", id, ids[id])
+				return
+			}
+		}
+	}
+	checkNoDuplicates()
+	cleanStats(t, c2)
+}
+
+// Two receivers of one stream and DPI (a hand-over: the successor starts
+// before its predecessor stopped) share the spool directories of their
+// subreceivers: the second writes nothing there and replays nothing while the
+// first holds them, keeps what it spools in memory meanwhile, then takes the
+// directory over once the first stopped and replays both's messages, once.
+func TestSpoolOneDirOneWriter(t *testing.T) {
+	c1 := testenv.StartCollector(t, "tcp", testenv.CountByID())
+	c2 := testenv.StartCollector(t, "tcp", testenv.CountByID())
+	cfg := spoolConfig(t, config.All, c1, c2)
+	a, stopA := runReceiver(t, cfg, balancer.Options{ShutdownTimeout: 5 * time.Second})
+	l2 := `stream="fullflow",dpi="0",subreceiver="` + c2.Addr() + `"`
+	testenv.WaitFor(t, 10*time.Second, "subreceiver up", func() bool {
+		return metricValue(t, a, `ipfix_balancer_subreceiver_up{`+l2+`}`) == 1
+	})
+	c2.Stop()
+	testenv.WaitFor(t, 10*time.Second, "subreceiver down", func() bool {
+		return metricValue(t, a, `ipfix_balancer_subreceiver_up{`+l2+`}`) == 0
+	})
+	send := func(r *balancer.Receiver, first uint64, n int) {
+		exp, err := net.Dial("tcp", r.Addr().String())
+		require.NoError(t, err)
+		defer exp.Close()
+		writeAll(t, exp, newIDEncoder(7, 1000, spoolTemplate).messages(t, first, n))
+	}
+	const n = 20_000
+	send(a, 0, n)
+	waitIDs(t, 30*time.Second, 0, n, c1)
+	testenv.WaitFor(t, 10*time.Second, "the first spool to write", func() bool {
+		return metricValue(t, a, `ipfix_balancer_spool_bytes{`+l2+`}`) > 0
+	})
+	segsA := segmentsIn(t, cfg.Spool.Dir)
+	require.NotEmpty(t, segsA)
+
+	b, _ := runReceiver(t, cfg, balancer.Options{ShutdownTimeout: 5 * time.Second})
+	send(b, 1_000_000, n)
+	waitIDs(t, 30*time.Second, 1_000_000, n, c1)
+	testenv.WaitFor(t, 10*time.Second, "the second to spool", func() bool {
+		return metricValue(t, b, `ipfix_balancer_spool_spooled_messages_total{`+l2+`}`) > 0
+	})
+	// Bounded look: the second never writes a segment while the first runs.
+	for deadline := time.Now().Add(500 * time.Millisecond); time.Now().Before(deadline); {
+		require.Equal(t, segsA, segmentsIn(t, cfg.Spool.Dir), "a second process wrote the spool directory")
+		assert.Zero(t, metricValue(t, b, `ipfix_balancer_spool_replayed_messages_total{`+l2+`}`))
+		select {
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+
+	stopA()
+	c2.Restart()
+	waitIDs(t, 60*time.Second, 0, n, c2)
+	waitIDs(t, 60*time.Second, 1_000_000, n, c2)
+	checkOnce(t, 0, n, c2)
+	checkOnce(t, 1_000_000, n, c2)
+	cleanStats(t, c2)
+}
+
+// A reload adds a subreceiver that is down: it gets its spool. A reload
+// removes it: its spool closes (the lock released, what it held kept on
+// disk). A reload adds it back, up again: it replays what its spool kept,
+// each record once.
+func TestSpoolReload(t *testing.T) {
+	c1 := testenv.StartCollector(t, "tcp", testenv.CountByID())
+	c2 := testenv.StartCollector(t, "tcp", testenv.CountByID())
+	c2.Stop()
+	rc := spoolConfig(t, config.All, c1)
+	cfg := &config.Config{Receivers: []config.Receiver{rc}, ShutdownTimeout: 5 * time.Second}
+	b, err := balancer.NewBalancer(cfg, balancer.Options{ShutdownTimeout: 5 * time.Second})
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- b.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case err := <-done:
+			assert.NoError(t, err)
+		case <-time.After(20 * time.Second):
+			t.Error("balancer did not stop")
+		}
+	})
+	testenv.WaitFor(t, 10*time.Second, "balancer running", b.Running)
+	r := b.Receiver("fullflow/0")
+	reload := func(subs ...*testenv.Collector) {
+		next := spoolConfig(t, config.All, subs...)
+		next.Listen = rc.Listen
+		next.Spool = rc.Spool
+		require.NoError(t, b.Reload(&config.Config{Receivers: []config.Receiver{next}, ShutdownTimeout: 5 * time.Second}))
+		require.Same(t, r, b.Receiver("fullflow/0"))
+	}
+	reload(c1, c2)
+	l2 := `stream="fullflow",dpi="0",subreceiver="` + c2.Addr() + `"`
+	exp, err := net.Dial("tcp", r.Addr().String())
+	require.NoError(t, err)
+	defer exp.Close()
+	const n = 20_000
+	writeAll(t, exp, newIDEncoder(7, 1000, spoolTemplate).messages(t, 0, n))
+	waitIDs(t, 30*time.Second, 0, n, c1)
+	testenv.WaitFor(t, 10*time.Second, "the new subreceiver to spool", func() bool {
+		return metricValue(t, r, `ipfix_balancer_spool_spooled_messages_total{`+l2+`}`) > 0
+	})
+
+	reload(c1)
+	dir := dump.SpoolDir(rc.Spool.Dir, "fullflow", 0, c2.Addr())
+	lock, err := os.Open(filepath.Join(dir, spool.LockFile))
+	require.NoError(t, err)
+	defer lock.Close()
+	testenv.WaitFor(t, 10*time.Second, "the removed subreceiver's spool to release its lock", func() bool {
+		return syscall.Flock(int(lock.Fd()), syscall.LOCK_EX|syscall.LOCK_NB) == nil
+	})
+	require.NotEmpty(t, segmentsIn(t, dir), "what the spool held stays on disk")
+	require.NoError(t, syscall.Flock(int(lock.Fd()), syscall.LOCK_UN))
+
+	c2.Restart()
+	reload(c1, c2)
+	waitIDs(t, 60*time.Second, 0, n, c2)
+	checkOnce(t, 0, n, c2)
+	cleanStats(t, c2)
 }

@@ -290,6 +290,9 @@ func (r *Receiver) runTCP(ctx context.Context) error {
 		for _, o := range r.outputs {
 			o.Start()
 		}
+		if r.rrs != nil {
+			r.rrs.p.Start(r.pumpRR)
+		}
 	})
 	r.log.Info("receiver listening", "listen", r.addr, "proto", "tcp", "mode", r.cfg.Mode.String(), "outputs", len(r.outputs))
 	close(r.ready)

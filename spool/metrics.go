@@ -52,7 +52,7 @@ func (s *Spool) gauges() {
 	}
 	s.m.age.Set(age)
 	r := 0.0
-	if !s.emptyLocked() {
+	if s.replaying.Load() || !s.emptyLocked() {
 		r = 1
 	}
 	s.m.replaying.Set(r)

@@ -175,6 +175,7 @@ type Spool struct {
 	readable  chan struct{} // signalled when the reader hands out messages
 	wbusy     bool          // under qmu: the writer holds a batch taken from pend
 	queued    int           // under mu: messages handed to ready, not taken by Next
+	replaying atomic.Bool   // SetReplaying
 }
 
 // New opens (creating) the spool directory of cfg, cuts torn segment tails
@@ -1144,3 +1145,13 @@ func (s *Spool) Dir() string { return s.cfg.Dir }
 // Loaded reports whether the spool holds its directory's lock and has read
 // it (see LockFile).
 func (s *Spool) Loaded() bool { return s.isLoaded() }
+
+// SetReplaying tells the spool whether its consumer routes the live stream
+// through it (from the first spooled message until the replay caught up):
+// the replaying gauge is 1 then, and while messages wait for replay. Safe for
+// concurrent use.
+func (s *Spool) SetReplaying(on bool) {
+	if s.replaying.Swap(on) != on && s.isLoaded() {
+		s.gauges()
+	}
+}

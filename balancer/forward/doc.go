@@ -21,12 +21,14 @@
 //   - Sequencer: sequence numbers per output and domain (RFC 7011 §3.1).
 //   - Metrics and the drop reasons: one output's series.
 //   - IOVWriter, SkipBytes (writev_unix.go): the raw writev.
+//   - Spooler (spooler.go): the spool of a TCPOnLoop (All mode): drop puts
+//     into it what it would lose, live messages follow until the replay, run
+//     on the loop, has caught up.
 //
 // Where a message is lost: each subreceiver's drop method is the one place a
-// live message is dropped for queue_full or subreceiver_down, the place a
-// store-and-forward spool takes it instead. Send takes any Message on the
-// receiver's loop, so messages that do not come from the live receiver (a
-// spool's replay, oldest first) go in the same way.
+// live message is dropped for queue_full or subreceiver_down, the place the
+// store-and-forward spool takes it instead (TCPOnLoop; TCPWriter, the
+// subreceiver of a UDP receiver, has no spool).
 //
 // Dependencies are one-way: balancer → balancer/forward → ipfix.
 package forward

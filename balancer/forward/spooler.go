@@ -131,6 +131,7 @@ func (p *Spooler) spill(m *Message) {
 func (p *Spooler) setActive(a bool) {
 	p.active = a
 	p.activeFlag.Store(a)
+	p.sp.SetReplaying(a)
 	if !a {
 		p.primed = false
 	}
@@ -376,4 +377,21 @@ func (p *Spooler) Close() {
 		close(p.closed)
 	})
 	<-p.closed
+}
+
+// For a receiver's own spool (RoundRobin), whose replay the receiver spreads
+// over its subreceivers.
+
+// Spill puts a live message into the spool (see spill). Event loop only.
+func (p *Spooler) Spill(m *Message) { p.spill(m) }
+
+// Start starts the wake-up goroutine, which runs pump on the loop. Once.
+func (p *Spooler) Start(pump func()) { p.start(pump) }
+
+// SetActive makes live messages go to the spool (true) or not. Event loop only.
+func (p *Spooler) SetActive(a bool) {
+	if a && !p.active {
+		p.primed = true // what the spool holds carries its templates
+	}
+	p.setActive(a)
 }
