@@ -28,9 +28,11 @@ import (
 // and 20 s so the suite stays near two minutes: outage still lasts longer
 // than the memory queue does (the shipped queue_bytes, 32 MiB, takes about
 // 5.4 s at this rate), so the spool is used and every test asserts it was.
+// Collectors stop with Collector.Shutdown, as one that exits cleanly: an
+// abrupt close loses what its kernel took and it had not read, which no
+// sender can tell over IPFIX/TCP.
 const (
 	liveRecordsPerSecond = 50_000
-	shippedQueueBytes    = 32 << 20
 	outage               = 8 * time.Second
 	// persistMessages is the documented bound of the duplicates after a crash
 	// (README "What a crash costs": at most 4096 messages' worth).
