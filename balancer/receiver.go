@@ -173,7 +173,11 @@ func (r *Receiver) buildSubreceiver(t config.Subreceiver) (output, error) {
 		return newUDPSub(r, t.Addr, r.cfg.MTU, m)
 	case r.cfg.Proto == config.UDP:
 		// A UDP receiver has no gnet loop to host the connection.
-		return forward.NewTCPWriter((*host)(r), t.Addr, r.cfg.QueueBytes, m, r.log), nil
+		o := forward.NewTCPWriter((*host)(r), t.Addr, r.cfg.QueueBytes, m, r.log)
+		if err := r.spoolSubreceiver(o, t); err != nil {
+			return nil, err
+		}
+		return o, nil
 	default:
 		o := forward.NewTCPOnLoop((*host)(r), t.Addr, r.cfg.QueueBytes, m, r.log)
 		if err := r.spoolSubreceiver(o, t); err != nil {

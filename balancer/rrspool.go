@@ -43,7 +43,6 @@ func (r *Receiver) newRRSpool() error {
 	if err != nil {
 		return fmt.Errorf("receiver %s: spool: %w", r.name, err)
 	}
-	sp.Run()
 	p := forward.NewSpooler(sp, (*host)(r), r.log)
 	r.spMu.Lock()
 	r.spoolers = append(r.spoolers, p)
@@ -83,6 +82,11 @@ func (r *Receiver) rrSpill(m *forward.Message) {
 	rs := r.rrs
 	if !rs.p.Active() {
 		clear(rs.since)
+		// The subreceivers have the current templates (live until now): so
+		// does the replay.
+		scratch := forward.NewSequencer()
+		rs.buf = (*host)(r).AppendTemplates(rs.buf[:0], &scratch, ipfix.MaxMessageLen, nil)
+		learnAll(rs.cache, rs.buf)
 	}
 	if _, ok := rs.since[m.ODID]; !ok {
 		rs.since[m.ODID] = binary.BigEndian.Uint32(m.Bytes[4:8])
@@ -187,6 +191,22 @@ func (r *Receiver) pumpRR() {
 			o.Flush()
 		}
 		rs.p.Spool().Ack(*last)
+		return
+	}
+	if rs.held == nil && rs.p.Spool().Drained() {
+		// Caught up while no live message came: live again, after the
+		// current templates.
+		rs.p.SetActive(false)
+		clear(rs.since)
+		r.log.Info("spool replay caught up")
+		scratch := forward.NewSequencer()
+		start := len(r.extract)
+		r.extract = (*host)(r).AppendTemplates(r.extract, &scratch, ipfix.MaxMessageLen, nil)
+		r.sendMadeUpTo(r.extract[start:], nil)
+		for _, o := range r.outputs {
+			o.Flush()
+		}
+		r.extract = r.extract[:start]
 	}
 }
 

@@ -9,10 +9,10 @@ import (
 	"github.com/ipfix-balancer/ipfix-balancer/spool"
 )
 
-// Spools (issue #12). In All mode each TCP subreceiver of a TCP receiver has
-// a spool (forward.Spooler); in RoundRobin the receiver has one (rrSpool).
-// UDP subreceivers and the subreceivers of UDP receivers have none: what they
-// cannot take is dropped and counted as before.
+// Spools (issue #12). In All mode each TCP subreceiver has a spool
+// (forward.Spooler); in RoundRobin a TCP receiver has one (rrSpool). UDP
+// subreceivers, and RoundRobin UDP receivers, have none: what they cannot
+// take is dropped and counted as before.
 
 // spoolConfig is the spool.Config of the spool in dir of a receiver with
 // configuration rc.
@@ -39,7 +39,7 @@ func (r *Receiver) newSpool(sub, labels string) (*spool.Spool, error) {
 }
 
 // spoolSubreceiver gives a TCP subreceiver of an All receiver its spool.
-func (r *Receiver) spoolSubreceiver(o *forward.TCPOnLoop, t config.Subreceiver) error {
+func (r *Receiver) spoolSubreceiver(o interface{ SetSpooler(*forward.Spooler) }, t config.Subreceiver) error {
 	if r.cfg.Mode != config.All || r.cfg.Spool.Dir == "" {
 		return nil
 	}
@@ -47,7 +47,6 @@ func (r *Receiver) spoolSubreceiver(o *forward.TCPOnLoop, t config.Subreceiver) 
 	if err != nil {
 		return fmt.Errorf("spool: %w", err)
 	}
-	sp.Run()
 	p := forward.NewSpooler(sp, (*host)(r), r.log.With("subreceiver", t.Addr))
 	o.SetSpooler(p)
 	r.spMu.Lock()

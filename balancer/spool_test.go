@@ -514,3 +514,62 @@ func TestSpoolReload(t *testing.T) {
 	checkOnce(t, 0, n, c2)
 	cleanStats(t, c2)
 }
+
+// The TCP subreceivers of a UDP receiver spool too: All mode, one collector
+// stopped then back, each holds every record once.
+func TestSpoolUDPReceiverAll(t *testing.T) {
+	c1 := testenv.StartCollector(t, "tcp", testenv.CountByID())
+	c2 := testenv.StartCollector(t, "tcp", testenv.CountByID())
+	cfg := spoolConfig(t, config.All, c1, c2)
+	cfg.Proto = config.UDP
+	cfg.UDPReadBuffer = 8 << 20
+	cfg.TemplateLifetime = 30 * time.Minute
+	r, stop := runReceiver(t, cfg, balancer.Options{ShutdownTimeout: 5 * time.Second})
+	l2 := `stream="fullflow",dpi="0",subreceiver="` + c2.Addr() + `"`
+	for _, c := range []*testenv.Collector{c1, c2} {
+		testenv.WaitFor(t, 10*time.Second, "subreceiver up", func() bool {
+			return metricValue(t, r, `ipfix_balancer_subreceiver_up{stream="fullflow",dpi="0",subreceiver="`+c.Addr()+`"}`) == 1
+		})
+	}
+	exp, err := net.Dial("udp", r.Addr().String())
+	require.NoError(t, err)
+	defer exp.Close()
+	sent := 0
+	send := func(msgs [][]byte) {
+		// A datagram each, paced so the socket's read buffer never fills.
+		for _, m := range msgs {
+			_, err := exp.Write(m)
+			require.NoError(t, err)
+			if sent++; sent%256 == 0 {
+				testenv.WaitFor(t, 30*time.Second, "the receiver to read what was sent", func() bool {
+					return metricValue(t, r, `ipfix_balancer_received_messages_total{stream="fullflow",dpi="0"}`) == float64(sent)
+				})
+			}
+		}
+	}
+	enc := newIDEncoder(7, 1000, spoolTemplate)
+	const part = 10_000
+	send(enc.messages(t, 0, part))
+	waitIDs(t, 30*time.Second, 0, part, c2)
+	c2.Stop()
+	testenv.WaitFor(t, 10*time.Second, "subreceiver down", func() bool {
+		return metricValue(t, r, `ipfix_balancer_subreceiver_up{`+l2+`}`) == 0
+	})
+	send(enc.messages(t, part, 4*part))
+	waitIDs(t, 30*time.Second, 0, 5*part, c1)
+	require.Greater(t, metricValue(t, r, `ipfix_balancer_spool_spooled_messages_total{`+l2+`}`), 0.0)
+	c2.Restart()
+	send(enc.messages(t, 5*part, part))
+	waitIDs(t, 60*time.Second, 0, 6*part, c2)
+	waitIDs(t, 30*time.Second, 0, 6*part, c1)
+	for _, c := range []*testenv.Collector{c1, c2} {
+		checkOnce(t, 0, 6*part, c)
+		cleanStats(t, c)
+	}
+	testenv.WaitFor(t, 20*time.Second, "the spool to drain", func() bool {
+		return metricValue(t, r, `ipfix_balancer_spool_replaying{`+l2+`}`) == 0
+	})
+	_ = exp.Close()
+	stop()
+	assert.Empty(t, segmentsIn(t, cfg.Spool.Dir), "segments left after the replay")
+}

@@ -565,6 +565,12 @@ func (s *Spool) writer() {
 			_, _ = w.cache.Learn(b[:n], time.Time{})
 			b = b[n:]
 		}
+		if len(tm) > 0 && w.cur != nil {
+			// Spooling starts again: what follows goes into a new segment,
+			// whose prime carries these templates (a reader resuming there
+			// after a restart needs them).
+			w.closeSeg()
+		}
 		w.batch(batch)
 		s.qmu.Lock()
 		s.wbusy = false

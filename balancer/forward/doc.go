@@ -21,14 +21,13 @@
 //   - Sequencer: sequence numbers per output and domain (RFC 7011 §3.1).
 //   - Metrics and the drop reasons: one output's series.
 //   - IOVWriter, SkipBytes (writev_unix.go): the raw writev.
-//   - Spooler (spooler.go): the spool of a TCPOnLoop (All mode): drop puts
-//     into it what it would lose, live messages follow until the replay, run
-//     on the loop, has caught up.
+//   - Spooler (spooler.go, spooler_writer.go): the spool of a TCP
+//     subreceiver (All mode): drop puts into it what it would lose, live
+//     messages follow until the replay, run on the loop, has caught up.
 //
 // Where a message is lost: each subreceiver's drop method is the one place a
 // live message is dropped for queue_full or subreceiver_down, the place the
-// store-and-forward spool takes it instead (TCPOnLoop; TCPWriter, the
-// subreceiver of a UDP receiver, has no spool).
+// store-and-forward spool takes it instead.
 //
 // Dependencies are one-way: balancer → balancer/forward → ipfix.
 package forward

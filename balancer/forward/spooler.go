@@ -51,6 +51,12 @@ type Spooler struct {
 	bufs         [][]byte
 	metas        []inFlight
 
+	isLoaded bool // the spool was loaded (cached: loaded)
+	// TCPWriter: the connection that has the replay's templates, the export
+	// time per domain of the last replayed message, the last given.
+	conn       uint64
+	since      map[uint32]uint32
+	last       spool.Message
 	activeFlag atomic.Bool // active, for the wake-up goroutine
 	scheduled  atomic.Bool // a pump is queued on the loop
 	stopOnce   sync.Once
@@ -67,7 +73,8 @@ type replayedMsg struct {
 	end     int64 // where it ends in the connection's stream (TCPOnLoop.given), when sent
 }
 
-// NewSpooler wraps sp, a spool that Run has started, for a subreceiver of host.
+// NewSpooler wraps sp, a spool not running yet (the subreceiver's Start runs
+// it), for a subreceiver of host.
 func NewSpooler(sp *spool.Spool, host Host, log *slog.Logger) *Spooler {
 	return &Spooler{sp: sp, host: host, log: log, scratch: NewSequencer(),
 		cache: ipfix.NewTemplateCache(0), acked: ipfix.NewTemplateCache(0),
@@ -77,12 +84,21 @@ func NewSpooler(sp *spool.Spool, host Host, log *slog.Logger) *Spooler {
 // Spool is the spool (its owner closes it).
 func (p *Spooler) Spool() *spool.Spool { return p.sp }
 
+// loaded reports whether the spool holds its directory.
+func (p *Spooler) loaded() bool {
+	if !p.isLoaded {
+		p.isLoaded = p.sp.Loaded()
+	}
+	return p.isLoaded
+}
+
 // Active reports whether live messages go to the spool. Event loop only.
 func (p *Spooler) Active() bool { return p.active }
 
-// start runs the wake-up goroutine: pump runs on the loop when the spool has
-// read messages, and every spoolTick while it is active.
+// start runs the spool and the wake-up goroutine: pump runs on the loop when
+// the spool has read messages, and every spoolTick while it is active.
 func (p *Spooler) start(pump func()) {
+	p.sp.Run()
 	go func() {
 		t := time.NewTicker(spoolTick)
 		defer t.Stop()
@@ -118,6 +134,10 @@ func (p *Spooler) spill(m *Message) {
 		p.tmp = p.host.AppendTemplates(p.tmp[:0], &p.scratch, ipfix.MaxMessageLen, p.follow)
 		if len(p.tmp) > 0 {
 			p.sp.Templates(p.tmp)
+			// The collector has them (it was live until now): so does the
+			// replay, and a new connection's re-prime.
+			learnTemplates(p.cache, p.tmp)
+			learnTemplates(p.acked, p.tmp)
 		}
 		p.primed = true
 		if !p.active {
@@ -145,9 +165,12 @@ func (p *Spooler) caughtUp() bool {
 			return false
 		}
 	}
-	if p.needPrime || !p.sp.Drained() {
+	if !p.sp.Drained() {
 		return false
 	}
+	// A new connection that got no replayed message needs no replay
+	// templates: live messages follow the current ones.
+	p.needPrime = false
 	p.setActive(false)
 	p.log.Info("subreceiver spool replay caught up", "spool", p.sp.Dir())
 	return true
@@ -293,6 +316,12 @@ func (s *TCPOnLoop) pumpSpool() {
 		clear(p.bufs)
 		s.settle()
 		s.m.Queued.Store(int64(s.PendingBytes()))
+		return
+	}
+	// Nothing more to give and no live message came to see it (the exporter
+	// pauses): live again, after the current templates.
+	if s.conn != nil && s.link.get() == StateUp && p.caughtUp() {
+		s.reprime = true
 	}
 }
 
@@ -308,8 +337,10 @@ func (s *TCPOnLoop) Spooler() *Spooler { return s.sp }
 // (then the current templates go first and the message goes live). Not
 // connected, a message goes to the spool rather than to the queue held for
 // the connection: that queue would be sent after the current templates, which
-// may not be those it was exported with. A stopped subreceiver spools nothing
-// more.
+// may not be those it was exported with; except while the spool waits for its
+// directory (a hand-over successor before its predecessor closed it), when
+// the queue is used first, then the spool's memory buffer. A stopped
+// subreceiver spools nothing more.
 func (s *TCPOnLoop) spoolLive(m *Message) bool {
 	if s.stopped {
 		return false

@@ -130,7 +130,7 @@ func (s *TCPOnLoop) PendingBytes() int {
 // Send queues m, or holds it while connecting, or drops it (counted) when the
 // subreceiver is stopped, down or over its high-water mark.
 func (s *TCPOnLoop) Send(m *Message) {
-	if s.sp != nil && (s.sp.active || s.link.get() != StateUp) && s.spoolLive(m) {
+	if s.sp != nil && (s.sp.active || s.link.get() != StateUp && s.sp.loaded()) && s.spoolLive(m) {
 		return
 	}
 	msg, odid, records := m.Bytes, m.ODID, m.Records

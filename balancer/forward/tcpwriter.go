@@ -97,6 +97,8 @@ type TCPWriter struct {
 	cancel context.CancelFunc
 	done   chan struct{}
 	prime  []byte // writer only
+
+	sp *Spooler // nil: no spool (see spooler_writer.go)
 }
 
 var _ Output = (*TCPWriter)(nil)
@@ -142,12 +144,15 @@ func (s *TCPWriter) PendingBytes() int { return s.queued() }
 // Send copies m into the current batch, or drops it (counted) over the
 // high-water mark.
 func (s *TCPWriter) Send(m *Message) {
+	if s.sp != nil && (s.sp.active || s.link.get() != StateUp && s.sp.loaded()) && s.spoolLive(m) {
+		return
+	}
 	msg, odid, records := m.Bytes, m.ODID, m.Records
 	if s.queued()+len(msg) > s.hwm {
 		if s.link.get() == StateUp {
-			s.drop(ReasonQueueFull)
+			s.drop(m, ReasonQueueFull)
 		} else {
-			s.drop(ReasonSubreceiverDown)
+			s.drop(m, ReasonSubreceiverDown)
 		}
 		if m.Templates {
 			s.reprime = true
@@ -168,10 +173,16 @@ func (s *TCPWriter) Send(m *Message) {
 	s.cur.records = append(s.cur.records, int32(records))
 }
 
-// drop counts one message the subreceiver could not take. The one place a
-// live message is dropped for queue_full or subreceiver_down: the seam of a
-// store-and-forward spool.
-func (s *TCPWriter) drop(reason string) { s.m.Dropped[reason].Inc() }
+// drop counts one message the subreceiver could not take, or puts it into
+// the spool. The one place a live message is dropped for queue_full or
+// subreceiver_down: the seam of the store-and-forward spool.
+func (s *TCPWriter) drop(m *Message, reason string) {
+	if s.sp != nil && s.ctx.Err() == nil {
+		s.sp.spill(m)
+		return
+	}
+	s.m.Dropped[reason].Inc()
+}
 
 // appendReprime adds every current template to the batch before msg, of
 // domain odid, the message that follows them: their export time is not later
@@ -309,7 +320,12 @@ func (s *TCPWriter) countWritten(b *streamBatch, from, to int) (unwritten int) {
 	return unwritten
 }
 
-func (s *TCPWriter) Start() { go s.run() }
+func (s *TCPWriter) Start() {
+	if s.sp != nil {
+		s.sp.start(s.pumpSpool)
+	}
+	go s.run()
+}
 
 // Stop ends the writer: it closes the connection, drops what is still queued
 // (counted) and waits for the goroutines to exit.
@@ -335,6 +351,10 @@ func (s *TCPWriter) Stop() {
 		}
 		s.m.Dropped[ReasonSubreceiverDown].Add(n)
 		s.cur = nil
+	}
+	if s.sp != nil {
+		s.sp.halt()
+		go s.sp.Close()
 	}
 }
 
@@ -503,6 +523,7 @@ func (s *TCPWriter) queuedExportTimes() map[uint32]uint32 {
 	if s.cur != nil {
 		ipfix.FirstExportTimes(follow, s.cur.buf)
 	}
+	s.sp.clamp(follow)
 	if len(follow) == 0 {
 		return nil
 	}
