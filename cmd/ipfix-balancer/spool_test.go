@@ -250,7 +250,7 @@ func (r *spoolRig) spoolDrained() {
 		p := r.page()
 		return len(segs) == 0 && metric(p, "ipfix_balancer_spool_bytes") == 0 && metric(p, "ipfix_balancer_spool_replaying") == 0
 	}
-	deadline := time.Now().Add(30 * time.Second)
+	deadline := time.Now().Add(15 * time.Second)
 	for !drained() && time.Now().Before(deadline) {
 		time.Sleep(100 * time.Millisecond)
 	}
