@@ -116,8 +116,8 @@ func (r *Receiver) sendMadeUpTo(b []byte, only output) {
 // pumpRR replays the receiver's spool over the subreceivers. Event loop only.
 func (r *Receiver) pumpRR() {
 	rs := r.rrs
-	if rs == nil || r.sessionsClosed {
-		return
+	if rs == nil || r.sessionsClosed || r.ctx.Err() != nil {
+		return // stopping: see TCPOnLoop.pumpSpool
 	}
 	if !rs.p.Active() {
 		// Messages a previous run left.

@@ -96,6 +96,26 @@ func segmentsIn(t testing.TB, root string) []string {
 	return out
 }
 
+// tickingEncoder is an idEncoder whose export time advances by a second at
+// each call of messages, on a clock shared by the exporter's encoders: a
+// collector as strict as IPFIXcol2 refuses a TCP session whose export time
+// goes back, so replayed messages and the templates sent around them must
+// keep the exporter's order.
+type tickingEncoder struct {
+	*idEncoder
+	clock *uint32
+}
+
+func newTicking(clock *uint32, tmpl *ipfix.Template) *tickingEncoder {
+	return &tickingEncoder{idEncoder: newIDEncoder(7, 1000, tmpl), clock: clock}
+}
+
+func (e *tickingEncoder) messages(t testing.TB, first uint64, n int) [][]byte {
+	*e.clock++
+	e.enc.SetExportTime(*e.clock)
+	return e.idEncoder.messages(t, first, n)
+}
+
 var spoolTemplate = ipfix.NewTemplate(256, []ipfix.FieldSpecifier{{ID: 1, Length: 8}, {ID: 2, Length: 8}, {ID: 8, Length: 4}})
 
 // All mode to two collectors; one is stopped (then restarted) or paused
@@ -124,7 +144,8 @@ func TestSpoolAllCollectorBack(t *testing.T) {
 			exp, err := net.Dial("tcp", r.Addr().String())
 			require.NoError(t, err)
 			defer exp.Close()
-			enc := newIDEncoder(7, 1000, spoolTemplate)
+			clock := uint32(1_700_000_000)
+			enc := newTicking(&clock, spoolTemplate)
 			const part = 20_000
 			writeAll(t, exp, enc.messages(t, 0, part))
 			waitIDs(t, 30*time.Second, 0, part, c2)
@@ -174,10 +195,10 @@ func TestSpoolAllCollectorBack(t *testing.T) {
 }
 
 // withdrawal is a template withdrawal message (RFC 7011 §8.1) of template id
-// of domain odid.
-func withdrawal(odid uint32, id uint16) []byte {
+// of domain odid, exported at et.
+func withdrawal(odid uint32, id uint16, et uint32) []byte {
 	m := make([]byte, ipfix.HeaderLen, ipfix.HeaderLen+8)
-	ipfix.PutHeader(m, ipfix.Header{Version: ipfix.Version, Length: ipfix.HeaderLen + 8, ExportTime: 1_700_000_000, ObservationDomainID: odid})
+	ipfix.PutHeader(m, ipfix.Header{Version: ipfix.Version, Length: ipfix.HeaderLen + 8, ExportTime: et, ObservationDomainID: odid})
 	m = binary.BigEndian.AppendUint16(m, ipfix.TemplateSetID)
 	m = binary.BigEndian.AppendUint16(m, 8)
 	m = binary.BigEndian.AppendUint16(m, id)
@@ -216,8 +237,9 @@ func TestSpoolTemplateChangedWhileDown(t *testing.T) {
 	exp, err := net.Dial("tcp", r.Addr().String())
 	require.NoError(t, err)
 	defer exp.Close()
-	a := newIDEncoder(7, 1000, spoolTemplate)
-	b := newIDEncoder(7, 1000, ipfix.NewTemplate(256, []ipfix.FieldSpecifier{{ID: 1, Length: 8}, {ID: 12, Length: 4}, {ID: 7, Length: 2}, {ID: 11, Length: 2}, {ID: 4, Length: 1}}))
+	clock := uint32(1_700_000_000)
+	a := newTicking(&clock, spoolTemplate)
+	b := newTicking(&clock, ipfix.NewTemplate(256, []ipfix.FieldSpecifier{{ID: 1, Length: 8}, {ID: 12, Length: 4}, {ID: 7, Length: 2}, {ID: 11, Length: 2}, {ID: 4, Length: 1}}))
 	var sent [][]byte
 	send := func(msgs [][]byte) {
 		writeAll(t, exp, msgs)
@@ -238,7 +260,7 @@ func TestSpoolTemplateChangedWhileDown(t *testing.T) {
 		return metricValue(t, r, `ipfix_balancer_subreceiver_up{`+l2+`}`) == 0
 	})
 	send(a.messages(t, 5000, 40_000))
-	send([][]byte{withdrawal(7, 256)})
+	send([][]byte{withdrawal(7, 256, clock)})
 	send(b.messages(t, 100_000, 40_000))
 	waitAll(c1)
 	require.Greater(t, metricValue(t, r, `ipfix_balancer_spool_spooled_messages_total{`+l2+`}`), 0.0)
@@ -283,7 +305,8 @@ func TestSpoolRoundRobinBothDown(t *testing.T) {
 	exp, err := net.Dial("tcp", r.Addr().String())
 	require.NoError(t, err)
 	defer exp.Close()
-	enc := newIDEncoder(7, 1000, spoolTemplate)
+	clock := uint32(1_700_000_000)
+	enc := newTicking(&clock, spoolTemplate)
 	const part = 20_000
 	writeAll(t, exp, enc.messages(t, 0, part))
 	waitIDs(t, 30*time.Second, 0, part, c1, c2)
@@ -334,7 +357,8 @@ func TestSpoolQuotaExact(t *testing.T) {
 	exp, err := net.Dial("tcp", r.Addr().String())
 	require.NoError(t, err)
 	defer exp.Close()
-	enc := newIDEncoder(7, 1000, spoolTemplate)
+	clock := uint32(1_700_000_000)
+	enc := newTicking(&clock, spoolTemplate)
 	// The first message carries the template; those after hold 49 records each.
 	first := enc.messages(t, 0, 48+49)
 	require.Len(t, first, 2)
@@ -429,6 +453,11 @@ func TestSpoolOneDirOneWriter(t *testing.T) {
 	require.NotEmpty(t, segsA)
 
 	b, _ := runReceiver(t, cfg, balancer.Options{ShutdownTimeout: 5 * time.Second})
+	// Connected first: before, its messages for c1 would go to the spool,
+	// held in memory until the first stops.
+	testenv.WaitFor(t, 10*time.Second, "subreceiver up", func() bool {
+		return metricValue(t, b, `ipfix_balancer_subreceiver_up{stream="fullflow",dpi="0",subreceiver="`+c1.Addr()+`"}`) == 1
+	})
 	send(b, 1_000_000, n)
 	waitIDs(t, 30*time.Second, 1_000_000, n, c1)
 	testenv.WaitFor(t, 10*time.Second, "the second to spool", func() bool {
@@ -547,7 +576,8 @@ func TestSpoolUDPReceiverAll(t *testing.T) {
 			}
 		}
 	}
-	enc := newIDEncoder(7, 1000, spoolTemplate)
+	clock := uint32(1_700_000_000)
+	enc := newTicking(&clock, spoolTemplate)
 	const part = 10_000
 	send(enc.messages(t, 0, part))
 	waitIDs(t, 30*time.Second, 0, part, c2)
@@ -572,4 +602,38 @@ func TestSpoolUDPReceiverAll(t *testing.T) {
 	_ = exp.Close()
 	stop()
 	assert.Empty(t, segmentsIn(t, cfg.Spool.Dir), "segments left after the replay")
+}
+
+// A receiver stopped while its spool replays to a slow collector stops within
+// its shutdown timeout (the replay stops with it) and leaves the rest in the
+// spool; the next receiver on the same directories replays it: the collector
+// gets every record exactly once.
+func TestSpoolStopWhileReplaying(t *testing.T) {
+	c1 := testenv.StartCollector(t, "tcp", testenv.CountByID())
+	c2 := testenv.StartCollector(t, "tcp", testenv.CountByID(), testenv.Throttled(2<<20))
+	cfg := spoolConfig(t, config.All, c1, c2)
+	a, stopA := runReceiver(t, cfg, balancer.Options{ShutdownTimeout: 5 * time.Second})
+	l2 := `stream="fullflow",dpi="0",subreceiver="` + c2.Addr() + `"`
+	testenv.WaitFor(t, 10*time.Second, "subreceiver up", func() bool {
+		return metricValue(t, a, `ipfix_balancer_subreceiver_up{`+l2+`}`) == 1
+	})
+	exp, err := net.Dial("tcp", a.Addr().String())
+	require.NoError(t, err)
+	clock := uint32(1_700_000_000)
+	enc := newTicking(&clock, spoolTemplate)
+	const n = 400_000 // 8 MB: four seconds of the collector's reading
+	for i := uint64(0); i < n; i += 50_000 {
+		writeAll(t, exp, enc.messages(t, i, 50_000))
+	}
+	waitIDs(t, 30*time.Second, 0, n, c1)
+	_ = exp.Close()
+	require.Equal(t, 1.0, metricValue(t, a, `ipfix_balancer_spool_replaying{`+l2+`}`), "the replay must still run for the test to mean anything")
+	start := time.Now()
+	stopA()
+	assert.Less(t, time.Since(start), 5*time.Second, "stopping waited for the replay")
+
+	runReceiver(t, cfg, balancer.Options{ShutdownTimeout: 5 * time.Second})
+	waitIDs(t, 60*time.Second, 0, n, c2)
+	checkOnce(t, 0, n, c2)
+	cleanStats(t, c2)
 }

@@ -108,7 +108,9 @@ func (p *Spooler) start(pump func()) {
 				return
 			case <-p.sp.Readable():
 			case <-t.C:
-				if !p.activeFlag.Load() && !p.sp.Loaded() {
+				// Idle, the loop is left alone: messages a previous run
+				// left are announced by Readable.
+				if !p.activeFlag.Load() {
 					continue
 				}
 			}
@@ -253,7 +255,9 @@ func (p *Spooler) next(i int) (*replayedMsg, bool) {
 // Event loop only, with no batch being built.
 func (s *TCPOnLoop) pumpSpool() {
 	p := s.sp
-	if p == nil || s.stopped || len(s.iov) > 0 {
+	if p == nil || s.stopped || len(s.iov) > 0 || s.host.Context().Err() != nil {
+		// Stopping: the replay stops too, so the queue drains and the spool
+		// is closed soon (a hand-over successor waits for it).
 		return
 	}
 	if !p.active {
