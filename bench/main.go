@@ -40,6 +40,8 @@ func main() {
 			err = runSink(os.Args[2:])
 		case "relay":
 			err = runRelay(os.Args[2:])
+		case "spool":
+			err = runSpool(os.Args[2:])
 		default:
 			err = runHarness(os.Args[1:])
 		}
@@ -74,6 +76,7 @@ func runHarness(args []string) error {
   bench [-bin DIR] [-scenario NAME,...|all] [-messages N] [-seconds S] [-reps R] [-json]
   bench sink -n 2 [-raw]             (child: counting sink)
   bench relay -to A -to B [-cpu 0] [-all]   (child: minimal relay; -all replicates)
+  bench spool [-bin DIR] [-messages N] [-live-records R] [-fill D]   (spool write and replay rates, #12)
 
 scenarios: %s
 

@@ -18,7 +18,10 @@ import (
 type CollectorStats struct {
 	Sessions int // transport sessions accepted (TCP) or sources seen (UDP)
 	Messages int
-	Records  int // data records decoded
+	// DataMessages counts the messages that carried at least one data record
+	// (Messages less the template-only ones a sender adds).
+	DataMessages int
+	Records      int // data records decoded
 	// Undecoded counts data sets the collector could not decode (template unknown
 	// in that session, or malformed): each is data a real collector would lose.
 	Undecoded int
@@ -222,6 +225,35 @@ func (c *Collector) Stop() {
 	c.wg.Wait()
 }
 
+// Shutdown stops the collector as one that exits cleanly would: it stops
+// accepting and half-closes each session (FIN), then reads on until the
+// sender, which sees the end of the stream, closes its side (at most 5 s,
+// then Stop). Nothing the sender's kernel handed over is lost. Stop closes at
+// once instead, losing what the kernel had taken for the collector but it had
+// not read yet, and the message it was in the middle of: bytes the sender
+// counts as sent, and IPFIX over TCP cannot tell it they were lost.
+func (c *Collector) Shutdown() {
+	c.Resume()
+	c.mu.Lock()
+	if c.ln != nil {
+		_ = c.ln.Close()
+		c.ln = nil
+	}
+	for conn := range c.conns {
+		if tc, ok := conn.(*net.TCPConn); ok {
+			_ = tc.CloseWrite()
+		}
+	}
+	c.mu.Unlock()
+	done := make(chan struct{})
+	go func() { c.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		c.Stop()
+	}
+}
+
 // Restart listens again on the same address after Stop.
 func (c *Collector) Restart() { c.listen(c.addr) }
 
@@ -413,6 +445,9 @@ func (c *Collector) consume(s *collectorSession, msg []byte) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.stats.Messages++
+	if records > 0 {
+		c.stats.DataMessages++
+	}
 	c.stats.Records += records
 	c.stats.SequenceGaps += lost
 	if disorder {

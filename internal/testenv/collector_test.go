@@ -93,3 +93,56 @@ func TestCollectorExportTimeWraps(t *testing.T) {
 	assert.True(t, at(5), "after the 2106 wrap, serial-number arithmetic")
 	assert.False(t, at(0xffff_fff8))
 }
+
+// Shutdown loses nothing the sender wrote: a sender that writes as fast as
+// it can until it reads the collector's end of stream, then closes, has every
+// message it wrote decoded, none cut, and the collector restarts on its port.
+func TestCollectorShutdownLosesNothing(t *testing.T) {
+	c := StartCollector(t, "tcp")
+	conn, err := net.Dial("tcp", c.Addr())
+	require.NoError(t, err)
+	defer conn.Close()
+	msgs := messagesAt(t, 1, 1000)
+	_, err = conn.Write(msgs[0]) // the template and a record
+	require.NoError(t, err)
+	rec := messagesAt(t, 1, 1000, 1000)[1] // a data message only
+	eof := make(chan struct{})
+	go func() {
+		_, _ = conn.Read(make([]byte, 1))
+		close(eof)
+	}()
+	sent := 1
+	stopped := make(chan struct{})
+	go func() {
+		c.WaitRecords(1000, 10*time.Second) // mid-stream (or late: the assertions below still hold)
+		c.Shutdown()
+		close(stopped)
+	}()
+	for k := 0; k < 10_000_000; k++ {
+		select {
+		case <-eof:
+			require.NoError(t, conn.Close())
+			k = 10_000_000
+			continue
+		default:
+		}
+		_ = conn.SetWriteDeadline(time.Now().Add(10 * time.Second))
+		if _, err := conn.Write(rec); err != nil {
+			t.Fatalf("write %d: %v", sent, err)
+		}
+		sent++
+	}
+	select {
+	case <-stopped:
+	case <-time.After(20 * time.Second):
+		t.Fatal("Shutdown did not return")
+	}
+	st := c.Stats()
+	assert.Equal(t, sent, st.Records, "records written and decoded")
+	assert.Equal(t, sent, st.DataMessages)
+	assert.Zero(t, st.Undecoded)
+	c.Restart()
+	conn2, err := net.Dial("tcp", c.Addr())
+	require.NoError(t, err)
+	require.NoError(t, conn2.Close())
+}

@@ -205,3 +205,37 @@ func MetricSum(page, series string) float64 {
 	}
 	return sum
 }
+
+// RSS is the resident set size (VmRSS of /proc/PID/status) of the current
+// process, in bytes.
+func (d *Daemon) RSS() int64 {
+	d.t.Helper()
+	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", d.PID()))
+	if err != nil {
+		d.t.Fatalf("rss: %v", err)
+	}
+	for _, line := range strings.Split(string(status), "\n") {
+		if f := strings.Fields(line); len(f) == 3 && f[0] == "VmRSS:" && f[2] == "kB" {
+			kb, err := strconv.ParseInt(f[1], 10, 64)
+			if err != nil {
+				d.t.Fatalf("rss: %q: %v", line, err)
+			}
+			return kb << 10
+		}
+	}
+	d.t.Fatalf("rss: no VmRSS in /proc/%d/status", d.PID())
+	return 0
+}
+
+// Kill sends SIGKILL to the current process and waits until it is gone: a
+// crash, with no chance to close anything.
+func (d *Daemon) Kill() {
+	d.t.Helper()
+	pid := d.PID()
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		d.t.Fatalf("kill -9 %d: %v", pid, err)
+	}
+	if !WaitGone(pid, 30*time.Second) {
+		d.t.Fatalf("kill -9 %d: still running", pid)
+	}
+}

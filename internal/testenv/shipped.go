@@ -35,6 +35,23 @@ type shippedOpts struct {
 	clickhouse string
 	extra      map[string][]string // section header → lines appended to it
 	perStream  map[string][]string // stream + " " + section header → lines appended to it
+	modes      map[string]shippedMode
+}
+
+// shippedMode is what WithMode sets on the receivers of one stream.
+type shippedMode struct {
+	mode string
+	subs []string
+}
+
+// WithMode makes the receivers of stream forward in mode ("All" or
+// "RoundRobin") to subs (host:port): their mode line is replaced and a
+// subreceivers line added after it. The shipped files record every stream;
+// forwarding is the same file with the receiver's mode and subreceivers set,
+// as an operator would edit it. The shipped file must name the stream before
+// its mode.
+func WithMode(stream, mode string, subs ...string) ShippedOption {
+	return func(o *shippedOpts) { o.modes[stream] = shippedMode{mode: mode, subs: subs} }
 }
 
 // WithClickHouse points [loader] clickhouse at url (a private test server).
@@ -84,7 +101,7 @@ var (
 // every dump directory inside that directory. It keeps every other line.
 func ShippedConfig(t testing.TB, rel string, opts ...ShippedOption) *Shipped {
 	t.Helper()
-	o := shippedOpts{extra: map[string][]string{}, perStream: map[string][]string{}}
+	o := shippedOpts{extra: map[string][]string{}, perStream: map[string][]string{}, modes: map[string]shippedMode{}}
 	for _, opt := range opts {
 		opt(&o)
 	}
@@ -175,6 +192,14 @@ func ShippedConfig(t testing.TB, rel string, opts ...ShippedOption) *Shipped {
 			set(s.DumpDir)
 		case section == "[receiver.spool]" && key == "dir" && val != `""`:
 			set(s.SpoolDir)
+		case section == "[[receiver]]" && key == "mode" && cur.stream != "" && o.modes[cur.stream].mode != "":
+			m := o.modes[cur.stream]
+			set(m.mode)
+			quoted := make([]string, len(m.subs))
+			for i, a := range m.subs {
+				quoted[i] = fmt.Sprintf("%q", a)
+			}
+			fmt.Fprintf(&out, "%ssubreceivers = [%s]\n", indent, strings.Join(quoted, ", "))
 		case section == "[loader]" && key == "metrics_listen" && val != `""`:
 			s.LoaderMetrics = freeAddr(t, "tcp")
 			set(s.LoaderMetrics)
