@@ -574,7 +574,14 @@ func (s *Spool) writer() {
 		w.batch(batch)
 		s.qmu.Lock()
 		s.wbusy = false
+		idle := s.pendN == 0
 		s.qmu.Unlock()
+		if idle && w.replayedAll() {
+			// Drained: close the segment so that it is deleted like the
+			// others (the next message opens a new one, primed with the
+			// templates in force).
+			w.closeSeg()
+		}
 		if stop {
 			w.closeSeg()
 			s.gauges()
@@ -795,6 +802,18 @@ func (w *writer) write(p []byte, msgs int64) {
 		s.log.Info("spool filling")
 	}
 	s.mu.Unlock()
+}
+
+// replayedAll reports whether the segment being written is acknowledged to
+// its end.
+func (w *writer) replayedAll() bool {
+	if w.cur == nil {
+		return false
+	}
+	a := *w.s.acked.Load()
+	w.s.mu.Lock()
+	defer w.s.mu.Unlock()
+	return a.Segment == w.cur.Seq && a.Offset >= w.cur.size
 }
 
 func (w *writer) closeSeg() {
