@@ -16,6 +16,13 @@ import (
 // socket draining has no event of its own.
 const spoolTick = 10 * time.Millisecond
 
+// replayTurn bounds the messages one pump replays: the pump runs on the
+// receiver's event loop, and the loop reads the exporter between two turns
+// (a pump of a whole queue's worth held the live stream of the other
+// subreceivers for tens of milliseconds under -race). A turn that gave its
+// full count queues the next one at once.
+const replayTurn = 128
+
 // Spooler is the store-and-forward side of one TCP subreceiver (All mode):
 // where its drop method would lose a live message for queue_full or
 // subreceiver_down, the message goes to its spool; from then on every live
@@ -59,6 +66,7 @@ type Spooler struct {
 	last       spool.Message
 	activeFlag atomic.Bool // active, for the wake-up goroutine
 	scheduled  atomic.Bool // a pump is queued on the loop
+	pump       func()      // the subreceiver's pump, set by start
 	stopOnce   sync.Once
 	stop       chan struct{}
 	closeOnce  sync.Once
@@ -98,6 +106,7 @@ func (p *Spooler) Active() bool { return p.active }
 // start runs the spool and the wake-up goroutine: pump runs on the loop when
 // the spool has read messages, and every spoolTick while it is active.
 func (p *Spooler) start(pump func()) {
+	p.pump = pump
 	p.sp.Run()
 	go func() {
 		t := time.NewTicker(spoolTick)
@@ -114,14 +123,19 @@ func (p *Spooler) start(pump func()) {
 					continue
 				}
 			}
-			if p.scheduled.CompareAndSwap(false, true) {
-				p.host.OnLoop(func() {
-					p.scheduled.Store(false)
-					pump()
-				})
-			}
+			p.again()
 		}
 	}()
+}
+
+// again queues a pump on the loop, unless one is queued already.
+func (p *Spooler) again() {
+	if p.scheduled.CompareAndSwap(false, true) {
+		p.host.OnLoop(func() {
+			p.scheduled.Store(false)
+			p.pump()
+		})
+	}
 }
 
 // halt stops the wake-up goroutine.
@@ -280,7 +294,9 @@ func (s *TCPOnLoop) pumpSpool() {
 	for i < len(p.retained) && p.retained[i].sent {
 		i++
 	}
-	for size < room && len(bufs) < MaxIovecs-2 {
+	turn := 0
+	for size < room && len(bufs) < MaxIovecs-2 && turn < replayTurn {
+		turn++
 		r, ok := p.next(i)
 		if !ok {
 			break
@@ -320,6 +336,9 @@ func (s *TCPOnLoop) pumpSpool() {
 		clear(p.bufs)
 		s.settle()
 		s.m.Queued.Store(int64(s.PendingBytes()))
+		if turn == replayTurn {
+			p.again()
+		}
 		return
 	}
 	// Nothing more to give and no live message came to see it (the exporter

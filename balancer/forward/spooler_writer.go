@@ -65,8 +65,9 @@ func (s *TCPWriter) pumpSpool() {
 	conn := s.conns
 	s.mu.Unlock()
 	room := s.hwm/2 - s.queued()
-	given := false
-	for room > 0 {
+	given, turn := false, 0
+	for room > 0 && turn < replayTurn {
+		turn++
 		m, ok := p.sp.Next()
 		if !ok {
 			break
@@ -112,6 +113,9 @@ func (s *TCPWriter) pumpSpool() {
 	if given {
 		s.Flush()
 		p.sp.Ack(p.last)
+		if turn == replayTurn {
+			p.again()
+		}
 		return
 	}
 	if p.caughtUp() {
