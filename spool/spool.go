@@ -97,6 +97,7 @@ const (
 	DefaultPersistMessages = 4096
 	writeChunk             = 1 << 20
 	minSegmentBytes        = 1 << 16
+	syncBacklog            = 64 // closed segments waiting for their fsync (an open file each)
 )
 
 // Position is a place in a spool: a segment and a byte offset in it.
@@ -509,9 +510,11 @@ type writer struct {
 }
 
 func (s *Spool) writer() {
-	w := &writer{s: s, cache: ipfix.NewTemplateCache(0), sync: make(chan *os.File, 4)}
+	w := &writer{s: s, cache: ipfix.NewTemplateCache(0), sync: make(chan *os.File, syncBacklog)}
 	// A closed segment is fsynced apart, so a long fsync does not hold up
-	// the writer (as the recorder's closer does for dumps).
+	// the writer (as the recorder's closer does for dumps). The backlog is
+	// deep: with room for 4, the writer waited for the disk's write-back
+	// once 4 segments were pending (bench/RESULTS.md, spool write rate).
 	synced := make(chan struct{})
 	go func() {
 		defer close(synced)
