@@ -90,7 +90,10 @@ type recording struct {
 
 func startRecording(t testing.TB, cfg config.Receiver, clk *fakeClock) *recording {
 	t.Helper()
-	opts := balancer.Options{ShutdownTimeout: 30 * time.Second}
+	// A stop reads a connected exporter for half the timeout (the DPI may
+	// still send) before it drains the dump writer: 8 s keeps the drain
+	// ample under -race without spending 15 s of each test on the read.
+	opts := balancer.Options{ShutdownTimeout: 8 * time.Second}
 	if clk != nil {
 		opts.Now = clk.Now
 	}
