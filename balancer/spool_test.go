@@ -693,3 +693,63 @@ func TestSpoolRoundRobinExporterGoneWhileDown(t *testing.T) {
 		cleanStats(t, c)
 	}
 }
+
+// RoundRobin, both collectors down, then back but slow (they read later) so
+// the replay lasts: the exporter disconnects meanwhile, and the withdrawal of
+// its templates must reach each collector after the replayed data that uses
+// them, not in the middle of the replay.
+func TestSpoolRoundRobinExporterGoneWhileReplaying(t *testing.T) {
+	c1 := testenv.StartCollector(t, "tcp", testenv.CountByID())
+	c2 := testenv.StartCollector(t, "tcp", testenv.CountByID())
+	cfg := spoolConfig(t, config.RoundRobin, c1, c2)
+	r, _ := runReceiver(t, cfg, balancer.Options{ShutdownTimeout: 5 * time.Second})
+	up := func(c *testenv.Collector) float64 {
+		return metricValue(t, r, `ipfix_balancer_subreceiver_up{stream="fullflow",dpi="0",subreceiver="`+c.Addr()+`"}`)
+	}
+	cs := []*testenv.Collector{c1, c2}
+	for _, c := range cs {
+		testenv.WaitFor(t, 10*time.Second, "subreceiver up", func() bool { return up(c) == 1 })
+	}
+	exp, err := net.Dial("tcp", r.Addr().String())
+	require.NoError(t, err)
+	defer exp.Close()
+	clock := uint32(1_700_000_000)
+	enc := newTicking(&clock, spoolTemplate)
+	const part, spooled = 20_000, 1_000_000 // spooled: about 20 MB, more than the sockets hold
+	writeAll(t, exp, enc.messages(t, 0, part))
+	waitIDs(t, 30*time.Second, 0, part, c1, c2)
+
+	for _, c := range cs {
+		c.Stop()
+	}
+	for _, c := range cs {
+		testenv.WaitFor(t, 10*time.Second, "subreceiver down", func() bool { return up(c) == 0 })
+	}
+	for i := 0; i < 10; i++ {
+		writeAll(t, exp, enc.messages(t, uint64(part+i*spooled/10), spooled/10))
+	}
+	testenv.WaitFor(t, 60*time.Second, "the receiver to read what was sent", func() bool {
+		return metricValue(t, r, `ipfix_balancer_received_records_total{stream="fullflow",dpi="0"}`) >= part+spooled
+	})
+	for _, c := range cs {
+		c.Pause()
+		c.Restart()
+	}
+	testenv.WaitFor(t, 30*time.Second, "the replay to start", func() bool {
+		return up(c1) == 1 && up(c2) == 1 &&
+			metricValue(t, r, `ipfix_balancer_spool_replayed_messages_total{stream="fullflow",dpi="0"}`) > 0
+	})
+	require.NoError(t, exp.Close())
+	testenv.WaitFor(t, 10*time.Second, "the exporter session to end", func() bool {
+		return metricValue(t, r, `ipfix_balancer_exporter_sessions{stream="fullflow",dpi="0"}`) == 0
+	})
+	require.Equal(t, 1.0, metricValue(t, r, `ipfix_balancer_spool_replaying{stream="fullflow",dpi="0"}`), "still replaying")
+	for _, c := range cs {
+		c.Resume()
+	}
+	waitIDs(t, 60*time.Second, 0, part+spooled, c1, c2)
+	checkOnce(t, 0, part+spooled, c1, c2)
+	for _, c := range cs {
+		cleanStats(t, c)
+	}
+}
