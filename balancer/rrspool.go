@@ -13,10 +13,11 @@ import (
 
 // rrSpool is the spool of a RoundRobin receiver: a message no subreceiver can
 // take goes to it instead of being dropped (no_subreceiver), and so does every
-// message after it until the replay has caught up. The replay runs on the
-// loop and spreads the spooled messages over the TCP subreceivers that are up
-// and below half their high-water mark; the templates of the replay go to
-// every subreceiver first (and again to one that reconnects), the current
+// message after it until the replay has caught up (and so do the messages for
+// every output: template and options messages, the withdrawals of a session
+// that ended). The replay runs on the loop and spreads the spooled messages
+// over the TCP subreceivers that are up and below half their high-water mark;
+// the templates of the replay go to every subreceiver first (and again to one that reconnects), the current
 // ones once the replay caught up. A replayed message is acknowledged once its
 // subreceiver has it queued (written or in gnet's buffer): a connection lost
 // then loses it, counted as connection_lost, as live messages.
@@ -152,9 +153,6 @@ func (r *Receiver) pumpRR() {
 		}
 		odid := binary.BigEndian.Uint32(m.Bytes[12:16])
 		tmpl := hasTemplateSets(m.Bytes)
-		if tmpl {
-			learnAll(rs.cache, m.Bytes)
-		}
 		for _, o := range r.outputs {
 			if t, ok := o.(*forward.TCPOnLoop); ok && t.Available() {
 				if c := t.Conn(); c != nil && rs.conns[t] != any(c) {
@@ -167,6 +165,11 @@ func (r *Receiver) pumpRR() {
 					rs.conns[t] = c
 				}
 			}
+		}
+		if tmpl {
+			// After the prime above: a withdrawal must find its template
+			// there.
+			learnAll(rs.cache, m.Bytes)
 		}
 		sum, _ := ipfix.Summarize(rs.cache, odid, m.Bytes)
 		rs.msg = forward.Message{Bytes: m.Bytes, ODID: odid, Records: sum.Records, Data: sum.DataSets > 0, Templates: tmpl}
