@@ -178,6 +178,12 @@ func (r *Receiver) pumpRR() {
 			t := r.templateOnly(m.Bytes)
 			rs.msg = forward.Message{Bytes: t, ODID: odid, Templates: true, MadeUp: true}
 			for _, o := range r.outputs {
+				if t, ok := o.(*forward.TCPOnLoop); ok && t.Conn() == nil {
+					// Down: the replay's templates go first on its next
+					// connection (replayTo), before what it has to be
+					// sent again, older than this message.
+					continue
+				}
 				if o != pick {
 					o.Send(&rs.msg)
 				}
@@ -286,16 +292,29 @@ func (rs *rrSpool) settle() {
 			f.conn = nil // lost with its connection
 		}
 	}
-	n := 0
-	for n < len(rs.flight) && rs.flight[n].out == nil {
-		n++
+	// A run of taken messages is kept as its last (Ack acknowledges what
+	// came before it), without its bytes: flight stays as long as what the
+	// kernels hold, even when one collector stalls while the others take the
+	// replay.
+	keep := rs.flight[:0]
+	for _, f := range rs.flight {
+		if f.out == nil {
+			f.m.Bytes = nil
+			if len(keep) > 0 && keep[len(keep)-1].out == nil {
+				keep[len(keep)-1] = f
+				continue
+			}
+		}
+		keep = append(keep, f)
 	}
-	if n == 0 {
+	clear(rs.flight[len(keep):])
+	rs.flight = keep
+	if len(rs.flight) == 0 || rs.flight[0].out != nil {
 		return
 	}
-	rs.p.Spool().Ack(rs.flight[n-1].m)
-	clear(rs.flight[:n])
-	rs.flight = rs.flight[:copy(rs.flight, rs.flight[n:])]
+	rs.p.Spool().Ack(rs.flight[0].m)
+	rs.flight[0] = rrFlight{}
+	rs.flight = rs.flight[:copy(rs.flight, rs.flight[1:])]
 }
 
 // resendLost sends the replayed messages lost with their connection again,
@@ -385,6 +404,16 @@ func (r *Receiver) rrFollow(follow map[uint32]uint32) map[uint32]uint32 {
 	}
 	for d, t := range rs.since {
 		if f, ok := out[d]; !ok || int32(t-f) < 0 {
+			out[d] = t
+		}
+	}
+	// Replayed messages to send again are older still.
+	for _, f := range rs.flight {
+		if f.out == nil || f.conn != nil || len(f.m.Bytes) < ipfix.HeaderLen {
+			continue
+		}
+		d, t := binary.BigEndian.Uint32(f.m.Bytes[12:16]), binary.BigEndian.Uint32(f.m.Bytes[4:8])
+		if e, ok := out[d]; !ok || int32(t-e) < 0 {
 			out[d] = t
 		}
 	}
