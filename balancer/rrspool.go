@@ -172,7 +172,11 @@ func (r *Receiver) pumpRR() {
 		}
 		odid := binary.BigEndian.Uint32(m.Bytes[12:16])
 		tmpl := hasTemplateSets(m.Bytes)
-		rs.flight = append(rs.flight, r.replayTo(pick, *m, odid, tmpl))
+		f := r.replayTo(pick, *m, odid, tmpl, true)
+		if f.out != nil && f.conn == nil {
+			rs.waiting[pick] = true // not queued: sent again first
+		}
+		rs.flight = append(rs.flight, f)
 		if tmpl {
 			// Every subreceiver needs every template.
 			t := r.templateOnly(m.Bytes)
@@ -238,9 +242,9 @@ func (r *Receiver) replayReady(t *forward.TCPOnLoop) bool {
 }
 
 // replayTo sends m, a replayed message of domain odid (tmpl: it carries
-// templates), to t, after the replay's templates on the connections that
-// lack them, and returns its place in t's stream.
-func (r *Receiver) replayTo(t *forward.TCPOnLoop, m spool.Message, odid uint32, tmpl bool) rrFlight {
+// templates, learned when learn), to t, after the replay's templates on the
+// connections that lack them, and returns its place in t's stream.
+func (r *Receiver) replayTo(t *forward.TCPOnLoop, m spool.Message, odid uint32, tmpl, learn bool) rrFlight {
 	rs := r.rrs
 	for _, o := range r.outputs {
 		if u, ok := o.(*forward.TCPOnLoop); ok && u.Available() {
@@ -255,7 +259,7 @@ func (r *Receiver) replayTo(t *forward.TCPOnLoop, m spool.Message, odid uint32, 
 			}
 		}
 	}
-	if tmpl {
+	if tmpl && learn {
 		// After the templates above: a withdrawal must find its template
 		// there.
 		learnAll(rs.cache, m.Bytes)
@@ -317,10 +321,11 @@ func (rs *rrSpool) settle() {
 	rs.flight = rs.flight[:copy(rs.flight, rs.flight[1:])]
 }
 
-// resendLost sends the replayed messages lost with their connection again,
-// in order, each on its subreceiver's next connection (a new session at the
-// collector: export times may start over); a subreceiver that is gone (a
-// reload) leaves them to another.
+// resendLost sends the replayed messages lost with their connection (or not
+// queued) again, in order, each on its subreceiver's next connection (a new
+// session at the collector: export times may start over) before anything
+// else replayed there; a subreceiver that is gone (a reload) leaves them to
+// another.
 func (r *Receiver) resendLost() {
 	rs := r.rrs
 	clear(rs.waiting)
@@ -342,7 +347,8 @@ func (r *Receiver) resendLost() {
 			continue
 		}
 		odid := binary.BigEndian.Uint32(f.m.Bytes[12:16])
-		g := r.replayTo(f.out, f.m, odid, hasTemplateSets(f.m.Bytes))
+		// Its templates were learned when it was first given.
+		g := r.replayTo(f.out, f.m, odid, hasTemplateSets(f.m.Bytes), false)
 		f.out, f.conn, f.end = g.out, g.conn, g.end
 		if f.out != nil && f.conn == nil {
 			rs.waiting[f.out] = true
