@@ -301,6 +301,15 @@ func (r *Receiver) route(s *session, msg []byte, odid uint32, sum ipfix.Summary,
 	// the session, not one flow: like templates, every subreceiver gets it.
 	onlyOptions := sum.Unknown == 0 && sum.OptionRecords == records
 	if r.cfg.Mode != config.RoundRobin || sum.DataSets == 0 || onlyOptions {
+		if r.cfg.Mode == config.RoundRobin && r.rrs != nil && r.rrs.p.Active() && r.rrRoute(odid, msg) < 0 {
+			// Behind the replay, as the data: a template message sent now
+			// would reach the collectors before the older replayed data
+			// (its export time later, its templates maybe not theirs).
+			r.msg = forward.Message{Bytes: msg, ODID: odid, Records: records, Data: sum.DataSets > 0, Templates: sum.TemplateSets > 0}
+			r.rrSpill(&r.msg)
+			r.msg = forward.Message{}
+			return
+		}
 		// Not in Recording mode: the dump keeps the exporter's own numbers.
 		r.msg = forward.Message{Bytes: msg, ODID: odid, Records: records, Data: sum.DataSets > 0, Templates: sum.TemplateSets > 0}
 		r.msg.FreeHeader(r.cfg.Mode == config.All)

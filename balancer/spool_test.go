@@ -637,3 +637,177 @@ func TestSpoolStopWhileReplaying(t *testing.T) {
 	checkOnce(t, 0, n, c2)
 	cleanStats(t, c2)
 }
+
+// RoundRobin, both collectors down: the exporter sends, then disconnects
+// before they are back, so its session ends and the balancer withdraws its
+// templates downstream (endSession), stamped with its last export time. Back,
+// each collector must get the spooled records decodable, its session never
+// refused (export times never go back), the withdrawal after the replayed data
+// it concerns.
+func TestSpoolRoundRobinExporterGoneWhileDown(t *testing.T) {
+	c1 := testenv.StartCollector(t, "tcp", testenv.CountByID())
+	c2 := testenv.StartCollector(t, "tcp", testenv.CountByID())
+	cfg := spoolConfig(t, config.RoundRobin, c1, c2)
+	r, _ := runReceiver(t, cfg, balancer.Options{ShutdownTimeout: 5 * time.Second})
+	up := func(c *testenv.Collector) float64 {
+		return metricValue(t, r, `ipfix_balancer_subreceiver_up{stream="fullflow",dpi="0",subreceiver="`+c.Addr()+`"}`)
+	}
+	cs := []*testenv.Collector{c1, c2}
+	for _, c := range cs {
+		testenv.WaitFor(t, 10*time.Second, "subreceiver up", func() bool { return up(c) == 1 })
+	}
+	exp, err := net.Dial("tcp", r.Addr().String())
+	require.NoError(t, err)
+	defer exp.Close()
+	clock := uint32(1_700_000_000)
+	enc := newTicking(&clock, spoolTemplate)
+	const part = 20_000
+	writeAll(t, exp, enc.messages(t, 0, part))
+	waitIDs(t, 30*time.Second, 0, part, c1, c2)
+
+	for _, c := range cs {
+		c.Stop()
+	}
+	for _, c := range cs {
+		testenv.WaitFor(t, 10*time.Second, "subreceiver down", func() bool { return up(c) == 0 })
+	}
+	// Each call a second later: the session's last export time is well past
+	// the spooled messages' first.
+	for i := 0; i < 4; i++ {
+		writeAll(t, exp, enc.messages(t, uint64(part+i*part/2), part/2))
+	}
+	testenv.WaitFor(t, 30*time.Second, "the receiver to read what was sent", func() bool {
+		return metricValue(t, r, `ipfix_balancer_spool_spooled_messages_total{stream="fullflow",dpi="0"}`) > 0 &&
+			metricValue(t, r, `ipfix_balancer_received_records_total{stream="fullflow",dpi="0"}`) >= 3*part
+	})
+	require.NoError(t, exp.Close())
+	testenv.WaitFor(t, 10*time.Second, "the exporter session to end", func() bool {
+		return metricValue(t, r, `ipfix_balancer_exporter_sessions{stream="fullflow",dpi="0"}`) == 0
+	})
+	for _, c := range cs {
+		c.Restart()
+	}
+	waitIDs(t, 30*time.Second, 0, 3*part, c1, c2)
+	checkOnce(t, 0, 3*part, c1, c2)
+	for _, c := range cs {
+		cleanStats(t, c)
+	}
+}
+
+// RoundRobin, both collectors down, then back but slow (they read later) so
+// the replay lasts: the exporter disconnects meanwhile, and the withdrawal of
+// its templates must reach each collector after the replayed data that uses
+// them, not in the middle of the replay.
+func TestSpoolRoundRobinExporterGoneWhileReplaying(t *testing.T) {
+	c1 := testenv.StartCollector(t, "tcp", testenv.CountByID())
+	c2 := testenv.StartCollector(t, "tcp", testenv.CountByID())
+	cfg := spoolConfig(t, config.RoundRobin, c1, c2)
+	r, _ := runReceiver(t, cfg, balancer.Options{ShutdownTimeout: 5 * time.Second})
+	up := func(c *testenv.Collector) float64 {
+		return metricValue(t, r, `ipfix_balancer_subreceiver_up{stream="fullflow",dpi="0",subreceiver="`+c.Addr()+`"}`)
+	}
+	cs := []*testenv.Collector{c1, c2}
+	for _, c := range cs {
+		testenv.WaitFor(t, 10*time.Second, "subreceiver up", func() bool { return up(c) == 1 })
+	}
+	exp, err := net.Dial("tcp", r.Addr().String())
+	require.NoError(t, err)
+	defer exp.Close()
+	clock := uint32(1_700_000_000)
+	enc := newTicking(&clock, spoolTemplate)
+	const part, spooled = 20_000, 1_000_000 // spooled: about 20 MB, more than the sockets hold
+	writeAll(t, exp, enc.messages(t, 0, part))
+	waitIDs(t, 30*time.Second, 0, part, c1, c2)
+
+	for _, c := range cs {
+		c.Stop()
+	}
+	for _, c := range cs {
+		testenv.WaitFor(t, 10*time.Second, "subreceiver down", func() bool { return up(c) == 0 })
+	}
+	for i := 0; i < 10; i++ {
+		writeAll(t, exp, enc.messages(t, uint64(part+i*spooled/10), spooled/10))
+	}
+	testenv.WaitFor(t, 60*time.Second, "the receiver to read what was sent", func() bool {
+		return metricValue(t, r, `ipfix_balancer_received_records_total{stream="fullflow",dpi="0"}`) >= part+spooled
+	})
+	for _, c := range cs {
+		c.Pause()
+		c.Restart()
+	}
+	testenv.WaitFor(t, 30*time.Second, "the replay to start", func() bool {
+		return up(c1) == 1 && up(c2) == 1 &&
+			metricValue(t, r, `ipfix_balancer_spool_replayed_messages_total{stream="fullflow",dpi="0"}`) > 0
+	})
+	require.NoError(t, exp.Close())
+	testenv.WaitFor(t, 10*time.Second, "the exporter session to end", func() bool {
+		return metricValue(t, r, `ipfix_balancer_exporter_sessions{stream="fullflow",dpi="0"}`) == 0
+	})
+	require.Equal(t, 1.0, metricValue(t, r, `ipfix_balancer_spool_replaying{stream="fullflow",dpi="0"}`), "still replaying")
+	for _, c := range cs {
+		c.Resume()
+	}
+	waitIDs(t, 60*time.Second, 0, part+spooled, c1, c2)
+	checkOnce(t, 0, part+spooled, c1, c2)
+	for _, c := range cs {
+		cleanStats(t, c)
+	}
+}
+
+// RoundRobin replay, one collector slow then gone: what its connection held
+// (in the balancer's buffer, not taken by the kernel) when it closed is sent
+// again on its next connection, not lost.
+func TestSpoolRoundRobinCollectorLostWhileReplaying(t *testing.T) {
+	c1 := testenv.StartCollector(t, "tcp", testenv.CountByID())
+	c2 := testenv.StartCollector(t, "tcp", testenv.CountByID())
+	cfg := spoolConfig(t, config.RoundRobin, c1, c2)
+	r, _ := runReceiver(t, cfg, balancer.Options{ShutdownTimeout: 5 * time.Second})
+	up := func(c *testenv.Collector) float64 {
+		return metricValue(t, r, `ipfix_balancer_subreceiver_up{stream="fullflow",dpi="0",subreceiver="`+c.Addr()+`"}`)
+	}
+	queued := func(c *testenv.Collector) float64 {
+		return metricValue(t, r, `ipfix_balancer_queue_bytes{stream="fullflow",dpi="0",subreceiver="`+c.Addr()+`"}`)
+	}
+	cs := []*testenv.Collector{c1, c2}
+	for _, c := range cs {
+		testenv.WaitFor(t, 10*time.Second, "subreceiver up", func() bool { return up(c) == 1 })
+	}
+	exp, err := net.Dial("tcp", r.Addr().String())
+	require.NoError(t, err)
+	defer exp.Close()
+	clock := uint32(1_700_000_000)
+	enc := newTicking(&clock, spoolTemplate)
+	const part, spooled = 20_000, 1_000_000 // spooled: about 20 MB, more than the sockets hold
+	writeAll(t, exp, enc.messages(t, 0, part))
+	waitIDs(t, 30*time.Second, 0, part, c1, c2)
+
+	for _, c := range cs {
+		c.Stop()
+	}
+	for _, c := range cs {
+		testenv.WaitFor(t, 10*time.Second, "subreceiver down", func() bool { return up(c) == 0 })
+	}
+	for i := 0; i < 10; i++ {
+		writeAll(t, exp, enc.messages(t, uint64(part+i*spooled/10), spooled/10))
+	}
+	testenv.WaitFor(t, 60*time.Second, "the receiver to read what was sent", func() bool {
+		return metricValue(t, r, `ipfix_balancer_received_records_total{stream="fullflow",dpi="0"}`) >= part+spooled
+	})
+	for _, c := range cs {
+		c.Pause()
+		c.Restart()
+	}
+	testenv.WaitFor(t, 30*time.Second, "replayed messages held for the slow collector", func() bool {
+		return up(c2) == 1 && queued(c2) > 0
+	})
+	// Its connection closes with replayed messages still in the balancer.
+	c2.Shutdown()
+	testenv.WaitFor(t, 10*time.Second, "subreceiver down", func() bool { return up(c2) == 0 })
+	c2.Restart()
+	c1.Resume()
+	waitIDs(t, 60*time.Second, 0, part+spooled, c1, c2)
+	checkOnce(t, 0, part+spooled, c1, c2)
+	for _, c := range cs {
+		cleanStats(t, c)
+	}
+}

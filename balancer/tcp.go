@@ -442,6 +442,10 @@ func (r *Receiver) drain() {
 func (r *Receiver) stopOutputs() {
 	done := make(chan struct{})
 	r.onLoop(func() {
+		if r.rrs != nil {
+			// What the kernels took of the replay is not replayed again.
+			r.rrs.settle()
+		}
 		for _, o := range r.outputs {
 			o.Stop()
 		}

@@ -193,12 +193,22 @@ func (r *Receiver) resendDomain(s *session, odid uint32) {
 // sendMadeUp sends template messages the balancer made up for session s to
 // every output (but UDP subreceivers when they are withdrawals: RFC 7011 §8.4
 // has none over UDP). They are not counted as sent.
+//
+// While a RoundRobin receiver's spool replays, they go to the spool, behind
+// the replayed data they concern (a withdrawal sent now would make it
+// undecodable, and its export time would go back after it).
 func (r *Receiver) sendMadeUp(s *session, msgs []byte, withdrawals bool) {
 	cur, msg := r.cur, r.msg
 	r.cur = s
+	spool := r.rrs != nil && r.rrs.p.Active()
 	for len(msgs) >= ipfix.HeaderLen {
 		n := int(binary.BigEndian.Uint16(msgs[2:4]))
 		r.msg = forward.Message{Bytes: msgs[:n], ODID: binary.BigEndian.Uint32(msgs[12:16]), Templates: true, MadeUp: true}
+		if spool {
+			r.rrSpill(&r.msg)
+			msgs = msgs[n:]
+			continue
+		}
 		for _, o := range r.outputs {
 			if _, udp := o.(*forward.UDP); udp && withdrawals {
 				continue

@@ -57,6 +57,10 @@ type TCPOnLoop struct {
 	given    int64      // bytes handed to the kernel or to gnet on this connection
 
 	sp *Spooler // nil: no spool (see spooler.go)
+	// lostConn is the last connection lost, lostTaken what the kernel took
+	// of it (TakenOn).
+	lostConn  gnet.Conn
+	lostTaken int64
 }
 
 // inFlight is one message in the connection's byte stream.
@@ -286,6 +290,7 @@ func (s *TCPOnLoop) account(took int64) {
 // connLost ends the accounting of a connection that closed with held bytes
 // still in gnet's buffer: what the kernel took was sent, the rest is lost.
 func (s *TCPOnLoop) connLost(held int) {
+	s.lostConn, s.lostTaken = s.conn, s.given-int64(held)
 	s.account(s.given - int64(held))
 	lost := 0
 	for _, f := range s.flight[s.head:] {
@@ -464,6 +469,10 @@ func (s *TCPOnLoop) Closed(c gnet.Conn, err error) {
 		}
 		return
 	}
+	// gnet writes what it holds once more after OnClose, to a peer that may
+	// still read (a collector that half-closed): shut our side, so what is
+	// counted lost here (or sent again, replayed) stays unsent.
+	_ = unix.Shutdown(c.Fd(), unix.SHUT_WR)
 	s.connLost(c.OutboundBuffered())
 	s.conn = nil
 	s.m.Queued.Store(int64(s.PendingBytes()))
@@ -501,4 +510,23 @@ func (s *TCPOnLoop) Stop() {
 		s.closeSpool()
 	}
 	s.m.Queued.Store(int64(s.PendingBytes()))
+}
+
+// Queued is where what is queued on the current connection ends in its byte
+// stream: written, in gnet's buffer or in the batch. Event loop only.
+func (s *TCPOnLoop) Queued() int64 { return s.given + int64(s.batchLen) }
+
+// TakenOn is how much of connection c's byte stream the kernel took, for
+// the current connection and the last one lost; ok is false for another.
+// Event loop only.
+func (s *TCPOnLoop) TakenOn(c gnet.Conn) (took int64, ok bool) {
+	switch {
+	case c == nil:
+		return 0, false
+	case c == s.conn:
+		return s.given - int64(s.conn.OutboundBuffered()), true
+	case c == s.lostConn:
+		return s.lostTaken, true
+	}
+	return 0, false
 }
