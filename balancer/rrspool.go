@@ -147,9 +147,10 @@ func (r *Receiver) pumpRR() {
 	}
 	rs.settle()
 	r.resendLost()
-	given := false
+	given, turn := false, 0
 	budget := r.cfg.QueueBytes
-	for budget > 0 {
+	for budget > 0 && turn < forward.ReplayTurn {
+		turn++
 		m := rs.held
 		rs.held = nil
 		if m == nil {
@@ -202,6 +203,9 @@ func (r *Receiver) pumpRR() {
 			o.Flush()
 		}
 		rs.settle()
+		if turn == forward.ReplayTurn {
+			rs.p.Again()
+		}
 		return
 	}
 	if rs.held == nil && len(rs.flight) == 0 && rs.p.Spool().Drained() {

@@ -16,12 +16,12 @@ import (
 // socket draining has no event of its own.
 const spoolTick = 10 * time.Millisecond
 
-// replayTurn bounds the messages one pump replays: the pump runs on the
+// ReplayTurn bounds the messages one pump replays: the pump runs on the
 // receiver's event loop, and the loop reads the exporter between two turns
 // (a pump of a whole queue's worth held the live stream of the other
 // subreceivers for tens of milliseconds under -race). A turn that gave its
 // full count queues the next one at once.
-const replayTurn = 128
+const ReplayTurn = 128
 
 // Spooler is the store-and-forward side of one TCP subreceiver (All mode):
 // where its drop method would lose a live message for queue_full or
@@ -127,6 +127,10 @@ func (p *Spooler) start(pump func()) {
 		}
 	}()
 }
+
+// Again queues a pump on the loop, unless one is queued already: a pump that
+// gave a full turn (ReplayTurn) calls it for the next one.
+func (p *Spooler) Again() { p.again() }
 
 // again queues a pump on the loop, unless one is queued already.
 func (p *Spooler) again() {
@@ -295,7 +299,7 @@ func (s *TCPOnLoop) pumpSpool() {
 		i++
 	}
 	turn := 0
-	for size < room && len(bufs) < MaxIovecs-2 && turn < replayTurn {
+	for size < room && len(bufs) < MaxIovecs-2 && turn < ReplayTurn {
 		turn++
 		r, ok := p.next(i)
 		if !ok {
@@ -336,7 +340,7 @@ func (s *TCPOnLoop) pumpSpool() {
 		clear(p.bufs)
 		s.settle()
 		s.m.Queued.Store(int64(s.PendingBytes()))
-		if turn == replayTurn {
+		if turn == ReplayTurn {
 			p.again()
 		}
 		return

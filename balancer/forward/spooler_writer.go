@@ -66,7 +66,7 @@ func (s *TCPWriter) pumpSpool() {
 	s.mu.Unlock()
 	room := s.hwm/2 - s.queued()
 	given, turn := false, 0
-	for room > 0 && turn < replayTurn {
+	for room > 0 && turn < ReplayTurn {
 		turn++
 		m, ok := p.sp.Next()
 		if !ok {
@@ -113,7 +113,7 @@ func (s *TCPWriter) pumpSpool() {
 	if given {
 		s.Flush()
 		p.sp.Ack(p.last)
-		if turn == replayTurn {
+		if turn == ReplayTurn {
 			p.again()
 		}
 		return
