@@ -6,6 +6,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -288,56 +289,92 @@ func TestSpoolTemplateChangedWhileDown(t *testing.T) {
 	}
 }
 
+// rrOutage is a RoundRobin receiver with a spool, two collectors that got
+// the first part records and were then stopped, and the exporter's
+// connection, open, with its encoder.
+type rrOutage struct {
+	t      *testing.T
+	cfg    config.Receiver
+	r      *balancer.Receiver
+	stop   func()
+	cs     []*testenv.Collector
+	exp    net.Conn
+	enc    *tickingEncoder
+	c1, c2 *testenv.Collector
+}
+
+func startRROutage(t *testing.T, part int) *rrOutage {
+	t.Helper()
+	o := &rrOutage{t: t}
+	o.c1 = testenv.StartCollector(t, "tcp", testenv.CountByID())
+	o.c2 = testenv.StartCollector(t, "tcp", testenv.CountByID())
+	o.cs = []*testenv.Collector{o.c1, o.c2}
+	o.cfg = spoolConfig(t, config.RoundRobin, o.c1, o.c2)
+	o.r, o.stop = runReceiver(t, o.cfg, balancer.Options{ShutdownTimeout: 5 * time.Second})
+	for _, c := range o.cs {
+		testenv.WaitFor(t, 10*time.Second, "subreceiver up", func() bool { return o.up(c) == 1 })
+	}
+	var err error
+	o.exp, err = net.Dial("tcp", o.r.Addr().String())
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = o.exp.Close() })
+	clock := uint32(1_700_000_000)
+	o.enc = newTicking(&clock, spoolTemplate)
+	writeAll(t, o.exp, o.enc.messages(t, 0, part))
+	waitIDs(t, 30*time.Second, 0, part, o.c1, o.c2)
+	for _, c := range o.cs {
+		c.Stop()
+	}
+	for _, c := range o.cs {
+		testenv.WaitFor(t, 10*time.Second, "subreceiver down", func() bool { return o.up(c) == 0 })
+	}
+	return o
+}
+
+// up is the subreceiver_up gauge of c.
+func (o *rrOutage) up(c *testenv.Collector) float64 {
+	return o.metric(`ipfix_balancer_subreceiver_up`, `subreceiver="`+c.Addr()+`"`)
+}
+
+// metric is the receiver's series name with its stream and dpi labels and more.
+func (o *rrOutage) metric(name string, more ...string) float64 {
+	labels := append([]string{`stream="fullflow"`, `dpi="0"`}, more...)
+	return metricValue(o.t, o.r, name+"{"+strings.Join(labels, ",")+"}")
+}
+
+// delivered waits for records 0..n-1 at both collectors and checks each got
+// them once, decodable, gap-free.
+func (o *rrOutage) delivered(timeout time.Duration, n int) {
+	o.t.Helper()
+	waitIDs(o.t, timeout, 0, n, o.c1, o.c2)
+	checkOnce(o.t, 0, n, o.c1, o.c2)
+	for _, c := range o.cs {
+		cleanStats(o.t, c)
+	}
+}
+
 // RoundRobin to two collectors, both stopped while the exporter sends, then
 // back: nothing is lost, nothing doubled, and the spool ends empty.
 func TestSpoolRoundRobinBothDown(t *testing.T) {
-	c1 := testenv.StartCollector(t, "tcp", testenv.CountByID())
-	c2 := testenv.StartCollector(t, "tcp", testenv.CountByID())
-	cfg := spoolConfig(t, config.RoundRobin, c1, c2)
-	r, stop := runReceiver(t, cfg, balancer.Options{ShutdownTimeout: 5 * time.Second})
-	up := func(c *testenv.Collector) float64 {
-		return metricValue(t, r, `ipfix_balancer_subreceiver_up{stream="fullflow",dpi="0",subreceiver="`+c.Addr()+`"}`)
-	}
-	cs := []*testenv.Collector{c1, c2}
-	for _, c := range cs {
-		testenv.WaitFor(t, 10*time.Second, "subreceiver up", func() bool { return up(c) == 1 })
-	}
-	exp, err := net.Dial("tcp", r.Addr().String())
-	require.NoError(t, err)
-	defer exp.Close()
-	clock := uint32(1_700_000_000)
-	enc := newTicking(&clock, spoolTemplate)
 	const part = 20_000
-	writeAll(t, exp, enc.messages(t, 0, part))
-	waitIDs(t, 30*time.Second, 0, part, c1, c2)
-
-	for _, c := range cs {
-		c.Stop()
-	}
-	for _, c := range cs {
-		testenv.WaitFor(t, 10*time.Second, "subreceiver down", func() bool { return up(c) == 0 })
-	}
-	writeAll(t, exp, enc.messages(t, part, 2*part))
+	o := startRROutage(t, part)
+	writeAll(t, o.exp, o.enc.messages(t, part, 2*part))
 	testenv.WaitFor(t, 30*time.Second, "the receiver to read what was sent", func() bool {
-		return metricValue(t, r, `ipfix_balancer_spool_spooled_messages_total{stream="fullflow",dpi="0"}`) > 0 &&
-			metricValue(t, r, `ipfix_balancer_received_records_total{stream="fullflow",dpi="0"}`) >= 3*part
+		return o.metric(`ipfix_balancer_spool_spooled_messages_total`) > 0 &&
+			o.metric(`ipfix_balancer_received_records_total`) >= 3*part
 	})
-	for _, c := range cs {
+	for _, c := range o.cs {
 		c.Restart()
 	}
-	writeAll(t, exp, enc.messages(t, 3*part, part))
-	waitIDs(t, 60*time.Second, 0, 4*part, c1, c2)
-	checkOnce(t, 0, 4*part, c1, c2)
-	for _, c := range cs {
-		cleanStats(t, c)
-	}
-	assert.Zero(t, metricValue(t, r, `ipfix_balancer_dropped_messages_total{stream="fullflow",dpi="0",reason="no_subreceiver"}`))
+	writeAll(t, o.exp, o.enc.messages(t, 3*part, part))
+	o.delivered(60*time.Second, 4*part)
+	assert.Zero(t, o.metric(`ipfix_balancer_dropped_messages_total`, `reason="no_subreceiver"`))
 	testenv.WaitFor(t, 20*time.Second, "the spool to drain", func() bool {
-		return metricValue(t, r, `ipfix_balancer_spool_replaying{stream="fullflow",dpi="0"}`) == 0
+		return o.metric(`ipfix_balancer_spool_replaying`) == 0
 	})
-	_ = exp.Close()
-	stop()
-	assert.Empty(t, segmentsIn(t, cfg.Spool.Dir), "segments left after the replay")
+	_ = o.exp.Close()
+	o.stop()
+	assert.Empty(t, segmentsIn(t, o.cfg.Spool.Dir), "segments left after the replay")
 }
 
 // A spool with a small quota, a collector down for longer than it holds:
@@ -645,53 +682,25 @@ func TestSpoolStopWhileReplaying(t *testing.T) {
 // refused (export times never go back), the withdrawal after the replayed data
 // it concerns.
 func TestSpoolRoundRobinExporterGoneWhileDown(t *testing.T) {
-	c1 := testenv.StartCollector(t, "tcp", testenv.CountByID())
-	c2 := testenv.StartCollector(t, "tcp", testenv.CountByID())
-	cfg := spoolConfig(t, config.RoundRobin, c1, c2)
-	r, _ := runReceiver(t, cfg, balancer.Options{ShutdownTimeout: 5 * time.Second})
-	up := func(c *testenv.Collector) float64 {
-		return metricValue(t, r, `ipfix_balancer_subreceiver_up{stream="fullflow",dpi="0",subreceiver="`+c.Addr()+`"}`)
-	}
-	cs := []*testenv.Collector{c1, c2}
-	for _, c := range cs {
-		testenv.WaitFor(t, 10*time.Second, "subreceiver up", func() bool { return up(c) == 1 })
-	}
-	exp, err := net.Dial("tcp", r.Addr().String())
-	require.NoError(t, err)
-	defer exp.Close()
-	clock := uint32(1_700_000_000)
-	enc := newTicking(&clock, spoolTemplate)
 	const part = 20_000
-	writeAll(t, exp, enc.messages(t, 0, part))
-	waitIDs(t, 30*time.Second, 0, part, c1, c2)
-
-	for _, c := range cs {
-		c.Stop()
-	}
-	for _, c := range cs {
-		testenv.WaitFor(t, 10*time.Second, "subreceiver down", func() bool { return up(c) == 0 })
-	}
+	o := startRROutage(t, part)
 	// Each call a second later: the session's last export time is well past
 	// the spooled messages' first.
 	for i := 0; i < 4; i++ {
-		writeAll(t, exp, enc.messages(t, uint64(part+i*part/2), part/2))
+		writeAll(t, o.exp, o.enc.messages(t, uint64(part+i*part/2), part/2))
 	}
 	testenv.WaitFor(t, 30*time.Second, "the receiver to read what was sent", func() bool {
-		return metricValue(t, r, `ipfix_balancer_spool_spooled_messages_total{stream="fullflow",dpi="0"}`) > 0 &&
-			metricValue(t, r, `ipfix_balancer_received_records_total{stream="fullflow",dpi="0"}`) >= 3*part
+		return o.metric(`ipfix_balancer_spool_spooled_messages_total`) > 0 &&
+			o.metric(`ipfix_balancer_received_records_total`) >= 3*part
 	})
-	require.NoError(t, exp.Close())
+	require.NoError(t, o.exp.Close())
 	testenv.WaitFor(t, 10*time.Second, "the exporter session to end", func() bool {
-		return metricValue(t, r, `ipfix_balancer_exporter_sessions{stream="fullflow",dpi="0"}`) == 0
+		return o.metric(`ipfix_balancer_exporter_sessions`) == 0
 	})
-	for _, c := range cs {
+	for _, c := range o.cs {
 		c.Restart()
 	}
-	waitIDs(t, 30*time.Second, 0, 3*part, c1, c2)
-	checkOnce(t, 0, 3*part, c1, c2)
-	for _, c := range cs {
-		cleanStats(t, c)
-	}
+	o.delivered(30*time.Second, 3*part)
 }
 
 // RoundRobin, both collectors down, then back but slow (they read later) so
@@ -699,115 +708,55 @@ func TestSpoolRoundRobinExporterGoneWhileDown(t *testing.T) {
 // its templates must reach each collector after the replayed data that uses
 // them, not in the middle of the replay.
 func TestSpoolRoundRobinExporterGoneWhileReplaying(t *testing.T) {
-	c1 := testenv.StartCollector(t, "tcp", testenv.CountByID())
-	c2 := testenv.StartCollector(t, "tcp", testenv.CountByID())
-	cfg := spoolConfig(t, config.RoundRobin, c1, c2)
-	r, _ := runReceiver(t, cfg, balancer.Options{ShutdownTimeout: 5 * time.Second})
-	up := func(c *testenv.Collector) float64 {
-		return metricValue(t, r, `ipfix_balancer_subreceiver_up{stream="fullflow",dpi="0",subreceiver="`+c.Addr()+`"}`)
-	}
-	cs := []*testenv.Collector{c1, c2}
-	for _, c := range cs {
-		testenv.WaitFor(t, 10*time.Second, "subreceiver up", func() bool { return up(c) == 1 })
-	}
-	exp, err := net.Dial("tcp", r.Addr().String())
-	require.NoError(t, err)
-	defer exp.Close()
-	clock := uint32(1_700_000_000)
-	enc := newTicking(&clock, spoolTemplate)
 	const part, spooled = 20_000, 1_000_000 // spooled: about 20 MB, more than the sockets hold
-	writeAll(t, exp, enc.messages(t, 0, part))
-	waitIDs(t, 30*time.Second, 0, part, c1, c2)
-
-	for _, c := range cs {
-		c.Stop()
-	}
-	for _, c := range cs {
-		testenv.WaitFor(t, 10*time.Second, "subreceiver down", func() bool { return up(c) == 0 })
-	}
+	o := startRROutage(t, part)
 	for i := 0; i < 10; i++ {
-		writeAll(t, exp, enc.messages(t, uint64(part+i*spooled/10), spooled/10))
+		writeAll(t, o.exp, o.enc.messages(t, uint64(part+i*spooled/10), spooled/10))
 	}
 	testenv.WaitFor(t, 60*time.Second, "the receiver to read what was sent", func() bool {
-		return metricValue(t, r, `ipfix_balancer_received_records_total{stream="fullflow",dpi="0"}`) >= part+spooled
+		return o.metric(`ipfix_balancer_received_records_total`) >= part+spooled
 	})
-	for _, c := range cs {
+	for _, c := range o.cs {
 		c.Pause()
 		c.Restart()
 	}
 	testenv.WaitFor(t, 30*time.Second, "the replay to start", func() bool {
-		return up(c1) == 1 && up(c2) == 1 &&
-			metricValue(t, r, `ipfix_balancer_spool_replayed_messages_total{stream="fullflow",dpi="0"}`) > 0
+		return o.up(o.c1) == 1 && o.up(o.c2) == 1 && o.metric(`ipfix_balancer_spool_replayed_messages_total`) > 0
 	})
-	require.NoError(t, exp.Close())
+	require.NoError(t, o.exp.Close())
 	testenv.WaitFor(t, 10*time.Second, "the exporter session to end", func() bool {
-		return metricValue(t, r, `ipfix_balancer_exporter_sessions{stream="fullflow",dpi="0"}`) == 0
+		return o.metric(`ipfix_balancer_exporter_sessions`) == 0
 	})
-	require.Equal(t, 1.0, metricValue(t, r, `ipfix_balancer_spool_replaying{stream="fullflow",dpi="0"}`), "still replaying")
-	for _, c := range cs {
+	require.Equal(t, 1.0, o.metric(`ipfix_balancer_spool_replaying`), "still replaying")
+	for _, c := range o.cs {
 		c.Resume()
 	}
-	waitIDs(t, 60*time.Second, 0, part+spooled, c1, c2)
-	checkOnce(t, 0, part+spooled, c1, c2)
-	for _, c := range cs {
-		cleanStats(t, c)
-	}
+	o.delivered(60*time.Second, part+spooled)
 }
 
 // RoundRobin replay, one collector slow then gone: what its connection held
 // (in the balancer's buffer, not taken by the kernel) when it closed is sent
 // again on its next connection, not lost.
 func TestSpoolRoundRobinCollectorLostWhileReplaying(t *testing.T) {
-	c1 := testenv.StartCollector(t, "tcp", testenv.CountByID())
-	c2 := testenv.StartCollector(t, "tcp", testenv.CountByID())
-	cfg := spoolConfig(t, config.RoundRobin, c1, c2)
-	r, _ := runReceiver(t, cfg, balancer.Options{ShutdownTimeout: 5 * time.Second})
-	up := func(c *testenv.Collector) float64 {
-		return metricValue(t, r, `ipfix_balancer_subreceiver_up{stream="fullflow",dpi="0",subreceiver="`+c.Addr()+`"}`)
-	}
-	queued := func(c *testenv.Collector) float64 {
-		return metricValue(t, r, `ipfix_balancer_queue_bytes{stream="fullflow",dpi="0",subreceiver="`+c.Addr()+`"}`)
-	}
-	cs := []*testenv.Collector{c1, c2}
-	for _, c := range cs {
-		testenv.WaitFor(t, 10*time.Second, "subreceiver up", func() bool { return up(c) == 1 })
-	}
-	exp, err := net.Dial("tcp", r.Addr().String())
-	require.NoError(t, err)
-	defer exp.Close()
-	clock := uint32(1_700_000_000)
-	enc := newTicking(&clock, spoolTemplate)
 	const part, spooled = 20_000, 1_000_000 // spooled: about 20 MB, more than the sockets hold
-	writeAll(t, exp, enc.messages(t, 0, part))
-	waitIDs(t, 30*time.Second, 0, part, c1, c2)
-
-	for _, c := range cs {
-		c.Stop()
-	}
-	for _, c := range cs {
-		testenv.WaitFor(t, 10*time.Second, "subreceiver down", func() bool { return up(c) == 0 })
-	}
+	o := startRROutage(t, part)
 	for i := 0; i < 10; i++ {
-		writeAll(t, exp, enc.messages(t, uint64(part+i*spooled/10), spooled/10))
+		writeAll(t, o.exp, o.enc.messages(t, uint64(part+i*spooled/10), spooled/10))
 	}
 	testenv.WaitFor(t, 60*time.Second, "the receiver to read what was sent", func() bool {
-		return metricValue(t, r, `ipfix_balancer_received_records_total{stream="fullflow",dpi="0"}`) >= part+spooled
+		return o.metric(`ipfix_balancer_received_records_total`) >= part+spooled
 	})
-	for _, c := range cs {
+	for _, c := range o.cs {
 		c.Pause()
 		c.Restart()
 	}
 	testenv.WaitFor(t, 30*time.Second, "replayed messages held for the slow collector", func() bool {
-		return up(c2) == 1 && queued(c2) > 0
+		return o.up(o.c2) == 1 && o.metric(`ipfix_balancer_queue_bytes`, `subreceiver="`+o.c2.Addr()+`"`) > 0
 	})
 	// Its connection closes with replayed messages still in the balancer.
-	c2.Shutdown()
-	testenv.WaitFor(t, 10*time.Second, "subreceiver down", func() bool { return up(c2) == 0 })
-	c2.Restart()
-	c1.Resume()
-	waitIDs(t, 60*time.Second, 0, part+spooled, c1, c2)
-	checkOnce(t, 0, part+spooled, c1, c2)
-	for _, c := range cs {
-		cleanStats(t, c)
-	}
+	o.c2.Shutdown()
+	testenv.WaitFor(t, 10*time.Second, "subreceiver down", func() bool { return o.up(o.c2) == 0 })
+	o.c2.Restart()
+	o.c1.Resume()
+	o.delivered(60*time.Second, part+spooled)
 }
