@@ -342,6 +342,23 @@ func (o *rrOutage) metric(name string, more ...string) float64 {
 	return metricValue(o.t, o.r, name+"{"+strings.Join(labels, ",")+"}")
 }
 
+// spoolThenBackSlow sends n records after the first part while the
+// collectors are down, then brings them back paused (they read later), so
+// the replay lasts.
+func (o *rrOutage) spoolThenBackSlow(part, n int) {
+	o.t.Helper()
+	for i := 0; i < 10; i++ {
+		writeAll(o.t, o.exp, o.enc.messages(o.t, uint64(part+i*n/10), n/10))
+	}
+	testenv.WaitFor(o.t, 60*time.Second, "the receiver to read what was sent", func() bool {
+		return o.metric(`ipfix_balancer_received_records_total`) >= float64(part+n)
+	})
+	for _, c := range o.cs {
+		c.Pause()
+		c.Restart()
+	}
+}
+
 // delivered waits for records 0..n-1 at both collectors and checks each got
 // them once, decodable, gap-free.
 func (o *rrOutage) delivered(timeout time.Duration, n int) {
@@ -710,16 +727,7 @@ func TestSpoolRoundRobinExporterGoneWhileDown(t *testing.T) {
 func TestSpoolRoundRobinExporterGoneWhileReplaying(t *testing.T) {
 	const part, spooled = 20_000, 1_000_000 // spooled: about 20 MB, more than the sockets hold
 	o := startRROutage(t, part)
-	for i := 0; i < 10; i++ {
-		writeAll(t, o.exp, o.enc.messages(t, uint64(part+i*spooled/10), spooled/10))
-	}
-	testenv.WaitFor(t, 60*time.Second, "the receiver to read what was sent", func() bool {
-		return o.metric(`ipfix_balancer_received_records_total`) >= part+spooled
-	})
-	for _, c := range o.cs {
-		c.Pause()
-		c.Restart()
-	}
+	o.spoolThenBackSlow(part, spooled)
 	testenv.WaitFor(t, 30*time.Second, "the replay to start", func() bool {
 		return o.up(o.c1) == 1 && o.up(o.c2) == 1 && o.metric(`ipfix_balancer_spool_replayed_messages_total`) > 0
 	})
@@ -740,16 +748,7 @@ func TestSpoolRoundRobinExporterGoneWhileReplaying(t *testing.T) {
 func TestSpoolRoundRobinCollectorLostWhileReplaying(t *testing.T) {
 	const part, spooled = 20_000, 1_000_000 // spooled: about 20 MB, more than the sockets hold
 	o := startRROutage(t, part)
-	for i := 0; i < 10; i++ {
-		writeAll(t, o.exp, o.enc.messages(t, uint64(part+i*spooled/10), spooled/10))
-	}
-	testenv.WaitFor(t, 60*time.Second, "the receiver to read what was sent", func() bool {
-		return o.metric(`ipfix_balancer_received_records_total`) >= part+spooled
-	})
-	for _, c := range o.cs {
-		c.Pause()
-		c.Restart()
-	}
+	o.spoolThenBackSlow(part, spooled)
 	testenv.WaitFor(t, 30*time.Second, "replayed messages held for the slow collector", func() bool {
 		return o.up(o.c2) == 1 && o.metric(`ipfix_balancer_queue_bytes`, `subreceiver="`+o.c2.Addr()+`"`) > 0
 	})
