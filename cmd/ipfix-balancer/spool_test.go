@@ -121,6 +121,19 @@ func (r *spoolRig) stream() (wait func()) {
 	}
 }
 
+// flowing waits until each of cs has received a second's worth of records.
+func (r *spoolRig) flowing(cs ...*testenv.Collector) {
+	r.t.Helper()
+	testenv.WaitFor(r.t, 20*time.Second, "records at the collectors", func() bool {
+		for _, c := range cs {
+			if c.Stats().Records <= liveRecordsPerSecond {
+				return false
+			}
+		}
+		return true
+	})
+}
+
 // page scrapes the current process's /metrics.
 func (r *spoolRig) page() string { return testenv.Scrape(r.t, r.s.Metrics) }
 
@@ -357,9 +370,7 @@ func TestSpoolAllOneCollectorStopped(t *testing.T) {
 	healthy, stopped := r.cs[0], r.cs[1]
 	stopSampling := make(chan struct{})
 	wait := r.stream()
-	testenv.WaitFor(t, 20*time.Second, "records at the collectors", func() bool {
-		return healthy.Stats().Records > liveRecordsPerSecond && stopped.Stats().Records > liveRecordsPerSecond
-	})
+	r.flowing(healthy, stopped)
 	rates := r.healthyRate(0, stopSampling)
 	stopped.Shutdown()
 	r.after(outage)
@@ -429,9 +440,7 @@ func TestSpoolStalledCollector(t *testing.T) {
 	r.start()
 	healthy, stalled := r.cs[0], r.cs[1]
 	wait := r.stream()
-	testenv.WaitFor(t, 20*time.Second, "records at the collectors", func() bool {
-		return healthy.Stats().Records > liveRecordsPerSecond && stalled.Stats().Records > liveRecordsPerSecond
-	})
+	r.flowing(healthy, stalled)
 	base := r.d.RSS()
 	stalled.Pause()
 	peak := base
@@ -459,9 +468,7 @@ func TestSpoolQuotaExact(t *testing.T) {
 	r.start()
 	healthy, stopped := r.cs[0], r.cs[1]
 	wait := r.stream()
-	testenv.WaitFor(t, 20*time.Second, "records at the collectors", func() bool {
-		return stopped.Stats().Records > liveRecordsPerSecond
-	})
+	r.flowing(stopped)
 	stopped.Shutdown()
 	r.after(outage)
 	stopped.Restart()
@@ -492,9 +499,7 @@ func TestSpoolHandover(t *testing.T) {
 	r.start()
 	healthy, stopped := r.cs[0], r.cs[1]
 	wait := r.stream()
-	testenv.WaitFor(t, 20*time.Second, "records at the collectors", func() bool {
-		return stopped.Stats().Records > liveRecordsPerSecond
-	})
+	r.flowing(stopped)
 	stopped.Shutdown()
 	r.waitMetric(30*time.Second, "spooling", func(p string) bool {
 		return metric(p, "ipfix_balancer_spool_bytes", r.sub(1)) > 0
@@ -607,9 +612,7 @@ func TestSpoolFullDisk(t *testing.T) {
 	healthy, stopped := r.cs[0], r.cs[1]
 	stopSampling := make(chan struct{})
 	wait := r.stream()
-	testenv.WaitFor(t, 20*time.Second, "records at the collectors", func() bool {
-		return healthy.Stats().Records > liveRecordsPerSecond && stopped.Stats().Records > liveRecordsPerSecond
-	})
+	r.flowing(healthy, stopped)
 	rates := r.healthyRate(0, stopSampling)
 	stopped.Shutdown()
 	diskDrops := func(p string) float64 {
