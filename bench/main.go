@@ -119,15 +119,11 @@ scenarios: %s
 			return err
 		}
 	}
-	tmp, err := os.MkdirTemp("", "ipfix-bench-")
+	tmp, cleanup, err := workDir("ipfix-bench-", *keep)
 	if err != nil {
 		return err
 	}
-	if *keep {
-		fmt.Fprintln(os.Stderr, "bench: keeping", tmp)
-	} else {
-		defer os.RemoveAll(tmp)
-	}
+	defer cleanup()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
@@ -189,4 +185,18 @@ func completeNote(r result) string {
 		return ""
 	}
 	return " (INCOMPLETE: not every message accounted for)"
+}
+
+// workDir makes the run's temporary directory; cleanup removes it unless
+// keep (then its path is printed).
+func workDir(prefix string, keep bool) (dir string, cleanup func(), err error) {
+	dir, err = os.MkdirTemp("", prefix)
+	if err != nil {
+		return "", nil, err
+	}
+	if keep {
+		fmt.Fprintln(os.Stderr, "bench: keeping", dir)
+		return dir, func() {}, nil
+	}
+	return dir, func() { os.RemoveAll(dir) }, nil
 }

@@ -48,15 +48,11 @@ func runSpool(args []string) error {
 	if err != nil {
 		return err
 	}
-	tmp, err := os.MkdirTemp("", "ipfix-bench-spool-")
+	tmp, cleanup, err := workDir("ipfix-bench-spool-", *keep)
 	if err != nil {
 		return err
 	}
-	if *keep {
-		fmt.Fprintln(os.Stderr, "bench: keeping", tmp)
-	} else {
-		defer os.RemoveAll(tmp)
-	}
+	defer cleanup()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	h := &harness{bin: binDir, tmp: tmp, messages: *messages, seconds: *seconds}
