@@ -242,7 +242,19 @@ func daemonConfig(sc scenario, listen, metricsAddr string, sinks []string) strin
 	for i, s := range sinks {
 		q[i] = strconv.Quote(s)
 	}
-	return fmt.Sprintf(`# Written by bench for scenario %s.
+	return daemonHead("scenario "+sc.Name, metricsAddr, sc.Console, listen) + fmt.Sprintf(`proto = %q
+mode = %q
+subreceivers = [%s]
+subreceiver_proto = "tcp"
+`, sc.Proto, sc.Mode, strings.Join(q, ", "))
+}
+
+// daemonHead is what every bench daemon's TOML starts with: metrics at
+// metricsAddr, quiet logs, no stats lines, no control socket, and one
+// fullflow receiver at listen on the daemon's CPU, whose keys the caller
+// appends.
+func daemonHead(what, metricsAddr string, console bool, listen string) string {
+	return fmt.Sprintf(`# Written by bench for %s.
 [metrics]
 listen = %q
 
@@ -261,12 +273,8 @@ control_socket = ""
 stream = "fullflow"
 dpi = 0
 listen = %q
-proto = %q
-mode = %q
-subreceivers = [%s]
-subreceiver_proto = "tcp"
 cpu = %s
-`, sc.Name, metricsAddr, sc.Console, listen, sc.Proto, sc.Mode, strings.Join(q, ", "), daemonCPU)
+`, what, metricsAddr, console, listen, daemonCPU)
 }
 
 // sinkStatsOf asks the sink child for its counters.

@@ -152,21 +152,7 @@ min_free_bytes = 0
 dir = %q
 `, dir)
 	}
-	return fmt.Sprintf(`# Written by bench spool.
-[metrics]
-listen = %q
-[log]
-level = "warn"
-[balancer]
-stats_every = "0s"
-shutdown_timeout = "2s"
-control_socket = ""
-[[receiver]]
-stream = "fullflow"
-dpi = 0
-listen = %q
-cpu = %s
-%s`, metricsAddr, listen, daemonCPU, mode)
+	return daemonHead("spool", metricsAddr, true, listen) // the console on, as the default file has it + mode
 }
 
 // startSpoolDaemon starts the daemon of spoolConfig and waits for /metrics.
