@@ -152,7 +152,8 @@ min_free_bytes = 0
 dir = %q
 `, dir)
 	}
-	return daemonHead("spool", metricsAddr, true, listen) // the console on, as the default file has it + mode
+	// The console on, as the default file has it.
+	return daemonHead("spool", metricsAddr, true, listen) + mode
 }
 
 // startSpoolDaemon starts the daemon of spoolConfig and waits for /metrics.
