@@ -97,6 +97,16 @@ func segmentsIn(t testing.TB, root string) []string {
 	return out
 }
 
+// waitUp waits until r's subreceivers at each of cs are connected.
+func waitUp(t *testing.T, r *balancer.Receiver, cs ...*testenv.Collector) {
+	t.Helper()
+	for _, c := range cs {
+		testenv.WaitFor(t, 10*time.Second, "subreceiver up", func() bool {
+			return metricValue(t, r, `ipfix_balancer_subreceiver_up{stream="fullflow",dpi="0",subreceiver="`+c.Addr()+`"}`) == 1
+		})
+	}
+}
+
 // tickingEncoder is an idEncoder whose export time advances by a second at
 // each call of messages, on a clock shared by the exporter's encoders: a
 // collector as strict as IPFIXcol2 refuses a TCP session whose export time
@@ -137,11 +147,7 @@ func TestSpoolAllCollectorBack(t *testing.T) {
 			cfg := spoolConfig(t, config.All, c1, c2)
 			r, stop := runReceiver(t, cfg, balancer.Options{ShutdownTimeout: 5 * time.Second})
 			l2 := `stream="fullflow",dpi="0",subreceiver="` + c2.Addr() + `"`
-			for _, c := range []*testenv.Collector{c1, c2} {
-				testenv.WaitFor(t, 10*time.Second, "subreceiver up", func() bool {
-					return metricValue(t, r, `ipfix_balancer_subreceiver_up{stream="fullflow",dpi="0",subreceiver="`+c.Addr()+`"}`) == 1
-				})
-			}
+			waitUp(t, r, c1, c2)
 			exp, err := net.Dial("tcp", r.Addr().String())
 			require.NoError(t, err)
 			defer exp.Close()
@@ -230,11 +236,7 @@ func TestSpoolTemplateChangedWhileDown(t *testing.T) {
 	cfg := spoolConfig(t, config.All, c1, c2)
 	r, _ := runReceiver(t, cfg, balancer.Options{ShutdownTimeout: 5 * time.Second})
 	l2 := `stream="fullflow",dpi="0",subreceiver="` + c2.Addr() + `"`
-	for _, c := range []*testenv.Collector{c1, c2} {
-		testenv.WaitFor(t, 10*time.Second, "subreceiver up", func() bool {
-			return metricValue(t, r, `ipfix_balancer_subreceiver_up{stream="fullflow",dpi="0",subreceiver="`+c.Addr()+`"}`) == 1
-		})
-	}
+	waitUp(t, r, c1, c2)
 	exp, err := net.Dial("tcp", r.Addr().String())
 	require.NoError(t, err)
 	defer exp.Close()
@@ -311,9 +313,7 @@ func startRROutage(t *testing.T, part int) *rrOutage {
 	o.cs = []*testenv.Collector{o.c1, o.c2}
 	o.cfg = spoolConfig(t, config.RoundRobin, o.c1, o.c2)
 	o.r, o.stop = runReceiver(t, o.cfg, balancer.Options{ShutdownTimeout: 5 * time.Second})
-	for _, c := range o.cs {
-		testenv.WaitFor(t, 10*time.Second, "subreceiver up", func() bool { return o.up(c) == 1 })
-	}
+	waitUp(t, o.r, o.cs...)
 	var err error
 	o.exp, err = net.Dial("tcp", o.r.Addr().String())
 	require.NoError(t, err)
@@ -403,11 +403,7 @@ func TestSpoolQuotaExact(t *testing.T) {
 	cfg.Spool.MaxBytes = 1 << 20
 	r, _ := runReceiver(t, cfg, balancer.Options{ShutdownTimeout: 5 * time.Second})
 	l2 := `stream="fullflow",dpi="0",subreceiver="` + c2.Addr() + `"`
-	for _, c := range []*testenv.Collector{c1, c2} {
-		testenv.WaitFor(t, 10*time.Second, "subreceiver up", func() bool {
-			return metricValue(t, r, `ipfix_balancer_subreceiver_up{stream="fullflow",dpi="0",subreceiver="`+c.Addr()+`"}`) == 1
-		})
-	}
+	waitUp(t, r, c1, c2)
 	exp, err := net.Dial("tcp", r.Addr().String())
 	require.NoError(t, err)
 	defer exp.Close()
@@ -484,9 +480,7 @@ func TestSpoolOneDirOneWriter(t *testing.T) {
 	cfg := spoolConfig(t, config.All, c1, c2)
 	a, stopA := runReceiver(t, cfg, balancer.Options{ShutdownTimeout: 5 * time.Second})
 	l2 := `stream="fullflow",dpi="0",subreceiver="` + c2.Addr() + `"`
-	testenv.WaitFor(t, 10*time.Second, "subreceiver up", func() bool {
-		return metricValue(t, a, `ipfix_balancer_subreceiver_up{`+l2+`}`) == 1
-	})
+	waitUp(t, a, c2)
 	c2.Stop()
 	testenv.WaitFor(t, 10*time.Second, "subreceiver down", func() bool {
 		return metricValue(t, a, `ipfix_balancer_subreceiver_up{`+l2+`}`) == 0
@@ -509,9 +503,7 @@ func TestSpoolOneDirOneWriter(t *testing.T) {
 	b, _ := runReceiver(t, cfg, balancer.Options{ShutdownTimeout: 5 * time.Second})
 	// Connected first: before, its messages for c1 would go to the spool,
 	// held in memory until the first stops.
-	testenv.WaitFor(t, 10*time.Second, "subreceiver up", func() bool {
-		return metricValue(t, b, `ipfix_balancer_subreceiver_up{stream="fullflow",dpi="0",subreceiver="`+c1.Addr()+`"}`) == 1
-	})
+	waitUp(t, b, c1)
 	send(b, 1_000_000, n)
 	waitIDs(t, 30*time.Second, 1_000_000, n, c1)
 	testenv.WaitFor(t, 10*time.Second, "the second to spool", func() bool {
@@ -609,11 +601,7 @@ func TestSpoolUDPReceiverAll(t *testing.T) {
 	cfg.TemplateLifetime = 30 * time.Minute
 	r, stop := runReceiver(t, cfg, balancer.Options{ShutdownTimeout: 5 * time.Second})
 	l2 := `stream="fullflow",dpi="0",subreceiver="` + c2.Addr() + `"`
-	for _, c := range []*testenv.Collector{c1, c2} {
-		testenv.WaitFor(t, 10*time.Second, "subreceiver up", func() bool {
-			return metricValue(t, r, `ipfix_balancer_subreceiver_up{stream="fullflow",dpi="0",subreceiver="`+c.Addr()+`"}`) == 1
-		})
-	}
+	waitUp(t, r, c1, c2)
 	exp, err := net.Dial("udp", r.Addr().String())
 	require.NoError(t, err)
 	defer exp.Close()
@@ -668,9 +656,7 @@ func TestSpoolStopWhileReplaying(t *testing.T) {
 	cfg := spoolConfig(t, config.All, c1, c2)
 	a, stopA := runReceiver(t, cfg, balancer.Options{ShutdownTimeout: 5 * time.Second})
 	l2 := `stream="fullflow",dpi="0",subreceiver="` + c2.Addr() + `"`
-	testenv.WaitFor(t, 10*time.Second, "subreceiver up", func() bool {
-		return metricValue(t, a, `ipfix_balancer_subreceiver_up{`+l2+`}`) == 1
-	})
+	waitUp(t, a, c2)
 	exp, err := net.Dial("tcp", a.Addr().String())
 	require.NoError(t, err)
 	clock := uint32(1_700_000_000)
