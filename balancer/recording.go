@@ -114,6 +114,8 @@ type recorder struct {
 	r      *Receiver
 	cfg    config.Recorder
 	dir    string // <Dir>/<stream>
+	stream string // the receiver's, copied: a reload rewrites r.cfg on the loop while the writer names dumps
+	dpi    int
 	prefix string // "<stream>_<dpi>_"
 	inst   *dump.Instance
 	period int64 // rotation window, ns
@@ -255,6 +257,8 @@ func newRecorder(r *Receiver, cfg config.Recorder) (output, error) {
 		r:         r,
 		cfg:       cfg,
 		dir:       dir,
+		stream:    r.cfg.Stream,
+		dpi:       r.cfg.DPI,
 		prefix:    dump.Prefix(r.cfg.Stream, r.cfg.DPI),
 		inst:      instance,
 		period:    int64(cfg.RotateEvery),

@@ -269,7 +269,7 @@ func (rc *recorder) listDumps(dir string, loaded bool) []dumpInfo {
 			continue
 		}
 		n, err := dump.Parse(e.Name())
-		if err != nil || n.Stream != rc.r.cfg.Stream || n.DPI != rc.r.cfg.DPI {
+		if err != nil || n.Stream != rc.stream || n.DPI != rc.dpi {
 			continue // not a closed dump of this receiver
 		}
 		info, err := e.Info()

@@ -25,7 +25,7 @@ func (rc *recorder) run() {
 	// The prefix of stream a, DPI 1 is also that of stream a_1: keep ours.
 	leftovers = slices.DeleteFunc(leftovers, func(p string) bool {
 		n, err := dump.ParsePart(filepath.Base(p))
-		return err == nil && (n.Stream != rc.r.cfg.Stream || n.DPI != rc.r.cfg.DPI)
+		return err == nil && (n.Stream != rc.stream || n.DPI != rc.dpi)
 	})
 	closerDone := make(chan struct{})
 	go rc.closeLoop(closerDone, leftovers)
@@ -188,7 +188,7 @@ var instance = dump.NewInstance()
 // dump.PartSuffix). The name never repeats (dump.Name): no other file, closed,
 // being written, loaded, quarantined or deleted, ever had it.
 func (rc *recorder) pickName(win int64) string {
-	n := rc.inst.Name(rc.r.cfg.Stream, rc.r.cfg.DPI, time.Unix(0, win), rc.now())
+	n := rc.inst.Name(rc.stream, rc.dpi, time.Unix(0, win), rc.now())
 	return filepath.Join(rc.dir, n.String())
 }
 
