@@ -745,3 +745,61 @@ func TestSpoolRoundRobinCollectorLostWhileReplaying(t *testing.T) {
 	o.c1.Resume()
 	o.delivered(60*time.Second, part+spooled)
 }
+
+// A hand-over successor's spool waits for its directory while the predecessor
+// drains, and what the predecessor leaves there is older than anything the
+// successor receives meanwhile: the collector must get the predecessor's
+// messages first. Here the predecessor is a receiver that spooled part
+// records for a stopped collector and stopped; the test holds the
+// directory's lock as a predecessor still draining would, the successor
+// receives more while its subreceiver is down, the collector comes back,
+// then the lock is released. The collector holds every record once, and no
+// message went back in export time (a strict collector refuses the session).
+// TestSpoolHandover (cmd/ipfix-balancer) failed so, 1 run in 10: the
+// successor sent the messages it had queued while connecting before the
+// replay of its predecessor's.
+func TestSpoolSuccessorSendsPredecessorsMessagesFirst(t *testing.T) {
+	c := testenv.StartCollector(t, "tcp", testenv.CountByID())
+	c.Stop()
+	cfg := spoolConfig(t, config.All, c)
+	opts := balancer.Options{ShutdownTimeout: 2 * time.Second}
+	clock := uint32(1_700_000_000)
+	enc := newTicking(&clock, spoolTemplate)
+	const part, later = 5_000, 300
+
+	r1, stop1 := runReceiver(t, cfg, opts)
+	exp1, err := net.Dial("tcp", r1.Addr().String())
+	require.NoError(t, err)
+	writeAll(t, exp1, enc.messages(t, 0, part))
+	testenv.WaitFor(t, 10*time.Second, "the predecessor to spool", func() bool {
+		return metricValue(t, r1, `ipfix_balancer_spool_spooled_messages_total{stream="fullflow",dpi="0",subreceiver="`+c.Addr()+`"}`) > 0
+	})
+	_ = exp1.Close()
+	stop1()
+	segs := segmentsIn(t, cfg.Spool.Dir)
+	require.NotEmpty(t, segs, "the predecessor's messages on disk")
+
+	dir := filepath.Dir(segs[0])
+	lock, err := os.Open(filepath.Join(dir, spool.LockFile))
+	require.NoError(t, err)
+	defer lock.Close()
+	require.NoError(t, syscall.Flock(int(lock.Fd()), syscall.LOCK_EX))
+	r2, stop2 := runReceiver(t, cfg, opts)
+	defer stop2()
+	exp2, err := net.Dial("tcp", r2.Addr().String())
+	require.NoError(t, err)
+	defer exp2.Close()
+	// A new session: its own templates first.
+	writeAll(t, exp2, newTicking(&clock, spoolTemplate).messages(t, part, later)) // far under the queue
+	testenv.WaitFor(t, 10*time.Second, "the successor to receive them", func() bool {
+		return metricValue(t, r2, `ipfix_balancer_received_messages_total{stream="fullflow",dpi="0"}`) > 0
+	})
+	c.Restart()
+	waitUp(t, r2, c)
+	time.Sleep(200 * time.Millisecond) // what the successor would send before the replay
+	require.NoError(t, syscall.Flock(int(lock.Fd()), syscall.LOCK_UN))
+
+	waitIDs(t, 30*time.Second, 0, part+later, c)
+	checkOnce(t, 0, part+later, c)
+	cleanStats(t, c)
+}

@@ -1170,6 +1170,22 @@ func readPosition(path string) (Position, error) {
 // Dir is the spool's directory.
 func (s *Spool) Dir() string { return s.cfg.Dir }
 
+// HasSegments reports whether the directory holds a segment now, whoever
+// wrote it: before the spool has its lock, whether the process holding it
+// (a hand-over predecessor) may leave messages in it. It reads the directory.
+func (s *Spool) HasSegments() bool {
+	ents, err := os.ReadDir(s.cfg.Dir)
+	if err != nil {
+		return false
+	}
+	for _, e := range ents {
+		if _, err := dump.ParseSegment(e.Name()); err == nil {
+			return true
+		}
+	}
+	return false
+}
+
 // Loaded reports whether the spool holds its directory's lock and has read
 // it (see LockFile).
 func (s *Spool) Loaded() bool { return s.isLoaded() }

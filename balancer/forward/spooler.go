@@ -59,6 +59,10 @@ type Spooler struct {
 	metas        []inFlight
 
 	isLoaded bool // the spool was loaded (cached: loaded)
+	// predecessor: when the spool was made, its directory held segments
+	// (another process's, which it may still be writing): see
+	// TCPOnLoop.Send.
+	predecessor bool
 	// TCPWriter: the connection that has the replay's templates, the export
 	// time per domain of the last replayed message, the last given.
 	conn       uint64
@@ -86,7 +90,15 @@ type replayedMsg struct {
 func NewSpooler(sp *spool.Spool, host Host, log *slog.Logger) *Spooler {
 	return &Spooler{sp: sp, host: host, log: log, scratch: NewSequencer(),
 		cache: ipfix.NewTemplateCache(0), acked: ipfix.NewTemplateCache(0),
-		follow: make(map[uint32]uint32, 1), stop: make(chan struct{}), closed: make(chan struct{})}
+		follow: make(map[uint32]uint32, 1), stop: make(chan struct{}), closed: make(chan struct{}),
+		predecessor: sp.HasSegments()}
+}
+
+// waitsForPredecessor reports whether the spool waits for its directory,
+// where another process (a hand-over predecessor) has left segments, older
+// than anything that comes here (see TCPOnLoop.Send). Event loop only.
+func (p *Spooler) waitsForPredecessor() bool {
+	return p.predecessor && !p.loaded()
 }
 
 // Spool is the spool (its owner closes it).
@@ -364,10 +376,11 @@ func (s *TCPOnLoop) Spooler() *Spooler { return s.sp }
 // (then the current templates go first and the message goes live). Not
 // connected, a message goes to the spool rather than to the queue held for
 // the connection: that queue would be sent after the current templates, which
-// may not be those it was exported with; except while the spool waits for its
-// directory (a hand-over successor before its predecessor closed it), when
-// the queue is used first, then the spool's memory buffer. A stopped
-// subreceiver spools nothing more.
+// may not be those it was exported with. While the spool waits for its
+// directory (a hand-over successor before its predecessor closed it), the
+// queue is used first, then the spool's memory buffer; unless the predecessor
+// left segments there (see TCPOnLoop.Send). A stopped subreceiver spools
+// nothing more.
 func (s *TCPOnLoop) spoolLive(m *Message) bool {
 	if s.stopped {
 		return false

@@ -133,8 +133,14 @@ func (s *TCPOnLoop) PendingBytes() int {
 
 // Send queues m, or holds it while connecting, or drops it (counted) when the
 // subreceiver is stopped, down or over its high-water mark.
+//
+// Not connected, a message goes to the spool also while the spool waits for
+// its directory, if a predecessor (hand-over) left segments there: those are
+// older than anything that comes here, and the replay sends them first, then
+// this message; queued for the connection, it would reach the collector
+// before them.
 func (s *TCPOnLoop) Send(m *Message) {
-	if s.sp != nil && (s.sp.active || s.link.get() != StateUp && s.sp.loaded()) && s.spoolLive(m) {
+	if s.sp != nil && (s.sp.active || s.link.get() != StateUp && (s.sp.loaded() || s.sp.waitsForPredecessor())) && s.spoolLive(m) {
 		return
 	}
 	msg, odid, records := m.Bytes, m.ODID, m.Records
