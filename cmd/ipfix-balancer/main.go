@@ -188,6 +188,11 @@ func serve(cfg *config.Config, path string, log *slog.Logger) error {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
+	// Before /metrics answers: a SIGUSR2 sent as soon as it does must not
+	// meet Go's default action (exit).
+	signals := make(chan os.Signal, 4)
+	signal.Notify(signals, syscall.SIGHUP, syscall.SIGUSR2)
+	defer signal.Stop(signals)
 
 	// The console's logs page shows what the daemon logs.
 	logs := console.NewLogRing(2000)
@@ -234,14 +239,26 @@ func serve(cfg *config.Config, path string, log *slog.Logger) error {
 	done := make(chan error, 1)
 	go func() { done <- b.Run(ctx) }()
 
-	signals := make(chan os.Signal, 4)
-	signal.Notify(signals, syscall.SIGHUP, syscall.SIGUSR2)
-	defer signal.Stop(signals)
 	notified := false
 	successor := 0 // PID of the process we started on SIGUSR2
 	// successorEnded reports the exit of a successor; before it took over, that
 	// is a failed restart and we serve on.
 	successorEnded := make(chan error, 1)
+	// restartPending: a SIGUSR2 came before this process served; the restart
+	// starts once it does.
+	restartPending := false
+	restart := func() {
+		if successor != 0 {
+			log.Warn("restart already under way, signal ignored", "pid", successor)
+			return
+		}
+		pid, err := startSuccessor(log, successorEnded)
+		if err != nil {
+			b.RestartFailed(fmt.Errorf("cannot start the new process: %w", err))
+			return
+		}
+		successor = pid
+	}
 	ready := time.NewTicker(10 * time.Millisecond)
 	defer ready.Stop()
 	log.Info("ipfix-balancer starting", "version", version, "receivers", len(cfg.Receivers), "pid", os.Getpid())
@@ -265,6 +282,11 @@ func serve(cfg *config.Config, path string, log *slog.Logger) error {
 				// hand-over too, when our parent was the main PID).
 				sdNotify(fmt.Sprintf("READY=1\nMAINPID=%d", os.Getpid()))
 				ready.Stop()
+				if restartPending {
+					restartPending = false
+					log.Info("this process serves: starting the restart requested before")
+					restart()
+				}
 			}
 		case sig := <-signals:
 			switch sig {
@@ -277,22 +299,17 @@ func serve(cfg *config.Config, path string, log *slog.Logger) error {
 				_ = reloadFile(b, path)
 				sdNotify("READY=1")
 			case syscall.SIGUSR2:
-				if !b.Running() {
+				if !notified {
 					// Our control socket does not listen yet: a successor would
-					// find no one to take over from and fail to bind.
-					log.Warn("restart requested before this process serves, signal ignored")
+					// find no one to take over from and fail to bind. The
+					// restart waits until this process serves.
+					if !restartPending {
+						log.Info("restart requested before this process serves: it starts once this process serves")
+					}
+					restartPending = true
 					continue
 				}
-				if successor != 0 {
-					log.Warn("restart already under way, signal ignored", "pid", successor)
-					continue
-				}
-				pid, err := startSuccessor(log, successorEnded)
-				if err != nil {
-					b.RestartFailed(fmt.Errorf("cannot start the new process: %w", err))
-					continue
-				}
-				successor = pid
+				restart()
 			}
 		}
 	}
