@@ -35,6 +35,15 @@ var daemonStarting = regexp.MustCompile(`ipfix-balancer starting.*pid=(\d+)`)
 // everything the processes wrote.
 func StartDaemon(t testing.TB, bin string, args ...string) *Daemon {
 	t.Helper()
+	d := LaunchDaemon(t, bin, args...)
+	d.WaitLog("balancer running", 1)
+	return d
+}
+
+// LaunchDaemon is StartDaemon without the wait for "balancer running": it
+// returns once the process has logged that it starts.
+func LaunchDaemon(t testing.TB, bin string, args ...string) *Daemon {
+	t.Helper()
 	d := &Daemon{t: t, started: make(chan int, 16)}
 	pr, pw, err := os.Pipe()
 	if err != nil {
@@ -61,7 +70,6 @@ func StartDaemon(t testing.TB, bin string, args ...string) *Daemon {
 	}()
 	go func() { _ = cmd.Wait() }()
 	d.pids = append(d.pids, d.waitStarted())
-	d.WaitLog("balancer running", 1)
 	t.Cleanup(func() {
 		d.Stop()
 		if t.Failed() {
