@@ -199,6 +199,10 @@ func (r *Receiver) pumpRR() {
 		given = true
 	}
 	if given {
+		// Before the kernels can take any of it: a crash from now on may
+		// have delivered it. (A subreceiver writes its batch early when it
+		// nears its mark, replayReady keeps the replay under half of it.)
+		rs.p.Spool().Handed(rs.flight[len(rs.flight)-1].m)
 		for _, o := range r.outputs {
 			o.Flush()
 		}

@@ -11,6 +11,7 @@ var dropReasons = []string{"buffer_full", "quota", "quota_oldest", "disk_floor",
 
 type spoolMetrics struct {
 	spooled, replayed, duplicates, torn *metrics.Counter
+	possibleDuplicates                  *metrics.Counter
 	dropped                             map[string]*metrics.Counter
 	bytes, segments, age, replaying     *metrics.Gauge
 }
@@ -20,15 +21,16 @@ func newMetrics(set *metrics.Set, labels string) *spoolMetrics {
 		set = metrics.NewSet()
 	}
 	m := &spoolMetrics{
-		spooled:    set.GetOrCreateCounter(`ipfix_balancer_spool_spooled_messages_total{` + labels + `}`),
-		replayed:   set.GetOrCreateCounter(`ipfix_balancer_spool_replayed_messages_total{` + labels + `}`),
-		duplicates: set.GetOrCreateCounter(`ipfix_balancer_spool_duplicate_messages_total{` + labels + `}`),
-		torn:       set.GetOrCreateCounter(`ipfix_balancer_spool_torn_segments_total{` + labels + `}`),
-		dropped:    make(map[string]*metrics.Counter),
-		bytes:      set.GetOrCreateGauge(`ipfix_balancer_spool_bytes{`+labels+`}`, nil),
-		segments:   set.GetOrCreateGauge(`ipfix_balancer_spool_segments{`+labels+`}`, nil),
-		age:        set.GetOrCreateGauge(`ipfix_balancer_spool_oldest_message_age_seconds{`+labels+`}`, nil),
-		replaying:  set.GetOrCreateGauge(`ipfix_balancer_spool_replaying{`+labels+`}`, nil),
+		spooled:            set.GetOrCreateCounter(`ipfix_balancer_spool_spooled_messages_total{` + labels + `}`),
+		replayed:           set.GetOrCreateCounter(`ipfix_balancer_spool_replayed_messages_total{` + labels + `}`),
+		duplicates:         set.GetOrCreateCounter(`ipfix_balancer_spool_duplicate_messages_total{` + labels + `}`),
+		possibleDuplicates: set.GetOrCreateCounter(`ipfix_balancer_spool_possible_duplicate_messages_total{` + labels + `}`),
+		torn:               set.GetOrCreateCounter(`ipfix_balancer_spool_torn_segments_total{` + labels + `}`),
+		dropped:            make(map[string]*metrics.Counter),
+		bytes:              set.GetOrCreateGauge(`ipfix_balancer_spool_bytes{`+labels+`}`, nil),
+		segments:           set.GetOrCreateGauge(`ipfix_balancer_spool_segments{`+labels+`}`, nil),
+		age:                set.GetOrCreateGauge(`ipfix_balancer_spool_oldest_message_age_seconds{`+labels+`}`, nil),
+		replaying:          set.GetOrCreateGauge(`ipfix_balancer_spool_replaying{`+labels+`}`, nil),
 	}
 	sep := ","
 	if labels == "" {

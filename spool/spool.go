@@ -118,7 +118,9 @@ type Message struct {
 	Bytes     []byte
 	Templates bool
 	End       Position
-	n, d      int64 // spooled messages and duplicates given so far, this one included
+	// spooled messages, duplicates and possible duplicates given so far,
+	// this one included
+	n, d, pd int64
 }
 
 type segment struct {
@@ -158,8 +160,13 @@ type Spool struct {
 	acked      atomic.Pointer[Position]
 	ackN       atomic.Int64
 	lastD      int64
+	lastPD     int64
 	hintF      *os.File
 	hint       Position // duplicates: acked before a crash (from AckFile)
+	// possible duplicates: handed to a connection before a crash, not known
+	// taken (from AckFile)
+	hintHanded Position
+	handed     Position // this run's: the consumer's, written with acks
 	dupMode    bool
 	running    bool
 	closeOnce  sync.Once
@@ -256,13 +263,14 @@ func (s *Spool) load() error {
 	if err != nil {
 		return fmt.Errorf("spool %s: %w", cfg.Dir, err)
 	}
-	if h, err := readPosition(filepath.Join(cfg.Dir, dump.AckFile)); err == nil && pos.before(h) {
-		s.hint, s.dupMode = h, true
+	if h, hd, err := readHint(filepath.Join(cfg.Dir, dump.AckFile)); err == nil && pos.before(hd) {
+		s.hint, s.hintHanded, s.dupMode = h, hd, true
 	}
 	if s.hintF, err = os.OpenFile(filepath.Join(cfg.Dir, dump.AckFile), os.O_RDWR|os.O_CREATE, 0o644); err != nil {
 		return fmt.Errorf("spool %s: %w", cfg.Dir, err)
 	}
 	s.acked.Store(&pos)
+	s.handed = pos
 	s.mu.Lock()
 	s.rpos = pos
 	s.mu.Unlock()
@@ -846,6 +854,7 @@ func (s *Spool) reader() {
 		have  int
 		nOrig int64
 		nDup  int64
+		nPD   int64
 		rpos  = *s.acked.Load() // where the reader goes on: the end of what it gave
 	)
 	defer func() {
@@ -897,7 +906,7 @@ func (s *Spool) reader() {
 					s.mu.Lock()
 					s.queued++
 					s.mu.Unlock()
-					if !s.send([]Message{{Bytes: tm, Templates: true, End: a, n: nOrig, d: nDup}}) {
+					if !s.send([]Message{{Bytes: tm, Templates: true, End: a, n: nOrig, d: nDup, pd: nPD}}) {
 						return
 					}
 				}
@@ -921,11 +930,15 @@ func (s *Spool) reader() {
 					End: Position{g.Seq, off + int64(p+l)}}
 				if !m.Templates {
 					nOrig++
-					if s.dupMode && !s.hint.before(m.End) {
+					switch {
+					case !s.dupMode:
+					case !s.hint.before(m.End):
 						nDup++
+					case !s.hintHanded.before(m.End):
+						nPD++
 					}
 				}
-				m.n, m.d = nOrig, nDup
+				m.n, m.d, m.pd = nOrig, nDup, nPD
 				out = append(out, m)
 				p += l
 			}
@@ -1055,18 +1068,15 @@ func (s *Spool) Drained() bool {
 // Ack acknowledges m and every message given by Next before it: the
 // subreceiver took them, and replay resumes after m. It writes the position
 // to dump.AckFile (one pwrite, no fsync: it survives a kill -9, so the
-// duplicates replayed after one are counted exactly), so call it once per
-// batch written, not per message. Consumer goroutine only.
+// duplicates replayed after one are counted), so call it once per batch
+// taken, not per message. Consumer goroutine only.
 func (s *Spool) Ack(m Message) {
 	p := m.End
 	s.acked.Store(&p)
-	var rec [48]byte
-	copy(rec[:], fmtPosition(p))
-	for i := len(fmtPosition(p)); i < len(rec)-1; i++ {
-		rec[i] = ' '
+	if s.handed.before(p) {
+		s.handed = p
 	}
-	rec[len(rec)-1] = '\n'
-	_, _ = s.hintF.WriteAt(rec[:], 0)
+	s.writeHint()
 	if dn := m.n - s.ackN.Load(); dn > 0 {
 		s.ackN.Store(m.n)
 		s.m.replayed.Add(int(dn))
@@ -1075,6 +1085,39 @@ func (s *Spool) Ack(m Message) {
 		s.lastD = m.d
 		s.m.duplicates.Add(int(dd))
 	}
+	if dd := m.pd - s.lastPD; dd > 0 {
+		s.lastPD = m.pd
+		s.m.possibleDuplicates.Add(int(dd))
+	}
+}
+
+// Handed tells the spool that m and every message given before it are being
+// handed to the connection: from now on a crash may have delivered them
+// although they are not acknowledged (the kernel takes part of a write at
+// once, the rest later, and the consumer learns it later still). Replayed
+// again after a crash, they count as possible duplicates. Call it before the
+// write, once per batch. Consumer goroutine only.
+func (s *Spool) Handed(m Message) {
+	if s.handed.before(m.End) {
+		s.handed = m.End
+		s.writeHint()
+	}
+}
+
+// writeHint writes the acknowledged and the handed positions to
+// dump.AckFile: one pwrite of a fixed-size record, no fsync.
+func (s *Spool) writeHint() {
+	var rec [96]byte
+	a := *s.acked.Load()
+	b := strconv.AppendUint(rec[:0], a.Segment, 10)
+	b = strconv.AppendInt(append(b, ' '), a.Offset, 10)
+	b = strconv.AppendUint(append(b, ' '), s.handed.Segment, 10)
+	b = strconv.AppendInt(append(b, ' '), s.handed.Offset, 10)
+	for len(b) < len(rec)-1 {
+		b = append(b, ' ')
+	}
+	b = append(b, '\n')
+	_, _ = s.hintF.WriteAt(b, 0)
 }
 
 // persister persists the acknowledged position every PersistEvery, every
@@ -1147,6 +1190,29 @@ func writePosition(dir string, p Position) error {
 	return atomicfile.Replace(filepath.Join(dir, dump.PositionFile), fmtPosition(p), 0o644)
 }
 
+// readHint reads dump.AckFile: the acknowledged position, then the handed
+// one (a file written before there was one holds the first alone).
+func readHint(path string) (acked, handed Position, err error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return Position{}, Position{}, err
+	}
+	f := strings.Fields(string(b))
+	if len(f) == 2 {
+		f = append(f, f...)
+	}
+	if len(f) != 4 {
+		return Position{}, Position{}, fmt.Errorf("%s: %q is not \"<segment> <offset> <segment> <offset>\"", path, b)
+	}
+	if acked, err = parsePosition(path, f[:2]); err == nil {
+		handed, err = parsePosition(path, f[2:])
+	}
+	if handed.before(acked) {
+		handed = acked
+	}
+	return acked, handed, err
+}
+
 func readPosition(path string) (Position, error) {
 	b, err := os.ReadFile(path)
 	if errors.Is(err, os.ErrNotExist) {
@@ -1155,14 +1221,17 @@ func readPosition(path string) (Position, error) {
 	if err != nil {
 		return Position{}, err
 	}
-	f := strings.Fields(string(b))
+	return parsePosition(path, strings.Fields(string(b)))
+}
+
+func parsePosition(path string, f []string) (Position, error) {
 	if len(f) != 2 {
-		return Position{}, fmt.Errorf("%s: %q is not \"<segment> <offset>\"", path, b)
+		return Position{}, fmt.Errorf("%s: %q is not \"<segment> <offset>\"", path, strings.Join(f, " "))
 	}
 	seg, err1 := strconv.ParseUint(f[0], 10, 64)
 	off, err2 := strconv.ParseInt(f[1], 10, 64)
 	if err1 != nil || err2 != nil {
-		return Position{}, fmt.Errorf("%s: %q is not \"<segment> <offset>\"", path, b)
+		return Position{}, fmt.Errorf("%s: %q is not \"<segment> <offset>\"", path, strings.Join(f, " "))
 	}
 	return Position{seg, off}, nil
 }

@@ -348,6 +348,9 @@ func (s *TCPOnLoop) pumpSpool() {
 	}
 	p.bufs, p.metas = bufs, metas
 	if len(bufs) > 0 {
+		// Before the kernel can take any of it: a crash from now on may
+		// have delivered it.
+		p.sp.Handed(p.retained[i-1].m)
 		s.write(bufs, metas)
 		clear(p.bufs)
 		s.settle()

@@ -111,6 +111,7 @@ func (s *TCPWriter) pumpSpool() {
 		p.last, given = m, true
 	}
 	if given {
+		p.sp.Handed(p.last)
 		s.Flush()
 		p.sp.Ack(p.last)
 		if turn == ReplayTurn {

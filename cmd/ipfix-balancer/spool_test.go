@@ -523,7 +523,8 @@ func TestSpoolHandover(t *testing.T) {
 
 // kill -9 while spooling and while replaying, then a start: every record
 // delivered at least once, the duplicates within the documented bound and
-// equal to ipfix_balancer_spool_duplicate_messages_total.
+// counted: at least ipfix_balancer_spool_duplicate_messages_total, at most
+// that plus ipfix_balancer_spool_possible_duplicate_messages_total.
 func TestSpoolKill9(t *testing.T) {
 	r := newSpoolRig(t, "All", 2, outage.Seconds()+2)
 	healthy, down := r.cs[0], r.cs[1]
@@ -559,7 +560,9 @@ func TestSpoolKill9(t *testing.T) {
 		return metric(p, "ipfix_balancer_spool_replayed_messages_total", r.sub(1)) > 0 &&
 			metric(p, "ipfix_balancer_spool_replaying", r.sub(1)) == 1
 	})
-	dupBefore := metric(r.page(), "ipfix_balancer_spool_duplicate_messages_total", r.sub(1))
+	page := r.page()
+	dupBefore := metric(page, "ipfix_balancer_spool_duplicate_messages_total", r.sub(1))
+	maybeBefore := metric(page, "ipfix_balancer_spool_possible_duplicate_messages_total", r.sub(1))
 	r.d.Kill() // while replaying
 	r.d = startDaemon(t, r.s.Path)
 	down.Resume()
@@ -567,15 +570,20 @@ func TestSpoolKill9(t *testing.T) {
 		return down.Stats().Records >= r.total
 	})
 	r.spoolDrained()
-	dup := dupBefore + metric(r.page(), "ipfix_balancer_spool_duplicate_messages_total", r.sub(1))
+	page = r.page()
+	dup := dupBefore + metric(page, "ipfix_balancer_spool_duplicate_messages_total", r.sub(1))
+	maybe := maybeBefore + metric(page, "ipfix_balancer_spool_possible_duplicate_messages_total", r.sub(1))
 
 	got := down.Records()
 	missing, _ := multisetDiff(got, r.want)
 	assert.Zero(t, missing, "records lost across two kill -9 (of %d)", r.total)
 	dupMsgs := duplicateMessages(r.records, got, r.want)
-	t.Logf("duplicate messages: %d at the collector (%d data messages delivered, %d sent), %.0f counted", dupMsgs, down.Stats().DataMessages, r.data, dup)
+	t.Logf("duplicate messages: %d at the collector (%d data messages delivered, %d sent), %.0f counted, %.0f possible", dupMsgs, down.Stats().DataMessages, r.data, dup, maybe)
 	assert.LessOrEqual(t, dupMsgs, persistMessages, "duplicates within the documented bound")
-	assert.Equal(t, float64(dupMsgs), dup, "duplicates counted exactly")
+	// Acknowledged (the kernel took them) before the kill: duplicates for
+	// sure; handed to the connection and not known taken: possible ones.
+	assert.LessOrEqual(t, dup, float64(dupMsgs), "counted duplicates are duplicates")
+	assert.LessOrEqual(t, float64(dupMsgs), dup+maybe, "every duplicate counted, for sure or possible")
 	st := down.Stats()
 	assert.Zero(t, st.Undecoded, "what was delivered decodes")
 }
