@@ -205,6 +205,33 @@ func dirBytes(dir string) int64 {
 	return n
 }
 
+// point is one poll of a directory's IPFIX bytes.
+type point struct {
+	t time.Time
+	n int64
+}
+
+// writeSpan is the bytes written and the time they took, from the polls of a
+// directory: from the first poll that found bytes to the first that found
+// the final size, but for a tail too small to be part of the stream (a
+// segment or dump opened after it with only its templates).
+func writeSpan(pts []point) (bytes int64, seconds float64, err error) {
+	first := 0
+	for first < len(pts) && pts[first].n == 0 {
+		first++
+	}
+	if first >= len(pts)-1 {
+		return 0, 0, errors.New("nothing written")
+	}
+	final := pts[len(pts)-1].n
+	end := first + 1
+	for end < len(pts)-1 && pts[end].n < final-tailSlack {
+		end++
+	}
+	a, b := pts[first], pts[end]
+	return b.n - a.n, b.t.Sub(a.t).Seconds(), nil
+}
+
 // pollEvery is how often writeRate reads the directory's size: the write
 // phase lasts well under a second, so a coarse poll is a coarse rate.
 // tailSlack is the growth after the stream that does not count.
@@ -233,10 +260,6 @@ func (h *harness) writeRate(ctx context.Context, kind string, file *replayFile) 
 		return res, err
 	}
 	// Poll the directory: from the first byte to the last growth.
-	type point struct {
-		t time.Time
-		n int64
-	}
 	stopPoll := make(chan struct{})
 	polled := make(chan []point, 1)
 	go func() {
@@ -295,24 +318,10 @@ func (h *harness) writeRate(ctx context.Context, kind string, file *replayFile) 
 			delete(res.Drops, r)
 		}
 	}
-	var first int
-	for first < len(pts) && pts[first].n == 0 {
-		first++
+	var err2 error
+	if res.Bytes, res.Seconds, err2 = writeSpan(pts); err2 != nil {
+		return res, fmt.Errorf("%s: %s: %w", kind, dir, err2)
 	}
-	if first >= len(pts)-1 {
-		return res, fmt.Errorf("%s: nothing written to %s", kind, dir)
-	}
-	// The end is when the files reached their final size but for a tail
-	// too small to be part of the stream: a segment or dump opened after
-	// it with only its templates.
-	final := pts[len(pts)-1].n
-	end := first + 1
-	for end < len(pts)-1 && pts[end].n < final-tailSlack {
-		end++
-	}
-	a, b := pts[first], pts[end]
-	res.Bytes = b.n - a.n
-	res.Seconds = b.t.Sub(a.t).Seconds()
 	res.BytesPerSecond = float64(res.Bytes) / res.Seconds
 	fmt.Fprintf(os.Stderr, "bench: %s: %d bytes in %.2f s: %.1f MB/s, drops %v\n", kind, res.Bytes, res.Seconds, res.BytesPerSecond/1e6, res.Drops)
 	return res, nil
