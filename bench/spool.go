@@ -15,6 +15,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/ipfix-balancer/ipfix-balancer/dump"
 )
 
 // runSpool is `bench spool`: the spool of issue #12 end to end, in one run.
@@ -195,7 +197,7 @@ func (h *harness) startSpoolDaemon(ctx context.Context, ps *procs, name, dir, su
 func dirBytes(dir string) int64 {
 	var n int64
 	_ = filepath.WalkDir(dir, func(_ string, d fs.DirEntry, err error) error {
-		if err == nil && d.Type().IsRegular() && strings.Contains(d.Name(), ".ipfix") {
+		if err == nil && d.Type().IsRegular() && strings.Contains(d.Name(), dump.Ext) {
 			if info, err := d.Info(); err == nil {
 				n += info.Size()
 			}
