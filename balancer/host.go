@@ -19,6 +19,11 @@ var _ forward.LoopHost = (*host)(nil)
 // OnLoop runs fn on the receiver's event loop.
 func (h *host) OnLoop(fn func()) { (*Receiver)(h).onLoop(fn) }
 
+// ReplayBringsTemplates: while a RoundRobin receiver's spool replays, every
+// subreceiver gets the replay's templates before its first replayed message
+// (replayTo) and the current ones once the replay caught up.
+func (h *host) ReplayBringsTemplates() bool { return (*Receiver)(h).rrs.behind() }
+
 // Context ends when the receiver stops.
 func (h *host) Context() context.Context { return h.ctx }
 

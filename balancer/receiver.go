@@ -301,7 +301,7 @@ func (r *Receiver) route(s *session, msg []byte, odid uint32, sum ipfix.Summary,
 	// the session, not one flow: like templates, every subreceiver gets it.
 	onlyOptions := sum.Unknown == 0 && sum.OptionRecords == records
 	if r.cfg.Mode != config.RoundRobin || sum.DataSets == 0 || onlyOptions {
-		if r.cfg.Mode == config.RoundRobin && r.rrs != nil && r.rrs.p.Active() && r.rrRoute(odid, msg) < 0 {
+		if r.cfg.Mode == config.RoundRobin && r.rrs.behind() && r.rrRoute(odid, msg) < 0 {
 			// Behind the replay, as the data: a template message sent now
 			// would reach the collectors before the older replayed data
 			// (its export time later, its templates maybe not theirs).
@@ -366,15 +366,23 @@ func hasTemplateSets(msg []byte) bool {
 }
 
 // nextAvailable returns the next output after the last pick that can take a
-// message now, or -1.
+// message now, or -1. With a spool, a TCP subreceiver still connecting is not
+// picked: what it queued would wait in memory, not on disk, if its connection
+// failed (and be lost at a stop), and would go out before older messages
+// spooled meanwhile.
 func (r *Receiver) nextAvailable() int {
 	n := len(r.outputs)
 	for i := 1; i <= n; i++ {
 		j := (r.rr + i) % n
-		if r.outputs[j].Available() {
-			r.rr = j
-			return j
+		o := r.outputs[j]
+		if !o.Available() {
+			continue
 		}
+		if t, ok := o.(*forward.TCPOnLoop); ok && r.rrs != nil && t.Conn() == nil {
+			continue
+		}
+		r.rr = j
+		return j
 	}
 	return -1
 }

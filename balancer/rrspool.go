@@ -69,11 +69,25 @@ func (r *Receiver) newRRSpool() error {
 	return nil
 }
 
+// behind reports whether live messages go behind the spool: it replays, or
+// it waits for its directory, where a hand-over predecessor left older
+// messages. Event loop only.
+func (rs *rrSpool) behind() bool {
+	return rs != nil && (rs.p.Active() || rs.p.WaitsForPredecessor())
+}
+
 // rrRoute is RoundRobin's pick with the spool: -1 when the message must go to
-// the spool (active and not caught up, or nobody available). Event loop only.
+// the spool (active and not caught up, waiting for a predecessor's messages,
+// or nobody available). Event loop only.
 func (r *Receiver) rrRoute(odid uint32, msg []byte) int {
 	rs := r.rrs
-	if rs == nil || !rs.p.Active() {
+	if rs == nil {
+		return r.nextAvailable()
+	}
+	if rs.p.WaitsForPredecessor() {
+		return -1
+	}
+	if !rs.p.Active() {
 		return r.nextAvailable()
 	}
 	if rs.held != nil || len(rs.flight) > 0 || !rs.p.Spool().Drained() {

@@ -759,9 +759,19 @@ func TestSpoolRoundRobinCollectorLostWhileReplaying(t *testing.T) {
 // successor sent the messages it had queued while connecting before the
 // replay of its predecessor's.
 func TestSpoolSuccessorSendsPredecessorsMessagesFirst(t *testing.T) {
+	for _, mode := range []config.Mode{config.All, config.RoundRobin} {
+		t.Run(mode.String(), func(t *testing.T) { successorSendsPredecessorsFirst(t, mode) })
+	}
+}
+
+func successorSendsPredecessorsFirst(t *testing.T, mode config.Mode) {
 	c := testenv.StartCollector(t, "tcp", testenv.CountByID())
 	c.Stop()
-	cfg := spoolConfig(t, config.All, c)
+	cfg := spoolConfig(t, mode, c)
+	spooled := `ipfix_balancer_spool_spooled_messages_total{stream="fullflow",dpi="0",subreceiver="` + c.Addr() + `"}`
+	if mode == config.RoundRobin {
+		spooled = `ipfix_balancer_spool_spooled_messages_total{stream="fullflow",dpi="0"}`
+	}
 	opts := balancer.Options{ShutdownTimeout: 2 * time.Second}
 	clock := uint32(1_700_000_000)
 	enc := newTicking(&clock, spoolTemplate)
@@ -772,7 +782,7 @@ func TestSpoolSuccessorSendsPredecessorsMessagesFirst(t *testing.T) {
 	require.NoError(t, err)
 	writeAll(t, exp1, enc.messages(t, 0, part))
 	testenv.WaitFor(t, 10*time.Second, "the predecessor to spool", func() bool {
-		return metricValue(t, r1, `ipfix_balancer_spool_spooled_messages_total{stream="fullflow",dpi="0",subreceiver="`+c.Addr()+`"}`) > 0
+		return metricValue(t, r1, spooled) > 0
 	})
 	_ = exp1.Close()
 	stop1()

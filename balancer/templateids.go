@@ -200,7 +200,7 @@ func (r *Receiver) resendDomain(s *session, odid uint32) {
 func (r *Receiver) sendMadeUp(s *session, msgs []byte, withdrawals bool) {
 	cur, msg := r.cur, r.msg
 	r.cur = s
-	spool := r.rrs != nil && r.rrs.p.Active()
+	spool := r.rrs.behind()
 	for len(msgs) >= ipfix.HeaderLen {
 		n := int(binary.BigEndian.Uint16(msgs[2:4]))
 		r.msg = forward.Message{Bytes: msgs[:n], ODID: binary.BigEndian.Uint32(msgs[12:16]), Templates: true, MadeUp: true}

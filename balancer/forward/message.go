@@ -46,6 +46,13 @@ type Host interface {
 	AppendTemplates(dst []byte, seq *Sequencer, maxSize int, follow map[uint32]uint32) []byte
 	// OnLoop runs fn on the receiver's event loop.
 	OnLoop(fn func())
+	// ReplayBringsTemplates reports whether a new connection with nothing
+	// queued gets its templates from the receiver's spool replay (a
+	// RoundRobin receiver's spool that replays or waits for its
+	// predecessor's): current templates sent first, stamped later than the
+	// replayed data, would put the connection's export time in history.
+	// Event loop only.
+	ReplayBringsTemplates() bool
 }
 
 // Output is one destination of a receiver's messages: a subreceiver, a

@@ -94,10 +94,11 @@ func NewSpooler(sp *spool.Spool, host Host, log *slog.Logger) *Spooler {
 		predecessor: sp.HasSegments()}
 }
 
-// waitsForPredecessor reports whether the spool waits for its directory,
+// WaitsForPredecessor reports whether the spool waits for its directory,
 // where another process (a hand-over predecessor) has left segments, older
-// than anything that comes here (see TCPOnLoop.Send). Event loop only.
-func (p *Spooler) waitsForPredecessor() bool {
+// than anything that comes here: live messages go behind them, to the
+// spool's buffer (see TCPOnLoop.Send). Event loop only.
+func (p *Spooler) WaitsForPredecessor() bool {
 	return p.predecessor && !p.loaded()
 }
 

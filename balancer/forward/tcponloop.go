@@ -140,7 +140,7 @@ func (s *TCPOnLoop) PendingBytes() int {
 // this message; queued for the connection, it would reach the collector
 // before them.
 func (s *TCPOnLoop) Send(m *Message) {
-	if s.sp != nil && (s.sp.active || s.link.get() != StateUp && (s.sp.loaded() || s.sp.waitsForPredecessor())) && s.spoolLive(m) {
+	if s.sp != nil && (s.sp.active || s.link.get() != StateUp && (s.sp.loaded() || s.sp.WaitsForPredecessor())) && s.spoolLive(m) {
 		return
 	}
 	msg, odid, records := m.Bytes, m.ODID, m.Records
@@ -431,7 +431,7 @@ func (s *TCPOnLoop) Opened(c gnet.Conn) {
 		follow = make(map[uint32]uint32)
 		ipfix.FirstExportTimes(follow, s.pending)
 	}
-	if s.sp != nil && s.sp.opened(len(s.pending) > 0) {
+	if s.sp != nil && s.sp.opened(len(s.pending) > 0) || len(s.pending) == 0 && s.host.ReplayBringsTemplates() {
 		// Replay first: it brings its own templates (see Spooler).
 		s.prime = s.prime[:0]
 	} else {

@@ -33,6 +33,9 @@ func (h *cacheHost) AppendTemplates(dst []byte, seq *Sequencer, maxSize int, _ m
 	return dst
 }
 
+// ReplayBringsTemplates: no receiver spool here.
+func (h *cacheHost) ReplayBringsTemplates() bool { return false }
+
 func (h *cacheHost) OnLoop(fn func()) {
 	go func() {
 		h.mu.Lock()
