@@ -759,15 +759,28 @@ func TestSpoolRoundRobinCollectorLostWhileReplaying(t *testing.T) {
 // successor sent the messages it had queued while connecting before the
 // replay of its predecessor's.
 func TestSpoolSuccessorSendsPredecessorsMessagesFirst(t *testing.T) {
-	for _, mode := range []config.Mode{config.All, config.RoundRobin} {
-		t.Run(mode.String(), func(t *testing.T) { successorSendsPredecessorsFirst(t, mode) })
+	for _, tc := range []struct {
+		name  string
+		mode  config.Mode
+		proto config.Proto // the receiver's: over UDP, TCPWriter subreceivers
+	}{
+		{"All", config.All, config.TCP},
+		{"RoundRobin", config.RoundRobin, config.TCP},
+		{"All/udp", config.All, config.UDP},
+	} {
+		t.Run(tc.name, func(t *testing.T) { successorSendsPredecessorsFirst(t, tc.mode, tc.proto) })
 	}
 }
 
-func successorSendsPredecessorsFirst(t *testing.T, mode config.Mode) {
+func successorSendsPredecessorsFirst(t *testing.T, mode config.Mode, proto config.Proto) {
 	c := testenv.StartCollector(t, "tcp", testenv.CountByID())
 	c.Stop()
 	cfg := spoolConfig(t, mode, c)
+	if proto == config.UDP {
+		cfg.Proto = config.UDP
+		cfg.UDPReadBuffer = 8 << 20
+		cfg.TemplateLifetime = 30 * time.Minute
+	}
 	spooled := `ipfix_balancer_spool_spooled_messages_total{stream="fullflow",dpi="0",subreceiver="` + c.Addr() + `"}`
 	if mode == config.RoundRobin {
 		spooled = `ipfix_balancer_spool_spooled_messages_total{stream="fullflow",dpi="0"}`
@@ -776,11 +789,31 @@ func successorSendsPredecessorsFirst(t *testing.T, mode config.Mode) {
 	clock := uint32(1_700_000_000)
 	enc := newTicking(&clock, spoolTemplate)
 	const part, later = 5_000, 300
+	// send sends msgs to r from a new exporter session: over UDP a datagram
+	// each, paced so the socket's read buffer never fills.
+	send := func(r *balancer.Receiver, msgs [][]byte) net.Conn {
+		exp, err := net.Dial(proto.String(), r.Addr().String())
+		require.NoError(t, err)
+		t.Cleanup(func() { _ = exp.Close() })
+		if proto == config.TCP {
+			writeAll(t, exp, msgs)
+			return exp
+		}
+		before := metricValue(t, r, `ipfix_balancer_received_messages_total{stream="fullflow",dpi="0"}`)
+		for i, m := range msgs {
+			_, err := exp.Write(m)
+			require.NoError(t, err)
+			if i%256 == 255 || i == len(msgs)-1 {
+				testenv.WaitFor(t, 30*time.Second, "the receiver to read what was sent", func() bool {
+					return metricValue(t, r, `ipfix_balancer_received_messages_total{stream="fullflow",dpi="0"}`) == before+float64(i+1)
+				})
+			}
+		}
+		return exp
+	}
 
 	r1, stop1 := runReceiver(t, cfg, opts)
-	exp1, err := net.Dial("tcp", r1.Addr().String())
-	require.NoError(t, err)
-	writeAll(t, exp1, enc.messages(t, 0, part))
+	exp1 := send(r1, enc.messages(t, 0, part))
 	testenv.WaitFor(t, 10*time.Second, "the predecessor to spool", func() bool {
 		return metricValue(t, r1, spooled) > 0
 	})
@@ -796,11 +829,9 @@ func successorSendsPredecessorsFirst(t *testing.T, mode config.Mode) {
 	require.NoError(t, syscall.Flock(int(lock.Fd()), syscall.LOCK_EX))
 	r2, stop2 := runReceiver(t, cfg, opts)
 	defer stop2()
-	exp2, err := net.Dial("tcp", r2.Addr().String())
-	require.NoError(t, err)
-	defer exp2.Close()
 	// A new session: its own templates first.
-	writeAll(t, exp2, newTicking(&clock, spoolTemplate).messages(t, part, later)) // far under the queue
+	exp2 := send(r2, newTicking(&clock, spoolTemplate).messages(t, part, later)) // far under the queue
+	defer exp2.Close()
 	testenv.WaitFor(t, 10*time.Second, "the successor to receive them", func() bool {
 		return metricValue(t, r2, `ipfix_balancer_received_messages_total{stream="fullflow",dpi="0"}`) > 0
 	})

@@ -102,6 +102,13 @@ func (p *Spooler) WaitsForPredecessor() bool {
 	return p.predecessor && !p.loaded()
 }
 
+// replayPrimes reports whether a new connection with nothing queued gets its
+// templates from the replay: the spool is in use, or waits for a
+// predecessor's messages. Nil-safe; event loop only.
+func (p *Spooler) replayPrimes() bool {
+	return p != nil && (p.active || p.WaitsForPredecessor())
+}
+
 // Spool is the spool (its owner closes it).
 func (p *Spooler) Spool() *spool.Spool { return p.sp }
 
@@ -401,7 +408,7 @@ func (s *TCPOnLoop) spoolLive(m *Message) bool {
 // connection's first bytes are the replay's (no message held while
 // connecting, which would need the current templates).
 func (p *Spooler) opened(held bool) bool {
-	if !p.active {
+	if !p.replayPrimes() {
 		return false
 	}
 	p.needPrime = true

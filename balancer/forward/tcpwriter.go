@@ -144,7 +144,7 @@ func (s *TCPWriter) PendingBytes() int { return s.queued() }
 // Send copies m into the current batch, or drops it (counted) over the
 // high-water mark.
 func (s *TCPWriter) Send(m *Message) {
-	if s.sp != nil && (s.sp.active || s.link.get() != StateUp && s.sp.loaded()) && s.spoolLive(m) {
+	if s.sp != nil && (s.sp.active || s.link.get() != StateUp && (s.sp.loaded() || s.sp.WaitsForPredecessor())) && s.spoolLive(m) {
 		return
 	}
 	msg, odid, records := m.Bytes, m.ODID, m.Records
@@ -496,6 +496,13 @@ func (s *TCPWriter) templates(dead <-chan struct{}) ([]byte, bool) {
 	ch := make(chan []byte, 1)
 	buf := s.prime[:0]
 	s.host.OnLoop(func() {
+		if s.sp.replayPrimes() && s.nothingQueued() {
+			// The replay's templates come first (pumpSpool): the current
+			// ones, stamped later than the replayed data, would put the
+			// connection's export time in history.
+			ch <- buf[:0]
+			return
+		}
 		scratch := NewSequencer() // numbers are rewritten by the writer
 		ch <- s.host.AppendTemplates(buf, &scratch, ipfix.MaxMessageLen, s.queuedExportTimes())
 	})
@@ -508,6 +515,15 @@ func (s *TCPWriter) templates(dead <-chan struct{}) ([]byte, bool) {
 	}
 	s.prime = nil // the loop may still append to the old buffer
 	return nil, false
+}
+
+// nothingQueued reports whether no batch waits for the writer and the loop's
+// has no message. Loop only.
+func (s *TCPWriter) nothingQueued() bool {
+	s.mu.Lock()
+	n := len(s.queue)
+	s.mu.Unlock()
+	return n == 0 && (s.cur == nil || len(s.cur.records) == 0)
 }
 
 // queuedExportTimes is the first export time per domain of the batches that
