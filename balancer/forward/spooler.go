@@ -69,12 +69,18 @@ type Spooler struct {
 	since      map[uint32]uint32
 	last       spool.Message
 	activeFlag atomic.Bool // active, for the wake-up goroutine
-	scheduled  atomic.Bool // a pump is queued on the loop
-	pump       func()      // the subreceiver's pump, set by start
-	stopOnce   sync.Once
-	stop       chan struct{}
-	closeOnce  sync.Once
-	closed     chan struct{}
+	// TCPWriter: the last replayed message its writer goroutine wrote, for
+	// the loop to acknowledge (ackDue: there is one).
+	mu        sync.Mutex
+	wrote     spool.Message
+	hasWrote  bool
+	ackDue    atomic.Bool
+	scheduled atomic.Bool // a pump is queued on the loop
+	pump      func()      // the subreceiver's pump, set by start
+	stopOnce  sync.Once
+	stop      chan struct{}
+	closeOnce sync.Once
+	closed    chan struct{}
 }
 
 // replayedMsg is one message given by Next.
@@ -139,7 +145,7 @@ func (p *Spooler) start(pump func()) {
 			case <-t.C:
 				// Idle, the loop is left alone: messages a previous run
 				// left are announced by Readable.
-				if !p.activeFlag.Load() {
+				if !p.activeFlag.Load() && !p.ackDue.Load() {
 					continue
 				}
 			}

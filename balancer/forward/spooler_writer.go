@@ -4,13 +4,16 @@ import (
 	"encoding/binary"
 
 	"github.com/ipfix-balancer/ipfix-balancer/ipfix"
+	"github.com/ipfix-balancer/ipfix-balancer/spool"
 )
 
 // The spool of a TCPWriter (the TCP subreceiver of a UDP receiver): spilled
 // as TCPOnLoop's, replayed on the loop into the batches the writer goroutine
-// sends. A replayed message is acknowledged once handed to the writer, which
-// keeps queued batches across a reconnect (it loses only a message torn by
-// the connection's end, counted connection_lost).
+// sends. A replayed message is acknowledged once the kernel took it (the
+// writer records it, the loop acknowledges: Spool.Ack is the loop's), so a
+// stop with batches still queued leaves them to the next run's replay. The
+// writer keeps queued batches across a reconnect (it loses only a message
+// torn by the connection's end, counted connection_lost).
 
 // SetSpooler gives the subreceiver its spool; Start starts it. Call before
 // Start.
@@ -27,6 +30,31 @@ func (s *TCPWriter) spoolLive(m *Message) bool {
 	}
 	s.sp.spill(m)
 	return true
+}
+
+// written records that the writer goroutine wrote the batch ending with the
+// replayed message m; the loop acknowledges it (ackWritten). Batches are
+// written in order, so the last one recorded covers those before it.
+func (p *Spooler) written(m spool.Message) {
+	p.mu.Lock()
+	p.wrote, p.hasWrote = m, true
+	p.mu.Unlock()
+	p.ackDue.Store(true)
+}
+
+// ackWritten acknowledges what the writer recorded as written. Event loop
+// only; nil-safe.
+func (p *Spooler) ackWritten() {
+	if p == nil || !p.ackDue.Swap(false) {
+		return
+	}
+	p.mu.Lock()
+	m, ok := p.wrote, p.hasWrote
+	p.wrote, p.hasWrote = spool.Message{}, false
+	p.mu.Unlock()
+	if ok {
+		p.sp.Ack(m)
+	}
 }
 
 // clamp lowers follow, the export times the templates of a new connection
@@ -47,7 +75,11 @@ func (p *Spooler) clamp(follow map[uint32]uint32) {
 // holds less than half the high-water mark. Event loop only.
 func (s *TCPWriter) pumpSpool() {
 	p := s.sp
-	if p == nil || s.ctx.Err() != nil {
+	if p == nil {
+		return
+	}
+	p.ackWritten()
+	if s.ctx.Err() != nil {
 		return
 	}
 	if !p.active {
@@ -107,13 +139,13 @@ func (s *TCPWriter) pumpSpool() {
 			}
 			p.since[odid] = et
 		}
+		s.cur.replayed(m)
 		room -= len(m.Bytes)
 		p.last, given = m, true
 	}
 	if given {
 		p.sp.Handed(p.last)
 		s.Flush()
-		p.sp.Ack(p.last)
 		if turn == ReplayTurn {
 			p.again()
 		}

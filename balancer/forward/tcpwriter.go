@@ -15,6 +15,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/ipfix-balancer/ipfix-balancer/ipfix"
+	"github.com/ipfix-balancer/ipfix-balancer/spool"
 )
 
 const (
@@ -35,10 +36,39 @@ type streamBatch struct {
 	// rest, numbered afresh if the connection is another one by then.
 	numberedFor uint64
 	done        int
+	// replay[i], when set, is the replayed spool message that message i of
+	// the batch ends: the spool is acknowledged up to it once it is written.
+	replay []spool.Message
 }
 
 func (b *streamBatch) reset() {
 	b.buf, b.records, b.numberedFor, b.done = b.buf[:0], b.records[:0], 0, 0
+	clear(b.replay)
+	b.replay = b.replay[:0]
+}
+
+// replayed marks the message last added to b as the end of m, a replayed
+// spool message.
+func (b *streamBatch) replayed(m spool.Message) {
+	for len(b.replay) < len(b.records)-1 {
+		b.replay = append(b.replay, spool.Message{})
+	}
+	b.replay = append(b.replay, m)
+}
+
+// lastReplayed is the last replayed spool message that ends within the
+// first to bytes of b.
+func (b *streamBatch) lastReplayed(to int) (spool.Message, bool) {
+	var last spool.Message
+	ok := false
+	off := 0
+	for i := 0; i < len(b.replay) && off < to; i++ {
+		off += int(binary.BigEndian.Uint16(b.buf[off+2 : off+4]))
+		if off <= to && b.replay[i].Bytes != nil {
+			last, ok = b.replay[i], true
+		}
+	}
+	return last, ok
 }
 
 // TCPWriter is the TCP subreceiver of a receiver without a gnet loop (a UDP
@@ -245,6 +275,11 @@ func (s *TCPWriter) Flush() {
 	}
 	s.lastBatch = len(b.buf)
 	if s.inflight.Load() == 0 && s.link.get() == StateUp && s.writeDirect(b) {
+		if m, ok := b.lastReplayed(len(b.buf)); ok {
+			// Nothing was in flight: every batch before it is written.
+			s.sp.ackWritten()
+			s.sp.sp.Ack(m)
+		}
 		b.reset()
 		return // all written; the batch is reused
 	}
@@ -342,6 +377,9 @@ func (s *TCPWriter) Stop() {
 	case <-time.After(streamStopWait):
 		s.link.log.Warn("subreceiver writer did not stop", "subreceiver", s.addr)
 	}
+	// What the writer wrote before it ended (the loop is ours): the spool's
+	// position persisted at its Close is after it, and no further.
+	s.sp.ackWritten()
 	if s.cur != nil {
 		n := 0
 		for _, r := range s.cur.records {
@@ -554,7 +592,11 @@ func (s *TCPWriter) account(bs []*streamBatch, written int, reason string) {
 	for _, b := range bs {
 		rest := len(b.buf) - b.done
 		total += rest
-		lost += s.countWritten(b, b.done, b.done+min(max(written, 0), rest))
+		to := b.done + min(max(written, 0), rest)
+		lost += s.countWritten(b, b.done, to)
+		if m, ok := b.lastReplayed(to); ok {
+			s.sp.written(m)
+		}
 		written -= rest
 	}
 	if lost > 0 {
