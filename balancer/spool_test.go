@@ -31,6 +31,24 @@ func spoolConfig(t testing.TB, mode config.Mode, subs ...*testenv.Collector) con
 	return cfg
 }
 
+// sendDatagrams sends msgs to r on exp, a datagram each, paced so the
+// socket's read buffer never fills: every 256 and at the end it waits until r
+// has read them all.
+func sendDatagrams(t *testing.T, r *balancer.Receiver, exp net.Conn, msgs [][]byte) {
+	t.Helper()
+	const received = `ipfix_balancer_received_messages_total{stream="fullflow",dpi="0"}`
+	before := metricValue(t, r, received)
+	for i, m := range msgs {
+		_, err := exp.Write(m)
+		require.NoError(t, err)
+		if i%256 == 255 || i == len(msgs)-1 {
+			testenv.WaitFor(t, 30*time.Second, "the receiver to read what was sent", func() bool {
+				return metricValue(t, r, received) == before+float64(i+1)
+			})
+		}
+	}
+}
+
 // checkOnce asserts the collectors together decoded ids first..first+n-1
 // exactly once each (all: each collector alone did).
 func checkOnce(t *testing.T, first uint64, n int, cs ...*testenv.Collector) {
@@ -605,19 +623,7 @@ func TestSpoolUDPReceiverAll(t *testing.T) {
 	exp, err := net.Dial("udp", r.Addr().String())
 	require.NoError(t, err)
 	defer exp.Close()
-	sent := 0
-	send := func(msgs [][]byte) {
-		// A datagram each, paced so the socket's read buffer never fills.
-		for _, m := range msgs {
-			_, err := exp.Write(m)
-			require.NoError(t, err)
-			if sent++; sent%256 == 0 {
-				testenv.WaitFor(t, 30*time.Second, "the receiver to read what was sent", func() bool {
-					return metricValue(t, r, `ipfix_balancer_received_messages_total{stream="fullflow",dpi="0"}`) == float64(sent)
-				})
-			}
-		}
-	}
+	send := func(msgs [][]byte) { sendDatagrams(t, r, exp, msgs) }
 	clock := uint32(1_700_000_000)
 	enc := newTicking(&clock, spoolTemplate)
 	const part = 10_000
@@ -676,23 +682,13 @@ func stopWhileReplaying(t *testing.T, proto config.Proto, stall bool) {
 	clock := uint32(1_700_000_000)
 	enc := newTicking(&clock, spoolTemplate)
 	const n = 400_000 // 8 MB: four seconds of the collector's reading
-	sent := 0
 	for i := uint64(0); i < n; i += 50_000 {
 		msgs := enc.messages(t, i, 50_000)
 		if proto == config.TCP {
 			writeAll(t, exp, msgs)
 			continue
 		}
-		// A datagram each, paced so the socket's read buffer never fills.
-		for _, m := range msgs {
-			_, err := exp.Write(m)
-			require.NoError(t, err)
-			if sent++; sent%256 == 0 {
-				testenv.WaitFor(t, 30*time.Second, "the receiver to read what was sent", func() bool {
-					return metricValue(t, a, `ipfix_balancer_received_messages_total{stream="fullflow",dpi="0"}`) == float64(sent)
-				})
-			}
-		}
+		sendDatagrams(t, a, exp, msgs)
 	}
 	waitIDs(t, 30*time.Second, 0, n, c1)
 	_ = exp.Close()
@@ -824,25 +820,15 @@ func successorSendsPredecessorsFirst(t *testing.T, mode config.Mode, proto confi
 	clock := uint32(1_700_000_000)
 	enc := newTicking(&clock, spoolTemplate)
 	const part, later = 5_000, 300
-	// send sends msgs to r from a new exporter session: over UDP a datagram
-	// each, paced so the socket's read buffer never fills.
+	// send sends msgs to r from a new exporter session.
 	send := func(r *balancer.Receiver, msgs [][]byte) net.Conn {
 		exp, err := net.Dial(proto.String(), r.Addr().String())
 		require.NoError(t, err)
 		t.Cleanup(func() { _ = exp.Close() })
 		if proto == config.TCP {
 			writeAll(t, exp, msgs)
-			return exp
-		}
-		before := metricValue(t, r, `ipfix_balancer_received_messages_total{stream="fullflow",dpi="0"}`)
-		for i, m := range msgs {
-			_, err := exp.Write(m)
-			require.NoError(t, err)
-			if i%256 == 255 || i == len(msgs)-1 {
-				testenv.WaitFor(t, 30*time.Second, "the receiver to read what was sent", func() bool {
-					return metricValue(t, r, `ipfix_balancer_received_messages_total{stream="fullflow",dpi="0"}`) == before+float64(i+1)
-				})
-			}
+		} else {
+			sendDatagrams(t, r, exp, msgs)
 		}
 		return exp
 	}
