@@ -378,8 +378,10 @@ func (r *Receiver) nextAvailable() int {
 		if !o.Available() {
 			continue
 		}
-		if t, ok := o.(*forward.TCPOnLoop); ok && r.rrs != nil && t.Conn() == nil {
-			continue
+		if r.rrs != nil {
+			if t, ok := o.(*forward.TCPOnLoop); ok && t.Conn() == nil {
+				continue
+			}
 		}
 		r.rr = j
 		return j
