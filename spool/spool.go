@@ -1108,11 +1108,7 @@ func (s *Spool) Handed(m Message) {
 // dump.AckFile: one pwrite of a fixed-size record, no fsync.
 func (s *Spool) writeHint() {
 	var rec [96]byte
-	a := *s.acked.Load()
-	b := strconv.AppendUint(rec[:0], a.Segment, 10)
-	b = strconv.AppendInt(append(b, ' '), a.Offset, 10)
-	b = strconv.AppendUint(append(b, ' '), s.handed.Segment, 10)
-	b = strconv.AppendInt(append(b, ' '), s.handed.Offset, 10)
+	b := appendPosition(append(appendPosition(rec[:0], *s.acked.Load()), ' '), s.handed)
 	for len(b) < len(rec)-1 {
 		b = append(b, ' ')
 	}
@@ -1182,9 +1178,14 @@ func (s *Spool) persist(final bool) {
 	s.gauges()
 }
 
-func fmtPosition(p Position) []byte {
-	return []byte(strconv.FormatUint(p.Segment, 10) + " " + strconv.FormatInt(p.Offset, 10) + "\n")
+// appendPosition appends p as "<segment> <offset>", the form of
+// dump.PositionFile and of each half of dump.AckFile (parsePosition).
+func appendPosition(b []byte, p Position) []byte {
+	b = strconv.AppendUint(b, p.Segment, 10)
+	return strconv.AppendInt(append(b, ' '), p.Offset, 10)
 }
+
+func fmtPosition(p Position) []byte { return append(appendPosition(nil, p), '\n') }
 
 func writePosition(dir string, p Position) error {
 	return atomicfile.Replace(filepath.Join(dir, dump.PositionFile), fmtPosition(p), 0o644)

@@ -69,12 +69,9 @@ type Spooler struct {
 	since      map[uint32]uint32
 	last       spool.Message
 	activeFlag atomic.Bool // active, for the wake-up goroutine
-	// TCPWriter: the last replayed message its writer goroutine wrote, for
-	// the loop to acknowledge (ackDue: there is one).
-	mu        sync.Mutex
-	wrote     spool.Message
-	hasWrote  bool
-	ackDue    atomic.Bool
+	// wrote (TCPWriter) is the last replayed message its writer goroutine
+	// wrote and the loop has not acknowledged yet, or nil.
+	wrote     atomic.Pointer[spool.Message]
 	scheduled atomic.Bool // a pump is queued on the loop
 	pump      func()      // the subreceiver's pump, set by start
 	stopOnce  sync.Once
@@ -145,7 +142,7 @@ func (p *Spooler) start(pump func()) {
 			case <-t.C:
 				// Idle, the loop is left alone: messages a previous run
 				// left are announced by Readable.
-				if !p.activeFlag.Load() && !p.ackDue.Load() {
+				if !p.activeFlag.Load() && p.wrote.Load() == nil {
 					continue
 				}
 			}

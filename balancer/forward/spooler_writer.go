@@ -32,28 +32,19 @@ func (s *TCPWriter) spoolLive(m *Message) bool {
 	return true
 }
 
-// written records that the writer goroutine wrote the batch ending with the
-// replayed message m; the loop acknowledges it (ackWritten). Batches are
-// written in order, so the last one recorded covers those before it.
-func (p *Spooler) written(m spool.Message) {
-	p.mu.Lock()
-	p.wrote, p.hasWrote = m, true
-	p.mu.Unlock()
-	p.ackDue.Store(true)
-}
+// written records that the replayed message m has been written; the loop
+// acknowledges it (ackWritten). Messages are written in order, so the last one
+// recorded covers those before it.
+func (p *Spooler) written(m spool.Message) { p.wrote.Store(&m) }
 
-// ackWritten acknowledges what the writer recorded as written. Event loop
-// only; nil-safe.
+// ackWritten acknowledges what was recorded as written. Event loop only;
+// nil-safe.
 func (p *Spooler) ackWritten() {
-	if p == nil || !p.ackDue.Swap(false) {
+	if p == nil {
 		return
 	}
-	p.mu.Lock()
-	m, ok := p.wrote, p.hasWrote
-	p.wrote, p.hasWrote = spool.Message{}, false
-	p.mu.Unlock()
-	if ok {
-		p.sp.Ack(m)
+	if m := p.wrote.Swap(nil); m != nil {
+		p.sp.Ack(*m)
 	}
 }
 

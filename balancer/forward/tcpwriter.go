@@ -277,8 +277,8 @@ func (s *TCPWriter) Flush() {
 	if s.inflight.Load() == 0 && s.link.get() == StateUp && s.writeDirect(b) {
 		if m, ok := b.lastReplayed(len(b.buf)); ok {
 			// Nothing was in flight: every batch before it is written.
+			s.sp.written(m)
 			s.sp.ackWritten()
-			s.sp.sp.Ack(m)
 		}
 		b.reset()
 		return // all written; the batch is reused
